@@ -1,0 +1,406 @@
+"""The simulation: tissue and state in, a stepping loop, observables and a run file out.
+
+One step of length Δt (Strang splitting; second order when the substrate solve is):
+
+    cells(Δt/2):  pointwise kinetics (reactions), then motility/chemotaxis (transport)
+    substrates(Δt): one implicit reaction–diffusion solve per substrate, cells frozen
+    cells(Δt/2):  transport, then kinetics
+
+Drug plasma levels come from the treatment (schedule + pharmacokinetics); its adaptive
+decisions read the tumour burden of the last step, a scalar already on the host.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time as _time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backends import Backend, get_backend
+from .cells import CellKinetics
+from .config import SpatialDTPConfig, all_substrates, to_dict, validate
+from .diffusion import ImplicitSolver
+from .grid import Grid
+from .observables import Observer, summarize
+from .reactions import integrate_cells
+from .state import CELL_LONG_NAMES, CELL_TYPES, FieldLayout, State, auc_name
+from .substrates import Substrate
+from .tissue import build_tissue
+from .transport import move_cells
+from .treatment import Treatment, drug_effects
+
+log = logging.getLogger("spatialdtp")
+
+MINUTES_PER_DAY = 1440.0
+
+
+class NonFiniteError(FloatingPointError):
+    """A field became NaN or Inf; the message names step, time, field and voxel."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the run file was closed with a checkpoint."""
+
+
+def capacity_of(cfg: SpatialDTPConfig) -> float:
+    if cfg.cells.capacity is not None:
+        return float(cfg.cells.capacity)
+    return cfg.grid.dx**3 / cfg.cells.cell_volume
+
+
+def treatment_start_minutes(cfg: SpatialDTPConfig) -> float:
+    starts = [d.schedule.start_day for d in cfg.treatment.drugs.values()]
+    if any(d.schedule.kind == "doses" and d.schedule.doses for d in cfg.treatment.drugs.values()):
+        starts += [min(x[0] for x in d.schedule.doses) for d in cfg.treatment.drugs.values()
+                   if d.schedule.kind == "doses" and d.schedule.doses]
+    return min(starts) * MINUTES_PER_DAY if starts else 0.0
+
+
+class Simulation:
+    """A configured tissue, ready to step.
+
+    >>> sim = Simulation(cfg)          # cfg: a SpatialDTPConfig (see spatialdtp.api.load_config)
+    >>> sim.run_until(days=2)
+    >>> sim.field("P")                 # NumPy array on the host
+    """
+
+    def __init__(self, cfg: SpatialDTPConfig, backend: Backend | None = None, *,
+                 restore: tuple | None = None):
+        self.backend = backend or get_backend(cfg.backend.name)
+        validate(cfg, free_memory_bytes=self.backend.free_memory())
+        self.cfg = cfg
+        xp = self.xp = self.backend.xp
+        self.dtype = np.dtype(cfg.backend.precision)
+        self.grid = Grid(tuple(cfg.grid.shape), cfg.grid.dx)
+        subs = all_substrates(cfg)
+        self.drugs = tuple(cfg.treatment.drugs)
+        self.layout = FieldLayout(substrates=tuple(subs), drugs=self.drugs,
+                                  units={name: s.units for name, s in subs.items()})
+        self.capacity = capacity_of(cfg)
+
+        if restore is None:
+            rng = np.random.default_rng(cfg.seed)
+            init = build_tissue(cfg.tissue, self.grid, self.capacity,
+                                {n: s.initial for n, s in subs.items()}, rng)
+            host = np.zeros((len(self.layout),) + self.grid.shape, dtype=self.dtype)
+            for name, s in subs.items():
+                host[self.layout.index[name]] = init.get(name, s.initial)
+            for name in CELL_TYPES:
+                host[self.layout.index[name]] = init[name]
+            vessels = init["vessels"]
+            self.t, self.iteration = 0.0, 0
+        else:
+            step, t, arrays, info = restore
+            host, vessels = arrays["state"], arrays["vessels"]
+            self.t, self.iteration = float(t), int(step)
+        self.state = State(self.grid, self.layout, xp, self.dtype,
+                           data=self.backend.asarray(host, dtype=self.dtype),
+                           vessels=self.backend.asarray(vessels, dtype=self.dtype))
+
+        self.substrates = [Substrate(name, s, self.grid, self.capacity, cfg.cells.cell_volume,
+                                     self.state.vessels, xp, is_drug=name in self.drugs)
+                           for name, s in subs.items()]
+        self.kinetics = CellKinetics(cfg.cells, self.capacity, self.state.vessels, xp)
+        self.treatment = Treatment(cfg.treatment)
+        if restore is not None:
+            self.treatment.set_state(restore[3]["treatment"])
+        self.solver = ImplicitSolver(self.grid.shape, self.grid.dx, xp, self.dtype)
+        self.observer = Observer(self.grid, self.layout, cfg.run, self.capacity, self.drugs, xp)
+        m = cfg.cells
+        self.motilities = (m.sensitive.motility, m.persister.motility, m.resistant.motility,
+                           m.fibroblast.motility, m.macrophage.motility)
+        self._unconverged: set[str] = set()
+        self.solver_iterations: dict[str, int] = {}
+        self._history: list[tuple[float, dict]] = []
+        self.last = self._observe(self.treatment.plasma(), self.treatment.is_on(self.t))
+        if restore is None:
+            self._history.append((self.t, self.last))
+
+    # ------------------------------------------------------------------ one step
+    def _cells_half(self, tau: float, transport_first: bool):
+        st, xp = self.state, self.xp
+        cells = [st[n] for n in CELL_TYPES]
+        subs = {s.name: st[s.name] for s in self.substrates}
+
+        def react(cells):
+            effects = drug_effects(self.cfg.treatment, {d: subs[d] for d in self.drugs}, xp)
+            env = self.kinetics.environment(subs, effects)
+            return integrate_cells(self.kinetics, cells, env, tau)
+
+        def move(cells):
+            return move_cells(cells, self.motilities, subs["chemokine"],
+                              self.cfg.cells.macrophage.chemotaxis, tau, self.grid.dx, xp)
+
+        cells = react(move(cells)) if transport_first else move(react(cells))
+        for name, n in zip(CELL_TYPES, cells):
+            st[name] = n
+
+    def _substrates_step(self, dt: float, blood: dict):
+        st, num = self.state, self.cfg.numerics
+        cells = {n: st[n] for n in CELL_TYPES}
+        for sub in self.substrates:
+            c = st[sub.name]
+            level = blood[sub.name] if sub.is_drug else sub.cfg.blood
+            D = sub.diffusivity(cells)
+            c_lin = c
+            for _ in range(num.picard_iterations + 1):
+                a, b = sub.sink_and_source(c_lin, cells, level)
+                c_new, info = self.solver.step(c, D=D, a=a, b=b, dt=dt,
+                                               boundary=sub.boundary(level), theta=num.theta,
+                                               rtol=num.rtol, max_iter=num.max_iterations)
+                c_lin = 0.5 * (c + c_new)
+            self.solver_iterations[sub.name] = info.iterations
+            if not info.converged and sub.name not in self._unconverged:
+                self._unconverged.add(sub.name)
+                log.warning("%s: implicit solve reached numerics.max_iterations=%d with relative "
+                            "residual %.2e (rtol %.1e) at t=%.1f min; raise max_iterations or "
+                            "lower run.dt", sub.name, num.max_iterations, info.residual,
+                            num.rtol, self.t)
+            if sub.is_drug:
+                st[auc_name(sub.name)] += 0.5 * dt * (c + c_new)
+            st[sub.name] = c_new
+
+    def step(self, dt: float | None = None) -> dict:
+        """Advance by ``dt`` minutes (default ``run.dt``); return the new observables."""
+        dt = float(self.cfg.run.dt if dt is None else dt)
+        if not dt > 0:
+            raise ValueError(f"dt={dt}: a step must be > 0 minutes")
+        plasma = self.treatment.advance(self.t, dt, self.last["burden"])
+        blood = plasma.average
+        self._cells_half(0.5 * dt, transport_first=False)
+        self._substrates_step(dt, blood)
+        self._cells_half(0.5 * dt, transport_first=True)
+        self.t += dt
+        self.iteration += 1
+        self.last = self._observe(plasma.level, self.treatment.is_on(self.t))
+        self._history.append((self.t, self.last))
+        return self.last
+
+    def _observe(self, plasma: dict, on: dict) -> dict:
+        obs = self.observer.compute(self.state, plasma, on)
+        self._check_finite()
+        return obs
+
+    def _check_finite(self):
+        xp = self.xp
+        sums = self.backend.to_host(self.state.data.reshape(len(self.layout), -1).sum(axis=1))
+        if np.all(np.isfinite(sums)):
+            return
+        i = int(np.flatnonzero(~np.isfinite(sums))[0])
+        name = self.layout.names[i]
+        bad = self.backend.to_host(xp.argwhere(~xp.isfinite(self.state.data[i]))[0])
+        where = dict(zip(self.grid.axes, (int(v) for v in bad)))
+        raise NonFiniteError(
+            f"field {name!r} became non-finite at step {self.iteration} "
+            f"(t = {self.t:.1f} min = {self.t / MINUTES_PER_DAY:.3f} days), first at voxel "
+            f"{where}; lower run.dt or check the parameters of {name!r}")
+
+    # ------------------------------------------------------------------ reading
+    def field(self, name: str) -> np.ndarray:
+        """A copy of one field on the host."""
+        return self.backend.to_host(self.state[name]).copy()
+
+    def fields(self) -> dict[str, np.ndarray]:
+        host = self.backend.to_host(self.state.data)
+        return {n: np.array(host[i]) for i, n in enumerate(self.layout.names)}
+
+    def observables(self) -> dict[str, np.ndarray]:
+        """Every recorded step: ``time`` (min) and one array per observable."""
+        out = {"time": np.array([t for t, _ in self._history])}
+        for name in self.observer.names:
+            out[name] = np.array([o[name] for _, o in self._history], dtype=float)
+        return out
+
+    def observables_table(self):
+        """The observables as a pandas DataFrame indexed by time in days."""
+        import pandas as pd
+
+        obs = self.observables()
+        df = pd.DataFrame(obs)
+        df.insert(0, "day", df["time"] / MINUTES_PER_DAY)
+        return df
+
+    def summary(self) -> dict:
+        obs = self.observables()
+        return summarize(obs["time"], obs, self.cfg.run, treatment_start_minutes(self.cfg))
+
+    # ------------------------------------------------------------------ running
+    def run_until(self, days: float | None = None, *, path: str | Path | None = None,
+                  progress: bool | None = None) -> dict:
+        """Run to ``days`` (default ``run.days``), writing the run file at ``path`` if given.
+
+        Returns the end-of-run summary. Ctrl-C or SIGTERM closes the file with a checkpoint
+        and raises :class:`RunInterrupted`; a non-finite field raises NonFiniteError after
+        recording where it happened.
+        """
+        from .io import RunWriter
+
+        run = self.cfg.run
+        t_end = (run.days if days is None else days) * MINUTES_PER_DAY
+        progress = run.progress if progress is None else progress
+        writer = None
+        if path is not None:
+            path = Path(path)
+            if self.iteration > 0 and path.exists():
+                writer = RunWriter.reopen(path)
+            else:
+                writer = self._create_writer(path)
+        out_every = run.output_interval_hours * 60.0
+        ckpt_every = run.checkpoint_interval_hours * 60.0
+        eps = 1e-9 * max(1.0, t_end)
+        next_out = (math.floor(self.t / out_every + 1e-9) + 1) * out_every
+        next_ckpt = (math.floor(self.t / ckpt_every + 1e-9) + 1) * ckpt_every
+        bar = _progress_bar(progress, self.t, t_end)
+        status = "failed"
+        try:
+            with _terminate_as_interrupt():
+                while self.t < t_end - eps:
+                    dt = min(run.dt, next_out - self.t, t_end - self.t)
+                    obs = self.step(dt)
+                    if writer is not None:
+                        writer.append_observables(self.t, obs, self.observer.units)
+                    if self.t >= next_out - eps or self.t >= t_end - eps:
+                        if writer is not None:
+                            writer.write_frame(self.t, self.fields())
+                        if self.t >= next_out - eps:
+                            next_out += out_every
+                    if self.t >= next_ckpt - eps:
+                        if writer is not None:
+                            self._checkpoint(writer)
+                        next_ckpt += ckpt_every
+                    bar.update(self.t / MINUTES_PER_DAY - bar.n)
+                    bar.set_postfix(burden=f"{obs['burden']:.3g}", P=f"{obs['P']:.3g}",
+                                    refresh=False)
+            status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            if writer is not None:
+                self._checkpoint(writer)
+            raise RunInterrupted(
+                f"run interrupted at t = {self.t / MINUTES_PER_DAY:.3f} days; "
+                f"{'the run file ' + str(path) + ' holds every completed frame and a checkpoint' if writer else 'no run file'}"
+            ) from None
+        except NonFiniteError as err:
+            status = f"failed: {err}"
+            if writer is not None:
+                writer.write_checkpoint(self.iteration, self.t,
+                                        {"state": self.backend.to_host(self.state.data),
+                                         "vessels": self.backend.to_host(self.state.vessels)},
+                                        {"treatment": self.treatment.get_state(),
+                                         "nonfinite": str(err)}, name="failure")
+            raise
+        except BaseException as err:
+            status = f"failed: {type(err).__name__}: {err}"
+            raise
+        finally:
+            bar.close()
+            if writer is not None:
+                if status == "complete":
+                    self._checkpoint(writer)
+                    writer.write_summary(self.summary())
+                writer.close(status=status)
+        summary = self.summary()
+        if path is not None and run.plot:
+            self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
+        return summary
+
+    def plot(self, png, summary=None):
+        """Draw the population dynamics and dose schedule (PNG)."""
+        from .plotting import plot_summary
+
+        obs = self.observables()
+        plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs)
+        return png
+
+    def _create_writer(self, path: Path):
+        import yaml
+
+        from .io import RunWriter
+
+        fields = {}
+        for name in self.layout.names:
+            if name in CELL_TYPES:
+                fields[name] = {"units": "cells/voxel", "long_name": CELL_LONG_NAMES[name],
+                                "kind": "cell"}
+            elif name in self.layout.accumulators:
+                fields[name] = {"units": self.layout.units[name], "kind": "exposure",
+                                "long_name": f"cumulative exposure (AUC) to {name[4:]}"}
+            else:
+                fields[name] = {"units": self.layout.units[name], "long_name": name,
+                                "kind": "substrate"}
+        attrs = {"spatialdtp_version": __version__,
+                 "config": yaml.safe_dump(to_dict(self.cfg), sort_keys=False),
+                 "backend": self.backend.name, "device": self.backend.device(),
+                 "precision": self.dtype.name, "seed": self.cfg.seed,
+                 "capacity": self.capacity, "drugs": list(self.drugs)}
+        writer = RunWriter(path, grid=self.grid, fields=fields, attrs=attrs, dtype=self.dtype)
+        writer.write_static("vessels", self.backend.to_host(self.state.vessels),
+                            units="vessel fraction")
+        writer.append_observables(self.t, self.last, self.observer.units)
+        writer.write_frame(self.t, self.fields())
+        return writer
+
+    def _checkpoint(self, writer):
+        writer.write_checkpoint(self.iteration, self.t,
+                                {"state": self.backend.to_host(self.state.data),
+                                 "vessels": self.backend.to_host(self.state.vessels)},
+                                {"treatment": self.treatment.get_state()})
+
+    @classmethod
+    def resume(cls, path, backend: Backend | None = None, days: float | None = None,
+               cfg: SpatialDTPConfig | None = None) -> "Simulation":
+        """Rebuild a simulation from a run file's checkpoint (its stored config by default)."""
+        from .config import from_dict
+        from .io import read_checkpoint, read_observables, read_run_attrs
+
+        if cfg is None:
+            import yaml
+
+            cfg = from_dict(yaml.safe_load(read_run_attrs(path)["config"]))
+        if days is not None:
+            cfg.run.days = days
+        step, t, arrays, info = read_checkpoint(path)
+        sim = cls(cfg, backend, restore=(step, t, arrays, info))
+        obs = read_observables(path)
+        keep = obs["time"] <= t + 1e-9
+        names = [n for n in sim.observer.names if n in obs]
+        sim._history = [(float(obs["time"][i]), {n: float(obs[n][i]) for n in names})
+                        for i in np.flatnonzero(keep)]
+        return sim
+
+    def describe(self) -> str:
+        g = self.grid
+        return (f"{g.ndim}D grid {'×'.join(map(str, g.shape))} at {g.dx:g} µm, "
+                f"{len(self.layout)} fields, backend {self.backend.name} ({self.dtype.name}), "
+                f"capacity {self.capacity:.3g} cells/voxel, drugs {list(self.drugs) or 'none'}")
+
+
+def _progress_bar(enabled: bool, t0: float, t_end: float):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=round(t_end / MINUTES_PER_DAY, 6), initial=t0 / MINUTES_PER_DAY,
+                unit="day", disable=not enabled, dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} days "
+                           "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """Turn SIGTERM (cluster schedulers, `kill`) into KeyboardInterrupt, like Ctrl-C."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
