@@ -496,6 +496,11 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
     _positive("tissue.vessels.spacing", t.vessels.spacing)
     _positive("tissue.vessels.radius", t.vessels.radius)
     _choice("tissue.stroma.kind", t.stroma.kind, ("clusters", "bands", "none"))
+    _positive("tissue.stroma.band_spacing", t.stroma.band_spacing)
+    _positive("tissue.stroma.band_width", t.stroma.band_width)
+    _positive("tissue.stroma.cluster_radius", t.stroma.cluster_radius)
+    if not (isinstance(t.stroma.n_clusters, int) and t.stroma.n_clusters >= 0):
+        _fail("tissue.stroma.n_clusters", t.stroma.n_clusters, "must be an integer >= 0")
     _choice("tissue.macrophages.near", t.macrophages.near, ("stroma", "vessels", "uniform"))
     _fraction("tissue.tumour.density", t.tumour.density)
     _fraction("tissue.tumour.persister_fraction", t.tumour.persister_fraction)
