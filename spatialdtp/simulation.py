@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .backends import Backend, get_backend
 from .cells import CellKinetics
 from .config import SpatialDTPConfig, all_substrates, to_dict, validate
@@ -288,11 +287,8 @@ class Simulation:
         except NonFiniteError as err:
             status = f"failed: {err}"
             if writer is not None:
-                writer.write_checkpoint(self.iteration, self.t,
-                                        {"state": self.backend.to_host(self.state.data),
-                                         "vessels": self.backend.to_host(self.state.vessels)},
-                                        {"treatment": self.treatment.get_state(),
-                                         "nonfinite": str(err)}, name="failure")
+                writer.write_failure(self.iteration, self.t,
+                                     {"state": self.backend.to_host(self.state.data)}, str(err))
             raise
         except BaseException as err:
             status = f"failed: {type(err).__name__}: {err}"
@@ -333,12 +329,12 @@ class Simulation:
             else:
                 fields[name] = {"units": self.layout.units[name], "long_name": name,
                                 "kind": "substrate"}
-        attrs = {"spatialdtp_version": __version__,
-                 "config": yaml.safe_dump(to_dict(self.cfg), sort_keys=False),
+        attrs = {"config": yaml.safe_dump(to_dict(self.cfg), sort_keys=False),
                  "backend": self.backend.name, "device": self.backend.device(),
                  "precision": self.dtype.name, "seed": self.cfg.seed,
                  "capacity": self.capacity, "drugs": list(self.drugs)}
-        writer = RunWriter(path, grid=self.grid, fields=fields, attrs=attrs, dtype=self.dtype)
+        writer = RunWriter(path, grid=self.grid, fields=fields, attrs=attrs, dtype=self.dtype,
+                           overwrite=True)
         writer.write_static("vessels", self.backend.to_host(self.state.vessels),
                             units="vessel fraction")
         writer.append_observables(self.t, self.last, self.observer.units)
@@ -356,12 +352,12 @@ class Simulation:
                cfg: SpatialDTPConfig | None = None) -> "Simulation":
         """Rebuild a simulation from a run file's checkpoint (its stored config by default)."""
         from .config import from_dict
-        from .io import read_checkpoint, read_observables, read_run_attrs
+        from .io import read_checkpoint, read_observables, read_run
 
         if cfg is None:
             import yaml
 
-            cfg = from_dict(yaml.safe_load(read_run_attrs(path)["config"]))
+            cfg = from_dict(yaml.safe_load(read_run(path).config))
         if days is not None:
             cfg.run.days = days
         step, t, arrays, info = read_checkpoint(path)

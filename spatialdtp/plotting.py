@@ -1,0 +1,134 @@
+"""A one-page picture of a run: tumour populations, treatment and plasma levels over time.
+
+Matplotlib is imported only when a plot is drawn, and only its object-oriented API with
+the Agg canvas is used, so plotting works on a headless node and never touches pyplot's
+global state (or the backend another program chose).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .observables import MINUTES_PER_DAY
+
+POPULATION_STYLE = (("S", "tab:blue", "S (sensitive)"), ("P", "tab:orange", "P (persister)"),
+                    ("R", "tab:red", "R (resistant)"), ("burden", "black", "burden S+P+R"))
+DRUG_COLOURS = ("tab:green", "tab:purple", "tab:cyan", "tab:olive", "tab:pink", "tab:brown",
+                "tab:gray")
+
+
+def on_periods(days: np.ndarray, on: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) in days of each run of on-samples; a flag holds until the next sample."""
+    flags = np.asarray(on, dtype=np.float64) > 0.5
+    periods, start = [], None
+    for i, f in enumerate(flags):
+        if f and start is None:
+            start = days[i]
+        if start is not None and (not f or i == len(flags) - 1):
+            end = days[i] if not f else days[min(i + 1, len(days) - 1)]
+            periods.append((float(start), float(end)))
+            start = None
+    return periods
+
+
+def _positive(a):
+    """Log axes cannot show 0: draw those samples as gaps."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(a > 0, a, np.nan)
+
+
+def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str, float],
+                 drugs=()) -> None:
+    """Write a PNG: populations on a log axis with treatment shading, plasma levels, niche index.
+
+    Top: S, P, R and burden (cells) against days, the progression threshold dashed, the
+    time to progression (vertical line) and the nadir (marker) from ``summary``
+    (:func:`spatialdtp.observables.summarize`), each drug's on-periods shaded in its own
+    colour. Middle: plasma level of each drug (µM). Bottom: the niche index, when
+    ``obs`` has one.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    days = np.asarray(times_min, dtype=np.float64).ravel() / MINUTES_PER_DAY
+    drugs = tuple(drugs)
+    has_niche = "niche_index" in obs
+    n_panels = 3 if has_niche else 2
+    fig = Figure(figsize=(8.0, 8.5 if has_niche else 7.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_panels, 1, sharex=True,
+                        gridspec_kw={"height_ratios": [3, 1.4, 1][:n_panels]})
+    top, plasma = axes[0], axes[1]
+    marker = "o" if days.size == 1 else None
+
+    # --- populations
+    for key, colour, label in POPULATION_STYLE:
+        if key in obs:
+            top.plot(days, _positive(obs[key]), color=colour, label=label, marker=marker,
+                     lw=2.0 if key == "burden" else 1.4)
+    start = summary.get("treatment_start_day", 0.0)
+    threshold = summary.get("progression_threshold", math.nan)
+    if math.isfinite(threshold) and threshold > 0:
+        top.axhline(threshold, color="gray", ls="--", lw=1.0, label="progression threshold")
+    ttp = summary.get("time_to_progression_days", math.nan)
+    if math.isfinite(ttp):
+        top.axvline(start + ttp, color="firebrick", ls=":", lw=1.5,
+                    label=f"progression, {ttp:.3g} d after start")
+    nadir, nadir_day = summary.get("nadir", math.nan), summary.get("nadir_day", math.nan)
+    if math.isfinite(nadir) and nadir > 0 and math.isfinite(nadir_day):
+        top.plot([start + nadir_day], [nadir], "v", color="black", ms=8,
+                 label=f"nadir, {summary.get('nadir_fraction', math.nan):.2g}× baseline")
+    populations = [np.asarray(obs[k], dtype=np.float64) for k, _, _ in POPULATION_STYLE if k in obs]
+    if any(np.any(p > 0) for p in populations):
+        top.set_yscale("log")
+    handles, labels = top.get_legend_handles_labels()
+    for drug, colour in zip(drugs, _cycle(DRUG_COLOURS, len(drugs))):
+        if f"on_{drug}" not in obs:
+            continue
+        for a, b in on_periods(days, obs[f"on_{drug}"]):
+            for ax in axes:
+                ax.axvspan(a, b, color=colour, alpha=0.15, lw=0)
+        handles.append(Patch(color=colour, alpha=0.3))
+        labels.append(f"{drug} on")
+    top.legend(handles, labels, fontsize="small", loc="best")
+    top.set_ylabel("cells")
+    title = "Tumour populations"
+    if not drugs:
+        title += " (untreated)"
+    top.set_title(title)
+
+    # --- plasma
+    drawn = False
+    for drug, colour in zip(drugs, _cycle(DRUG_COLOURS, len(drugs))):
+        if f"plasma_{drug}" in obs:
+            plasma.plot(days, np.asarray(obs[f"plasma_{drug}"], dtype=np.float64), color=colour,
+                        label=drug, marker=marker)
+            drawn = True
+    if drawn:
+        plasma.legend(fontsize="small", loc="best")
+    else:
+        plasma.text(0.5, 0.5, "no drugs", transform=plasma.transAxes, ha="center", va="center",
+                    color="gray")
+    plasma.set_ylabel("plasma (µM)")
+    plasma.set_title("Plasma drug levels")
+
+    # --- niche index
+    if has_niche:
+        ax = axes[2]
+        ni = np.asarray(obs["niche_index"], dtype=np.float64)
+        if np.any(np.isfinite(ni)):
+            ax.plot(days, ni, color="tab:brown", marker=marker)
+            ax.axhline(1.0, color="gray", ls="--", lw=0.8)
+        else:
+            ax.text(0.5, 0.5, "niche index undefined (no niche or no far tumour)",
+                    transform=ax.transAxes, ha="center", va="center", color="gray")
+        ax.set_ylabel("P near / P far")
+        ax.set_title("Persister niche index")
+    axes[-1].set_xlabel("time (days)")
+    fig.savefig(path, dpi=110, format="png")
+
+
+def _cycle(colours, n):
+    return [colours[i % len(colours)] for i in range(n)]

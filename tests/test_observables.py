@@ -1,0 +1,337 @@
+"""Observables, the treatment summary and the summary plot, checked against hand sums."""
+import math
+import re
+
+import numpy as np
+import pytest
+
+import spatialdtp.observables as observables
+from spatialdtp.config import RunConfig
+from spatialdtp.grid import Grid
+from spatialdtp.observables import (BallDilation, Observer, ball_offsets, distance_to_mask,
+                                    format_summary, niche_profile, summarize)
+from spatialdtp.state import FieldLayout, State
+
+DAY = 1440.0
+LAYOUT = FieldLayout(substrates=("oxygen", "glucose", "hgf", "chemokine", "drug"), drugs=("drug",))
+
+
+def make_state(shape, dx=20.0):
+    st = State(Grid(shape, dx), LAYOUT, dtype=np.float64)
+    st["oxygen"] = 38.0
+    return st
+
+
+def observe(st, capacity=10.0, **run):
+    obs = Observer(st.grid, LAYOUT, RunConfig(**run), capacity=capacity, drugs=("drug",))
+    return obs.compute(st, plasma={"drug": 1.5}, on={"drug": True})
+
+
+# --------------------------------------------------------------------------- totals
+@pytest.mark.parametrize("shape", [(4, 5), (3, 4, 5)])
+def test_totals_and_fractions_are_the_hand_sums(shape):
+    st = make_state(shape)
+    first, mid, last = (0,) * len(shape), (1,) * len(shape), tuple(n - 1 for n in shape)
+    st["S"][first], st["S"][mid] = 1.0, 2.0          # S = 3
+    st["P"][mid], st["P"][last] = 1.5, 0.5           # P = 2
+    st["R"][first] = 1.0                             # R = 1
+    st["F"][last] = 4.0
+    st["M"][mid] = 0.25
+    st["oxygen"] = 10.0
+    st["oxygen"][last] = 10.0 + len(st["oxygen"].ravel())  # raises the mean by exactly 1
+    st["hgf"] = 2.5
+    st["drug"][mid] = 4.0
+    size = float(np.prod(shape))
+    o = observe(st)
+    assert (o["S"], o["P"], o["R"], o["F"], o["M"]) == (3.0, 2.0, 1.0, 4.0, 0.25)
+    assert o["burden"] == 6.0
+    assert o["resistant_fraction"] == pytest.approx(1 / 6)
+    assert o["persister_fraction"] == pytest.approx(2 / 6)
+    assert o["mean_oxygen"] == pytest.approx(11.0)
+    assert o["mean_hgf"] == pytest.approx(2.5)
+    assert o["mean_drug"] == pytest.approx(4.0 / size)
+    assert (o["plasma_drug"], o["on_drug"]) == (1.5, 1.0)
+
+
+def test_names_fix_the_order_and_every_name_has_a_unit():
+    st = make_state((4, 4))
+    obs = Observer(st.grid, LAYOUT, RunConfig(), capacity=10.0, drugs=("drug",))
+    assert obs.names[:6] == ("S", "P", "R", "F", "M", "burden")
+    assert obs.names[-3:] == ("plasma_drug", "on_drug", "mean_drug")
+    assert tuple(obs.compute(st, {"drug": 0.0}, {"drug": False})) == obs.names
+    assert set(obs.units) == set(obs.names)
+    assert obs.units["mean_oxygen"] == "mmHg" and obs.units["burden"] == "cells"
+
+
+def test_one_host_transfer_per_step(monkeypatch):
+    calls = []
+    real = observables._to_host
+    monkeypatch.setattr(observables, "_to_host", lambda a: calls.append(a.shape) or real(a))
+    st = make_state((5, 5))
+    observe(st)
+    assert len(calls) == 1 and len(calls[0]) == 1     # one small vector
+
+
+def test_empty_tumour_gives_nan_fractions_not_errors():
+    o = observe(make_state((4, 4)))
+    assert o["burden"] == 0.0
+    assert math.isnan(o["resistant_fraction"]) and math.isnan(o["hypoxic_fraction"])
+    assert math.isnan(o["niche_index"])
+
+
+def test_bad_arguments_are_named():
+    st = make_state((4, 4))
+    with pytest.raises(ValueError, match="capacity"):
+        Observer(st.grid, LAYOUT, RunConfig(), capacity=0.0)
+    with pytest.raises(ValueError, match="'cisplatin'"):
+        Observer(st.grid, LAYOUT, RunConfig(), capacity=1.0, drugs=("cisplatin",))
+    obs = Observer(st.grid, LAYOUT, RunConfig(), capacity=1.0, drugs=("drug",))
+    with pytest.raises(ValueError, match="plasma.*'drug'"):
+        obs.compute(st, plasma={}, on={"drug": True})
+
+
+# --------------------------------------------------------------------------- hypoxia
+def test_hypoxic_fraction_counts_tumour_cells_below_the_threshold():
+    st = make_state((5, 5))
+    st["oxygen"] = 40.0
+    st["S"][0, 0], st["oxygen"][0, 0] = 2.0, 30.0    # normoxic
+    st["S"][1, 1], st["R"][1, 1], st["oxygen"][1, 1] = 1.0, 1.0, 5.0   # hypoxic: 2 cells
+    st["P"][2, 2], st["oxygen"][2, 2] = 3.0, 15.0    # exactly at the threshold: not hypoxic
+    st["oxygen"][4, 4] = 0.0                          # anoxic but empty: counts for nothing
+    o = observe(st, hypoxic_threshold=15.0)
+    assert o["hypoxic_fraction"] == pytest.approx(2.0 / 7.0)
+
+
+# --------------------------------------------------------------------------- niche index
+def test_ball_offsets_at_the_radius_edges():
+    assert ball_offsets(0.0, 20.0, 2).tolist() == [[0, 0]]
+    assert len(ball_offsets(19.99, 20.0, 2)) == 1    # below one voxel: the centre alone
+    assert len(ball_offsets(20.0, 20.0, 2)) == 5     # exactly dx: face neighbours join
+    assert len(ball_offsets(20.0, 20.0, 3)) == 7
+    assert len(ball_offsets(20.0 * math.sqrt(2), 20.0, 2)) == 9
+    assert len(ball_offsets(40.0, 20.0, 2)) == 13    # |d|² <= 4
+    assert len(ball_offsets(50.0, 20.0, 2)) == 21    # |d|² <= 6.25
+    with pytest.raises(ValueError, match="radius"):
+        ball_offsets(-1.0, 20.0, 2)
+
+
+@pytest.mark.parametrize("shape,radius", [((17, 19), 50.0), ((9, 11, 13), 45.0),
+                                          ((9, 11, 13), 0.0)])
+def test_dilation_matches_the_euclidean_distance_transform(shape, radius):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(1)
+    mask = rng.random(shape) < 0.02
+    mask[(0,) * len(shape)] = True                    # a niche in a corner
+    dx = 20.0
+    near = BallDilation(radius, dx, len(shape))(mask)
+    expected = ndimage.distance_transform_edt(~mask, sampling=dx) <= radius * (1 + 1e-9)
+    np.testing.assert_array_equal(near, expected)
+    np.testing.assert_allclose(distance_to_mask(mask, dx),
+                               ndimage.distance_transform_edt(~mask, sampling=dx))
+
+
+def niche_state():
+    """One CAF voxel at (4, 4); tumour voxels at known distances (dx = 20 µm)."""
+    st = make_state((9, 9))
+    st["F"][4, 4] = 1.0
+    placed = {(4, 5): 3.0, (4, 6): 1.0, (5, 6): 2.0,   # 20, 40, 44.7 µm: near (<= 50)
+              (6, 6): 0.5, (4, 7): 0.5, (0, 0): 0.0}    # 56.6, 60 µm and far away: far
+    for ij, p in placed.items():
+        st["S"][ij], st["P"][ij] = 1.0, p
+    st["P"][3, 4] = 0.005      # near but below the tumour floor 1e-3·capacity = 0.01: ignored
+    return st
+
+
+def test_niche_index_is_near_mean_over_far_mean():
+    o = observe(niche_state(), capacity=10.0, niche_distance=50.0, niche_threshold=0.1)
+    near_mean = (3.0 + 1.0 + 2.0) / 3
+    far_mean = (0.5 + 0.5 + 0.0) / 3
+    assert o["niche_index"] == pytest.approx(near_mean / far_mean)   # 6
+
+
+def test_niche_threshold_decides_which_voxels_are_niches():
+    st = niche_state()
+    st["F"][4, 4] = 0.05
+    st["M"][4, 4] = 0.04           # F + M = 0.09 < 0.1: no niche, no near set
+    assert math.isnan(observe(st, niche_distance=50.0, niche_threshold=0.1)["niche_index"])
+    st["M"][4, 4] = 0.05           # F + M = 0.1: a niche again
+    assert observe(st, niche_distance=50.0, niche_threshold=0.1)["niche_index"] == pytest.approx(6.0)
+
+
+def test_zero_niche_distance_makes_only_the_niche_voxel_near():
+    st = make_state((5, 5))
+    st["F"][2, 2] = 1.0
+    st["S"][2, 2], st["P"][2, 2] = 1.0, 4.0
+    st["S"][2, 3], st["P"][2, 3] = 1.0, 1.0        # a neighbour, 20 µm away: far
+    assert observe(st, niche_distance=0.0)["niche_index"] == pytest.approx(4.0)
+    assert observe(st, niche_distance=10.0)["niche_index"] == pytest.approx(4.0)
+    assert math.isnan(observe(st, niche_distance=20.0)["niche_index"])   # no far voxel left
+
+
+@pytest.mark.parametrize("shape", [(5, 8), (3, 5, 8)])
+def test_niche_at_one_edge_does_not_reach_the_opposite_edge(shape):
+    st = make_state(shape)
+    mid = tuple(n // 2 for n in shape[:-1])
+    st["F"][mid + (0,)] = 1.0
+    st["S"][mid + (1,)], st["P"][mid + (1,)] = 1.0, 2.0                 # 20 µm: near
+    st["S"][mid + (shape[-1] - 1,)], st["P"][mid + (shape[-1] - 1,)] = 1.0, 1.0  # 1 voxel if wrapped
+    obs = Observer(st.grid, LAYOUT, RunConfig(niche_distance=50.0), capacity=10.0)
+    near, _ = obs.niche_masks(st)
+    assert near[mid + (1,)] and not near[mid + (shape[-1] - 1,)]
+    assert obs.compute(st, {}, {})["niche_index"] == pytest.approx(2.0)
+
+
+def test_niche_profile_bins_persister_density_by_distance():
+    prof = niche_profile(niche_state(), RunConfig(niche_threshold=0.1), Grid((9, 9), 20.0),
+                         bins=[0.0, 30.0, 50.0, 70.0], capacity=10.0)
+    np.testing.assert_array_equal(prof.counts, [1, 2, 2])   # 20 | 40, 44.7 | 56.6, 60
+    np.testing.assert_allclose(prof.mean_P, [3.0, 1.5, 0.5])
+    np.testing.assert_allclose(prof.centres, [15.0, 40.0, 60.0])
+    auto = niche_profile(niche_state(), RunConfig(), Grid((9, 9), 20.0), bins=4, capacity=10.0)
+    assert auto.counts.sum() == 6 and auto.edges[-1] == pytest.approx(math.hypot(80, 80))
+
+
+# --------------------------------------------------------------------------- summary
+def course(burden, **extra):
+    t = np.arange(len(burden)) * DAY
+    return t, {"burden": np.asarray(burden, dtype=float), **extra}
+
+
+def test_time_to_progression_is_the_first_sample_above_factor_times_baseline():
+    # baseline 100, threshold 120: days 6 (110) is below, day 7 (125) is the first above.
+    t, obs = course([100, 80, 50, 30, 40, 70, 110, 125, 150, 200, 300])
+    s = summarize(t, obs, RunConfig(progression_factor=1.2))
+    assert s["baseline_burden"] == 100.0 and s["progression_threshold"] == pytest.approx(120.0)
+    assert s["time_to_progression_days"] == 7.0
+    assert (s["nadir"], s["nadir_day"], s["nadir_fraction"]) == (30.0, 3.0, 0.3)
+    assert s["mrd_reached"] == 0.0
+    assert s["final_burden"] == 300.0 and s["final_fraction"] == 3.0
+
+
+def test_baseline_and_times_count_from_treatment_start():
+    # start at day 1.5: baseline is day 2 (50), threshold 60, first above on day 5 (70).
+    t, obs = course([100, 80, 50, 30, 40, 70, 110])
+    s = summarize(t, obs, RunConfig(progression_factor=1.2), treatment_start_min=1.5 * DAY)
+    assert s["baseline_burden"] == 50.0
+    assert s["time_to_progression_days"] == pytest.approx(3.5)
+    assert s["nadir_day"] == pytest.approx(1.5)
+
+
+def test_no_progression_is_nan_and_deep_response_reaches_mrd():
+    t, obs = course([1e6, 1e5, 1e3, 5e2, 8e2])
+    s = summarize(t, obs, RunConfig(mrd_threshold=1e-3))
+    assert math.isnan(s["time_to_progression_days"])
+    assert s["nadir_fraction"] == pytest.approx(5e-4) and s["mrd_reached"] == 1.0
+    assert "never" in format_summary(s)
+
+
+def test_burden_starting_above_the_threshold_must_drop_before_it_progresses():
+    # factor 0.9: the baseline 100 is already above 90; it drops to 50 then returns to 95.
+    t, obs = course([100, 95, 50, 85, 95])
+    s = summarize(t, obs, RunConfig(progression_factor=0.9))
+    assert s["time_to_progression_days"] == 4.0
+
+
+def test_final_fractions_niche_mean_and_days_on():
+    t, obs = course([10, 8, 6, 8], P=np.array([1.0, 2, 3, 2]), R=np.array([0.0, 0, 1, 4]),
+                    niche_index=np.array([np.nan, 2.0, 4.0, np.nan]),
+                    on_drug=np.array([1.0, 1.0, 1.0, 0.0]))
+    s = summarize(t, obs, RunConfig())
+    assert s["final_P"] == 2.0 and s["final_R"] == 4.0
+    assert s["final_persister_fraction"] == 0.25 and s["final_resistant_fraction"] == 0.5
+    assert s["mean_niche_index"] == 3.0
+    assert s["cumulative_on_days_drug"] == 3.0   # each flag holds until the next sample
+
+
+def test_summarize_refuses_bad_input_by_name():
+    t, obs = course([1, 2, 3])
+    with pytest.raises(ValueError, match="treatment_start_min"):
+        summarize(t, obs, RunConfig(), treatment_start_min=10 * DAY)
+    with pytest.raises(ValueError, match="burden"):
+        summarize(t, {"S": obs["burden"]}, RunConfig())
+    with pytest.raises(ValueError, match="obs\\['P'\\]"):
+        summarize(t, {**obs, "P": np.ones(2)}, RunConfig())
+
+
+def test_format_summary_is_an_aligned_table_with_units():
+    t, obs = course([100, 50, 130], on_drug=np.array([1.0, 1.0, 1.0]))
+    text = format_summary(summarize(t, obs, RunConfig()))
+    lines = text.splitlines()
+    value_ends = {re.match(r"\S+\s+\S+", line).end() for line in lines}
+    assert len(value_ends) == 1                          # values right-aligned in one column
+    assert any(line.startswith("time_to_progression_days") and line.endswith("days")
+               for line in lines)
+    assert any(line.startswith("cumulative_on_days_drug") and "2" in line for line in lines)
+
+
+# --------------------------------------------------------------------------- plot
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def synthetic_run(treated, n=43):
+    t = np.linspace(0, 21 * DAY, n)
+    days = t / DAY
+    S = 1e5 * np.exp(-0.5 * days) if treated else 1e5 * np.exp(0.05 * days)
+    P = 3e2 * (1 + days)
+    R = 10 * np.exp(0.5 * days)     # resistance takes over: the treated run progresses
+    obs = {"S": S, "P": P, "R": R, "burden": S + P + R,
+           "niche_index": np.full(n, np.nan) if not treated else 1.5 + 0.01 * days}
+    drugs = ()
+    if treated:
+        on = ((days % 10) < 7).astype(float)
+        obs.update(on_drug=on, plasma_drug=2.0 * on, on_met=(days > 5).astype(float),
+                   plasma_met=0.5 * (days > 5))
+        drugs = ("drug", "met")
+    return t, obs, drugs
+
+
+@pytest.mark.parametrize("treated", [True, False])
+def test_plot_summary_writes_a_png(tmp_path, treated):
+    from spatialdtp.plotting import plot_summary
+    t, obs, drugs = synthetic_run(treated)
+    s = summarize(t, obs, RunConfig())
+    path = tmp_path / "summary.png"
+    plot_summary(path, t, obs, s, drugs)
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 20_000
+
+
+def test_plot_summary_shades_drug_periods(tmp_path):
+    from matplotlib.image import imread
+
+    from spatialdtp.plotting import plot_summary
+    t, obs, drugs = synthetic_run(True)
+    plot_summary(tmp_path / "on.png", t, obs, summarize(t, obs, RunConfig()), drugs)
+    obs_off = {**obs, "on_drug": np.zeros_like(t), "on_met": np.zeros_like(t)}
+    plot_summary(tmp_path / "off.png", t, obs_off, summarize(t, obs_off, RunConfig()), drugs)
+    # tab:green at alpha 0.15 on white is about (0.87, 0.94, 0.87): count greenish pixels
+    def greenish(img):
+        r, g, b = img[..., 0], img[..., 1], img[..., 2]
+        return int(np.sum((g - r > 0.04) & (g - b > 0.04)))
+    assert greenish(imread(tmp_path / "on.png")) > 10 * max(1, greenish(imread(tmp_path / "off.png")))
+
+
+def test_plot_summary_survives_a_single_time_point(tmp_path):
+    from spatialdtp.plotting import plot_summary
+    t, obs = np.array([0.0]), {"S": np.array([5.0]), "P": np.array([1.0]), "R": np.array([0.0]),
+                               "burden": np.array([6.0]), "niche_index": np.array([np.nan]),
+                               "on_drug": np.array([1.0]), "plasma_drug": np.array([2.0])}
+    s = summarize(t, obs, RunConfig())
+    plot_summary(tmp_path / "one.png", t, obs, s, ("drug",))
+    assert (tmp_path / "one.png").read_bytes()[:8] == PNG_MAGIC
+
+
+# --------------------------------------------------------------------------- device
+@pytest.mark.gpu
+def test_cupy_observer_matches_numpy():
+    cp = pytest.importorskip("cupy")
+    st = niche_state()
+    st["oxygen"][0:3] = 4.0
+    st["drug"][2, 2] = 3.0
+    run = RunConfig(niche_distance=50.0)
+    ref = Observer(st.grid, LAYOUT, run, 10.0, ("drug",)).compute(st, {"drug": 1.0}, {"drug": True})
+    gst = State(st.grid, LAYOUT, xp=cp, dtype=np.float64, data=cp.asarray(st.data))
+    got = Observer(st.grid, LAYOUT, run, 10.0, ("drug",), xp=cp).compute(
+        gst, {"drug": 1.0}, {"drug": True})
+    for k in ref:
+        assert got[k] == pytest.approx(ref[k], nan_ok=True), k

@@ -1,0 +1,175 @@
+"""The whole simulator: well-mixed limit against scipy, positivity, resume, failures."""
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from spatialdtp.api import load_config
+from spatialdtp.simulation import NonFiniteError, Simulation
+
+SHAPE = (4, 5)
+
+
+def well_mixed_config(tmp_path, theta=1.0, picard=0, dt=10.0):
+    """Every voxel identical and every voxel a vessel: the PDEs reduce to ODEs."""
+    vals = {"vessels": 1.0, "S": 1.0, "P": 0.05, "R": 0.01, "F": 0.3, "M": 0.05,
+            "oxygen": 30.0, "glucose": 4.0, "hgf": 5.0, "chemokine": 0.5, "drug": 0.0}
+    files = {}
+    for name, v in vals.items():
+        p = tmp_path / f"{name}.npy"
+        np.save(p, np.full(SHAPE, v))
+        files[name] = str(p)
+    overrides = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]}]", "backend=numpy64",
+                 f"numerics.theta={theta}", f"numerics.picard_iterations={picard}",
+                 "numerics.rtol=1e-13", f"run.dt={dt}", "treatment=continuous",
+                 "treatment.drugs.drug.schedule.dose=0.5",
+                 # faster switching so two days exercise every process
+                 "cells.switching.alpha0=1e-4", "cells.switching.alpha_drug=1e-3",
+                 "cells.switching.rho0=5e-4", "cells.switching.mu=2e-4",
+                 "cells.sensitive.growth=2e-3", "cells.sensitive.kill=3e-3"]
+    overrides += [f"+tissue.files.{k}={v}" for k, v in files.items()]
+    return load_config(overrides), vals
+
+
+def well_mixed_reference(cfg, vals, t_end):
+    """The model's ODEs for one voxel, typed in from the README's equations."""
+    subs = dict(cfg.substrates)
+    subs["drug"] = cfg.treatment.drugs["drug"].transport
+    drug = cfg.treatment.drugs["drug"]
+    c = cfg.cells
+    phi = c.cell_volume / cfg.grid.dx**3
+    cap = cfg.grid.dx**3 / c.cell_volume
+    names = ["oxygen", "glucose", "hgf", "chemokine", "drug"]
+    blood = {n: subs[n].blood for n in names}
+    blood["drug"] = drug.schedule.dose  # constant exposure, on from day 0
+    e, sw = c.environment, c.switching
+    ramp = lambda x: min(1.0, max(0.0, x))  # noqa: E731
+
+    def rhs(t, y):
+        conc = dict(zip(names, y[:5]))
+        S, P, R, F, M = y[5:]
+        n = {"S": S, "P": P, "R": R, "F": F, "M": M}
+        d = []
+        for name in names:
+            s, x = subs[name], conc[name]
+            up = sum(u * n[j] for j, u in s.uptake.items())
+            up = up * s.uptake_km / (s.uptake_km + x) if s.uptake_km else up
+            sec = sum(q * n[j] for j, q in s.secretion.items())
+            d.append(-s.decay * x + s.permeability * (blood[name] - x) - phi * up * x + phi * sec)
+        O, G, hgf, q, dr = y[:5]
+        E = drug.emax * dr**drug.hill / (dr**drug.hill + drug.ec50**drug.hill)
+        g = ramp((O - e.o2_proliferation_threshold)
+                 / (e.o2_proliferation_saturation - e.o2_proliferation_threshold)) * G / (G + e.glucose_k)
+        hyp = ramp((e.o2_hypoxic - O) / (e.o2_hypoxic - e.o2_hypoxic_full))
+        dth = (e.necrosis_rate * ramp((e.o2_necrosis_onset - O) / (e.o2_necrosis_onset - e.o2_necrosis_max))
+               + e.starvation_rate * ramp((e.glucose_starvation - G) / e.glucose_starvation))
+        H = hgf / (hgf + sw.hgf_k)
+        free = max(0.0, 1 - (S + P + R + F + M) / cap)
+        alpha = sw.alpha0 + sw.alpha_drug * E * (1 + sw.beta_hgf * H) * (1 + sw.beta_hypoxia * hyp)
+        rho = sw.rho0 * (1 - E)
+        dS = (c.sensitive.growth * g * free - c.sensitive.kill * E - c.sensitive.death - dth - alpha) * S + rho * P
+        dP = ((c.persister.growth * g * free - c.persister.kill * E * (1 - sw.theta * H)
+               - c.persister.death - dth - rho - sw.mu * E) * P + alpha * S)
+        dR = (c.sensitive.growth * (1 - c.resistant.fitness_cost) * g * free - c.resistant.kill * E
+              - c.resistant.death - dth) * R + sw.mu * E * P
+        dF = (c.fibroblast.growth * free - c.fibroblast.death) * F
+        dM = (c.macrophage.recruitment * q / (q + c.macrophage.chemokine_k) * free
+              - c.macrophage.death * M)
+        return d + [dS, dP, dR, dF, dM]
+
+    y0 = [vals[k] for k in names] + [vals[k] for k in "SPRFM"]
+    sol = solve_ivp(rhs, (0, t_end), y0, method="Radau", rtol=1e-11, atol=1e-13)
+    return dict(zip(names + list("SPRFM"), sol.y[:, -1]))
+
+
+def run_well_mixed(tmp_path, t_end, **kw):
+    cfg, vals = well_mixed_config(tmp_path, **kw)
+    sim = Simulation(cfg)
+    while sim.t < t_end - 1e-9:
+        sim.step()
+    out = {name: sim.field(name) for name in sim.layout.names}
+    for name in ("oxygen", "S", "P"):  # still well mixed: no voxel differs
+        assert np.ptp(out[name]) <= 1e-9 * max(1.0, np.abs(out[name]).max())
+    return {k: float(v.mean()) for k, v in out.items()}, vals, cfg
+
+
+@pytest.mark.parametrize("theta,picard,order", [(1.0, 0, 1), (0.5, 1, 2)])
+def test_well_mixed_limit_matches_solve_ivp_at_the_claimed_order(tmp_path, theta, picard, order):
+    t_end = 2 * 1440.0
+    errs = []
+    for dt in (20.0, 10.0, 5.0):
+        got, vals, cfg = run_well_mixed(tmp_path, t_end, theta=theta, picard=picard, dt=dt)
+        ref = well_mixed_reference(cfg, vals, t_end)
+        errs.append(max(abs(got[k] - ref[k]) / max(abs(ref[k]), 1e-3) for k in ref))
+    observed = np.log2(errs[0] / errs[1]), np.log2(errs[1] / errs[2])
+    assert errs[-1] < (5e-3 if order == 1 else 1e-4), errs
+    assert min(observed) > order - 0.25, (errs, observed)
+
+
+def test_drug_exposure_map_is_the_time_integral_of_the_drug(tmp_path):
+    cfg, _ = well_mixed_config(tmp_path)
+    sim = Simulation(cfg)
+    integral = 0.0
+    for _ in range(30):
+        before = sim.field("drug").mean()
+        sim.step()
+        integral += 0.5 * cfg.run.dt * (before + sim.field("drug").mean())
+    assert sim.field("auc_drug").mean() == pytest.approx(integral, rel=1e-12)
+
+
+def quick(overrides=()):
+    return load_config(["experiment=quick", *overrides])
+
+
+def test_fields_stay_non_negative_with_day_long_steps():
+    cfg = quick(["run.dt=1440", "run.days=6", "treatment=targeted_oxphos",
+                 "cells.sensitive.kill=0.5", "cells.switching.mu=0.01"])
+    sim = Simulation(cfg)
+    for _ in range(6):
+        sim.step()
+        data = sim.backend.to_host(sim.state.data)
+        assert np.isfinite(data).all()
+        assert data.min() >= 0.0
+
+
+def test_three_dimensional_run_steps(tmp_path):
+    cfg = quick(["tissue=spheroid3d", "grid.shape=[12,14,16]", "run.days=0.25"])
+    sim = Simulation(cfg)
+    summary = sim.run_until(path=tmp_path / "run3d.h5")
+    assert sim.field("P").shape == (12, 14, 16)
+    assert np.isfinite(summary["final_burden"])
+    assert (tmp_path / "run3d_summary.png").stat().st_size > 10_000
+
+
+def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
+    overrides = ["run.days=1.0", "treatment=adaptive", "run.checkpoint_interval_hours=6"]
+    straight = Simulation(quick(overrides))
+    straight.run_until(days=1.0, path=tmp_path / "a.h5")
+
+    first = Simulation(quick(overrides))
+    first.run_until(days=0.5, path=tmp_path / "b.h5")
+    resumed = Simulation.resume(tmp_path / "b.h5", days=1.0)
+    resumed.run_until(path=tmp_path / "b.h5")
+
+    assert resumed.t == straight.t and resumed.iteration == straight.iteration
+    np.testing.assert_array_equal(resumed.backend.to_host(resumed.state.data),
+                                  straight.backend.to_host(straight.state.data))
+    import h5py
+    with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
+        np.testing.assert_array_equal(fa["time"][:], fb["time"][:])
+        np.testing.assert_array_equal(fa["fields/P"][:], fb["fields/P"][:])
+        np.testing.assert_array_equal(fa["observables/time"][:], fb["observables/time"][:])
+        np.testing.assert_array_equal(fa["observables/burden"][:], fb["observables/burden"][:])
+        assert fb.attrs["status"] == "complete"
+
+
+def test_a_non_finite_field_stops_the_run_naming_step_and_field(tmp_path):
+    sim = Simulation(quick())
+    sim.state["glucose"][3, 4] = np.nan
+    with pytest.raises(NonFiniteError, match=r"step 1 .*voxel"):
+        sim.run_until(path=tmp_path / "nan.h5")
+    import h5py
+    with h5py.File(tmp_path / "nan.h5") as f:
+        assert f.attrs["status"].startswith("failed")
+        assert "step 1" in f["failure"].attrs["message"]
+        assert not np.isfinite(f["failure/state"][:]).all()
+        assert np.isfinite(f["checkpoint/state"][:]).all()  # the last good state, for resume
