@@ -23,6 +23,7 @@ SCHEDULE_KINDS = ("continuous", "intermittent", "adaptive", "doses")
 KILL_MODELS = ("constant", "norton_simon")
 COMBINATION_RULES = ("bliss", "hsa")
 PRECISIONS = ("float32", "float64")
+SCHEMES = ("backward_euler", "tr_bdf2", "crank_nicolson")
 BASE_SUBSTRATES = ("oxygen", "glucose", "hgf", "chemokine")
 
 
@@ -261,11 +262,14 @@ class TissueConfig:
 # --------------------------------------------------------------------------- numerics
 @dataclass
 class NumericsConfig:
-    theta: float = 1.0                 # substrate time stepping: 1 backward Euler, 0.5 Crank–Nicolson
+    # Substrate time stepping: backward_euler (1st order, L-stable, positivity preserving,
+    # exact steady states), tr_bdf2 (2nd order, L-stable; two solves a step) or
+    # crank_nicolson (2nd order, not L-stable: stiff transients ring; for smooth problems).
+    scheme: str = "backward_euler"
     rtol: float = 1.0e-6               # relative residual of the implicit substrate solve
     max_iterations: int = 200
     # Michaelis–Menten uptake is linearised at the start of the step; each extra pass
-    # re-linearises at the step's midpoint value (1 pass makes θ=0.5 second order).
+    # re-linearises at the step's midpoint value (1 pass keeps tr_bdf2 second order).
     picard_iterations: int = 0
 
 
@@ -447,8 +451,7 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
     _nonneg("run.niche_threshold", r.niche_threshold)
     _positive("run.mrd_threshold", r.mrd_threshold)
     n = cfg.numerics
-    if not (0.5 <= n.theta <= 1.0):
-        _fail("numerics.theta", n.theta, "must be in [0.5, 1] (0.5 Crank–Nicolson, 1 backward Euler)")
+    _choice("numerics.scheme", n.scheme, SCHEMES)
     _positive("numerics.rtol", n.rtol)
     if not (isinstance(n.picard_iterations, int) and 0 <= n.picard_iterations <= 10):
         _fail("numerics.picard_iterations", n.picard_iterations, "must be an integer in [0, 10]")

@@ -36,6 +36,7 @@ from .treatment import Treatment, drug_effects
 log = logging.getLogger("spatialdtp")
 
 MINUTES_PER_DAY = 1440.0
+TR_BDF2_GAMMA = 2.0 - math.sqrt(2.0)
 
 
 class NonFiniteError(FloatingPointError):
@@ -146,12 +147,11 @@ class Simulation:
             c = st[sub.name]
             level = blood[sub.name] if sub.is_drug else sub.cfg.blood
             D = sub.diffusivity(cells)
+            boundary = sub.boundary(level)
             c_lin = c
             for _ in range(num.picard_iterations + 1):
                 a, b = sub.sink_and_source(c_lin, cells, level)
-                c_new, info = self.solver.step(c, D=D, a=a, b=b, dt=dt,
-                                               boundary=sub.boundary(level), theta=num.theta,
-                                               rtol=num.rtol, max_iter=num.max_iterations)
+                c_new, info = self._implicit(c, D, a, b, dt, boundary)
                 c_lin = 0.5 * (c + c_new)
             self.solver_iterations[sub.name] = info.iterations
             if not info.converged and sub.name not in self._unconverged:
@@ -164,6 +164,28 @@ class Simulation:
                 st[auc_name(sub.name)] += 0.5 * dt * (c + c_new)
             st[sub.name] = c_new
 
+    def _implicit(self, c, D, a, b, dt, boundary):
+        """One step of ∂c/∂t = ∇·D∇c − a c + b with the configured scheme.
+
+        TR-BDF2 (Bank et al. 1985; Hosea & Shampine 1996): a trapezoidal stage to t + γΔt,
+        then BDF2 through t, t + γΔt and t + Δt, with γ = 2 − √2 so both stages solve with
+        the same matrix I − (γ/2)Δt A. Second order and L-stable.
+        """
+        num, solve = self.cfg.numerics, self.solver.step
+        opts = dict(D=D, a=a, b=b, boundary=boundary, rtol=num.rtol, max_iter=num.max_iterations)
+        if num.scheme == "backward_euler":
+            return solve(c, dt=dt, theta=1.0, **opts)
+        if num.scheme == "crank_nicolson":
+            return solve(c, dt=dt, theta=0.5, **opts)
+        g = TR_BDF2_GAMMA
+        stage, info1 = solve(c, dt=g * dt, theta=0.5, **opts)
+        w = (1.0 - g) / (2.0 - g)
+        rhs = (stage - (1.0 - g) ** 2 * c) / (g * (2.0 - g))
+        c_new, info2 = solve(rhs, dt=w * dt, theta=1.0, **opts)
+        info2.iterations += info1.iterations
+        info2.converged = info1.converged and info2.converged
+        return c_new, info2
+
     def step(self, dt: float | None = None) -> dict:
         """Advance by ``dt`` minutes (default ``run.dt``); return the new observables."""
         dt = float(self.cfg.run.dt if dt is None else dt)
@@ -171,9 +193,13 @@ class Simulation:
             raise ValueError(f"dt={dt}: a step must be > 0 minutes")
         plasma = self.treatment.advance(self.t, dt, self.last["burden"])
         blood = plasma.average
-        self._cells_half(0.5 * dt, transport_first=False)
-        self._substrates_step(dt, blood)
-        self._cells_half(0.5 * dt, transport_first=True)
+        try:
+            self._cells_half(0.5 * dt, transport_first=False)
+            self._substrates_step(dt, blood)
+            self._cells_half(0.5 * dt, transport_first=True)
+        except ValueError:
+            self._check_finite(during=True)  # a NaN born mid-step: name its field and voxel
+            raise
         self.t += dt
         self.iteration += 1
         self.last = self._observe(plasma.level, self.treatment.is_on(self.t))
@@ -185,7 +211,7 @@ class Simulation:
         self._check_finite()
         return obs
 
-    def _check_finite(self):
+    def _check_finite(self, during: bool = False):
         xp = self.xp
         sums = self.backend.to_host(self.state.data.reshape(len(self.layout), -1).sum(axis=1))
         if np.all(np.isfinite(sums)):
@@ -194,8 +220,9 @@ class Simulation:
         name = self.layout.names[i]
         bad = self.backend.to_host(xp.argwhere(~xp.isfinite(self.state.data[i]))[0])
         where = dict(zip(self.grid.axes, (int(v) for v in bad)))
+        step = self.iteration + 1 if during else self.iteration
         raise NonFiniteError(
-            f"field {name!r} became non-finite at step {self.iteration} "
+            f"field {name!r} became non-finite at step {step} "
             f"(t = {self.t:.1f} min = {self.t / MINUTES_PER_DAY:.3f} days), first at voxel "
             f"{where}; lower run.dt or check the parameters of {name!r}")
 
@@ -339,6 +366,7 @@ class Simulation:
                             units="vessel fraction")
         writer.append_observables(self.t, self.last, self.observer.units)
         writer.write_frame(self.t, self.fields())
+        self._checkpoint(writer)  # a resumable state exists from the first moment on
         return writer
 
     def _checkpoint(self, writer):

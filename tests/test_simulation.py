@@ -9,7 +9,7 @@ from spatialdtp.simulation import NonFiniteError, Simulation
 SHAPE = (4, 5)
 
 
-def well_mixed_config(tmp_path, theta=1.0, picard=0, dt=10.0):
+def well_mixed_config(tmp_path, scheme="backward_euler", picard=0, dt=10.0):
     """Every voxel identical and every voxel a vessel: the PDEs reduce to ODEs."""
     vals = {"vessels": 1.0, "S": 1.0, "P": 0.05, "R": 0.01, "F": 0.3, "M": 0.05,
             "oxygen": 30.0, "glucose": 4.0, "hgf": 5.0, "chemokine": 0.5, "drug": 0.0}
@@ -19,7 +19,7 @@ def well_mixed_config(tmp_path, theta=1.0, picard=0, dt=10.0):
         np.save(p, np.full(SHAPE, v))
         files[name] = str(p)
     overrides = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]}]", "backend=numpy64",
-                 f"numerics.theta={theta}", f"numerics.picard_iterations={picard}",
+                 f"numerics.scheme={scheme}", f"numerics.picard_iterations={picard}",
                  "numerics.rtol=1e-13", f"run.dt={dt}", "treatment=continuous",
                  "treatment.drugs.drug.schedule.dose=0.5",
                  # faster switching so two days exercise every process
@@ -92,17 +92,24 @@ def run_well_mixed(tmp_path, t_end, **kw):
     return {k: float(v.mean()) for k, v in out.items()}, vals, cfg
 
 
-@pytest.mark.parametrize("theta,picard,order", [(1.0, 0, 1), (0.5, 1, 2)])
-def test_well_mixed_limit_matches_solve_ivp_at_the_claimed_order(tmp_path, theta, picard, order):
-    t_end = 2 * 1440.0
+@pytest.mark.parametrize("scheme,picard,order,steps,days,tol", [
+    ("backward_euler", 0, 1, (20.0, 10.0, 5.0), 2.0, 5e-3),
+    # TR-BDF2 reaches its second order once Δt resolves the cell kinetics; the stiff,
+    # quasi-steady oxygen (relaxation ~0.1 min) shows the usual order reduction, at errors
+    # 1e-5 relative, below what limits the cells.
+    ("tr_bdf2", 1, 2, (5.0, 2.5, 1.25), 1.0, 2e-4),
+])
+def test_well_mixed_limit_matches_solve_ivp_at_the_claimed_order(tmp_path, scheme, picard, order,
+                                                                  steps, days, tol):
+    t_end = days * 1440.0
     errs = []
-    for dt in (20.0, 10.0, 5.0):
-        got, vals, cfg = run_well_mixed(tmp_path, t_end, theta=theta, picard=picard, dt=dt)
+    for dt in steps:
+        got, vals, cfg = run_well_mixed(tmp_path, t_end, scheme=scheme, picard=picard, dt=dt)
         ref = well_mixed_reference(cfg, vals, t_end)
         errs.append(max(abs(got[k] - ref[k]) / max(abs(ref[k]), 1e-3) for k in ref))
-    observed = np.log2(errs[0] / errs[1]), np.log2(errs[1] / errs[2])
-    assert errs[-1] < (5e-3 if order == 1 else 1e-4), errs
-    assert min(observed) > order - 0.25, (errs, observed)
+    observed = np.log2(errs[-2] / errs[-1])
+    assert errs[-1] < tol, errs
+    assert observed > order - 0.3, (errs, observed)
 
 
 def test_drug_exposure_map_is_the_time_integral_of_the_drug(tmp_path):
@@ -163,9 +170,8 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
 
 
 def test_a_non_finite_field_stops_the_run_naming_step_and_field(tmp_path):
-    sim = Simulation(quick())
-    sim.state["glucose"][3, 4] = np.nan
-    with pytest.raises(NonFiniteError, match=r"step 1 .*voxel"):
+    sim = Simulation(quick(["cells.sensitive.growth=1000"]))  # e^(1000·10) overflows
+    with pytest.raises(NonFiniteError, match=r"field 'S' became non-finite at step 1 .*voxel"):
         sim.run_until(path=tmp_path / "nan.h5")
     import h5py
     with h5py.File(tmp_path / "nan.h5") as f:
