@@ -57,14 +57,14 @@ class SubstrateConfig:
 
 def _oxygen():
     return SubstrateConfig(units="mmHg", diffusion=1.0e5, decay=0.1, blood=38.0,
-                           permeability=10.0, initial=38.0,
+                           permeability=1000.0, initial=38.0,
                            uptake={"S": 10.0, "P": 10.0, "R": 10.0, "F": 10.0, "M": 10.0})
 
 
 def _glucose():
     return SubstrateConfig(units="mM", diffusion=2340.0, decay=0.0, blood=5.0,
                            permeability=1.0, initial=5.0,
-                           uptake={"S": 0.2, "P": 0.1, "R": 0.2, "F": 0.1, "M": 0.1},
+                           uptake={"S": 1.3, "P": 0.65, "R": 1.3, "F": 0.65, "M": 0.65},
                            uptake_km=2.0)
 
 
@@ -115,13 +115,13 @@ class MacrophageConfig:
     recruitment: float = 1.0e-3        # cells/voxel/min from a vessel voxel at full chemokine
     chemokine_k: float = 1.0           # nM, half-maximal recruitment
     chemotaxis: float = 50.0           # µm²/min/nM, drift = chi ∇chemokine
-    motility: float = 1.0
+    motility: float = 2.0
 
 
 @dataclass
 class SwitchingConfig:
     alpha0: float = 2.0e-7             # 1/min spontaneous S→P (pre-existing persisters)
-    alpha_drug: float = 1.0e-4         # 1/min drug-induced S→P at E = 1
+    alpha_drug: float = 2.0e-6         # 1/min drug-induced S→P at E = 1
     beta_hgf: float = 1.0              # fold boost of drug-induced entry by MET signal
     beta_hypoxia: float = 1.0          # fold boost of drug-induced entry by hypoxia
     rho0: float = 7.0e-5               # 1/min P→S reversion without drug
@@ -135,7 +135,7 @@ class EnvironmentResponseConfig:
     o2_proliferation_threshold: float = 5.0     # mmHg, growth stops below
     o2_proliferation_saturation: float = 160.0  # mmHg, growth at its full rate above
     o2_hypoxic: float = 15.0                    # mmHg, hypoxia signal starts below
-    o2_hypoxic_full: float = 5.0                # mmHg, hypoxia signal saturates below
+    o2_hypoxic_full: float = 4.0                # mmHg, hypoxia signal saturates below
     o2_necrosis_onset: float = 5.0              # mmHg
     o2_necrosis_max: float = 2.5                # mmHg
     necrosis_rate: float = 1.0 / 360.0          # 1/min maximal hypoxic death
@@ -151,7 +151,7 @@ class CellsConfig:
     kill_model: str = "constant"       # constant | norton_simon
     sensitive: TumourCellConfig = field(default_factory=TumourCellConfig)
     persister: TumourCellConfig = field(default_factory=lambda: TumourCellConfig(
-        growth=3.6e-5, death=5.32e-5, kill=1.0e-4, motility=0.5))
+        growth=3.6e-5, death=5.32e-5, kill=1.0e-5, motility=0.5))
     resistant: ResistantCellConfig = field(default_factory=ResistantCellConfig)
     fibroblast: FibroblastConfig = field(default_factory=FibroblastConfig)
     macrophage: MacrophageConfig = field(default_factory=MacrophageConfig)
@@ -164,7 +164,7 @@ class CellsConfig:
 class PKConfig:
     model: str = "constant"            # constant | bolus | oral | infusion
     elimination: float = 3.2e-4        # 1/min first-order plasma elimination (erlotinib t½≈36 h)
-    absorption: float = 1.0e-2         # 1/min first-order absorption (oral)
+    absorption: float = 1.7e-2         # 1/min first-order absorption (oral)
 
 
 @dataclass

@@ -123,8 +123,8 @@ def test_environment_gates_by_hand():
     e = kin.environment(subs, NoDrug())
     # growth: O2 ramp 5 → 160 mmHg times glucose Monod G/(G + 0.5)
     np.testing.assert_allclose(e.growth, [0.0, 5 / 155 * 0.5, 0.5 * 0.01 / 0.51])
-    # hypoxia: 15 → 5 mmHg
-    np.testing.assert_allclose(e.hypoxia, [1.0, 0.5, 0.0])
+    # hypoxia: 15 → 4 mmHg
+    np.testing.assert_allclose(e.hypoxia, [1.0, 5 / 11, 0.0])
     # necrosis 5 → 2.5 mmHg at 1/360 per min, starvation below 0.05 mM
     np.testing.assert_allclose(e.env_death, [1 / 360, 0.0, (0.04 / 0.05) / 360])
     np.testing.assert_allclose(e.met_signal, [0.5, 0.0, 0.75])
