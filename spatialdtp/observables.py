@@ -44,6 +44,11 @@ def _to_host(a) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- geometry
+def _at_most_one(x: float) -> float:
+    """Clip rounding overshoot above 1 (NaN stays NaN, unlike min(1.0, x))."""
+    return 1.0 if x > 1.0 else x
+
+
 def ball_offsets(radius: float, dx: float, ndim: int) -> np.ndarray:
     """Integer voxel offsets ``d`` (shape ``(k, ndim)``) with ``dx·|d| <= radius``.
 
@@ -219,7 +224,8 @@ class Observer:
         niche_index = near_mean / far_mean if (math.isfinite(near_mean) and far_mean > 0) else math.nan
         out = {"S": S, "P": P_, "R": R, "F": F, "M": M, "burden": burden,
                "resistant_fraction": ratio(R, burden), "persister_fraction": ratio(P_, burden),
-               "mean_oxygen": o2 / size, "hypoxic_fraction": ratio(hyp, burden),
+               "mean_oxygen": o2 / size, # S+P+R summed in the field dtype can exceed the float64 burden by rounding
+               "hypoxic_fraction": _at_most_one(ratio(hyp, burden)),
                "mean_hgf": hgf / size, "niche_index": niche_index}
         for d, s in zip(self.drugs, drug_sums):
             out[f"plasma_{d}"] = float(plasma[d])

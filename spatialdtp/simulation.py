@@ -15,7 +15,6 @@ import logging
 import math
 import signal
 import time as _time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -284,8 +283,9 @@ class Simulation:
         bar = _progress_bar(progress, self.t, t_end)
         status = "failed"
         try:
-            with _terminate_as_interrupt():
+            with _StopRequests() as stop:
                 while self.t < t_end - eps:
+                    stop.check()
                     dt = min(run.dt, next_out - self.t, t_end - self.t)
                     obs = self.step(dt)
                     if writer is not None:
@@ -408,23 +408,41 @@ def _progress_bar(enabled: bool, t0: float, t_end: float):
     from tqdm.auto import tqdm
 
     return tqdm(total=round(t_end / MINUTES_PER_DAY, 6), initial=t0 / MINUTES_PER_DAY,
-                unit="day", disable=not enabled, dynamic_ncols=True,
+                unit="day", disable=not enabled, dynamic_ncols=True, mininterval=1.0,
                 bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} days "
                            "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
 
-@contextmanager
-def _terminate_as_interrupt():
-    """Turn SIGTERM (cluster schedulers, `kill`) into KeyboardInterrupt, like Ctrl-C."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+class _StopRequests:
+    """Ctrl-C and SIGTERM ask the run to stop *between* steps.
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    Raising from a signal handler would land mid-step (a checkpoint of half-updated fields)
+    or inside a finaliser, where Python swallows it. So the handler only records the
+    request; the loop stops after the step in progress. A second Ctrl-C stops at once.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+    def check(self):
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"signal {self.signum}")

@@ -1,0 +1,125 @@
+"""`spatialdtp-run` as a user runs it: a run file and plot, clear errors, sweeps, resume."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+QUICK = ["experiment=quick"]
+
+
+def run_cli(args, cwd, timeout=240, check=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "spatialdtp", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def test_a_run_writes_its_run_file_summary_and_plot(tmp_path):
+    proc = run_cli([*QUICK, "hydra.run.dir=out"], tmp_path)
+    run = tmp_path / "out" / "run.h5"
+    assert (tmp_path / "out" / "run_summary.png").stat().st_size > 10_000
+    assert "time_to_progression_days" in proc.stdout
+    with h5py.File(run) as f:
+        assert f.attrs["status"] == "complete"
+        assert f.attrs["backend"] == "numpy"
+        cfg = yaml.safe_load(f.attrs["config"])
+        assert cfg["grid"]["shape"] == [24, 24]
+        assert list(f["time"][:]) == [0.0, 360.0, 720.0, 1080.0, 1440.0]
+        assert f["fields/P"].shape == (5, 24, 24)
+        assert f["fields/oxygen"].attrs["units"] == "mmHg"
+        assert f["observables/burden"].shape == f["observables/time"].shape == (73,)
+        assert "time_to_progression_days" in f["summary"].attrs
+        assert f["checkpoint"].attrs["step"] == 72
+
+
+def test_initial_fields_load_from_arrays_on_the_command_line(tmp_path):
+    oxygen = np.full((24, 24), 7.0)
+    np.save(tmp_path / "o2.npy", oxygen)
+    S = np.zeros((24, 24))
+    S[10:14, 10:14] = 1.0
+    np.save(tmp_path / "S.npy", S)
+    run_cli([*QUICK, "hydra.run.dir=out", "run.days=0.25", f"+tissue.files.oxygen={tmp_path}/o2.npy",
+             f"+tissue.files.S={tmp_path}/S.npy", "tissue.tumour.persister_fraction=0"], tmp_path)
+    with h5py.File(tmp_path / "out" / "run.h5") as f:
+        np.testing.assert_allclose(f["fields/oxygen"][0], oxygen)
+        np.testing.assert_allclose(f["fields/S"][0], S, rtol=1e-6)
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("substrates.oxygen.diffusion=-5", "substrates.oxygen.diffusion=-5.0: must be a finite number >= 0"),
+    ("treatment=doses", None),  # valid: must run
+    ("treatment.drugs.drug.schedule.kind=weekly", "treatment.drugs.drug.schedule.kind='weekly': allowed values"),
+    ("grid.shape=[2,40]", "grid.shape=[2, 40]"),
+    ("+substrates.oxygen.uptake.Q=1", "substrates.oxygen.uptake.Q=1.0: cell types are"),
+    ("grid.shape=[200000,200000]", "GiB but only"),
+])
+def test_bad_config_values_give_one_clear_error(tmp_path, override, expected):
+    proc = run_cli([*QUICK, "hydra.run.dir=out", "run.days=0.1", override], tmp_path, check=False)
+    if expected is None:
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert expected in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_typo_in_a_key_is_refused_by_name(tmp_path):
+    proc = run_cli([*QUICK, "substrates.oxygen.difusion=1"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "difusion" in proc.stderr
+
+
+def test_multirun_sweeps_write_one_run_file_each(tmp_path):
+    run_cli(["-m", *QUICK, "run.days=0.1", "seed=0,1", "treatment=continuous,none",
+             "hydra.sweep.dir=sweep"], tmp_path)
+    runs = sorted((tmp_path / "sweep").glob("*/run.h5"))
+    assert len(runs) == 4
+    seeds = set()
+    for r in runs:
+        with h5py.File(r) as f:
+            assert f.attrs["status"] == "complete"
+            seeds.add(int(f.attrs["seed"]))
+    assert seeds == {0, 1}
+
+
+def test_sigterm_closes_the_run_file_and_plus_resume_finishes_it(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "spatialdtp", *QUICK, "hydra.run.dir=out",
+                             "run.days=200", "run.output_interval_hours=2"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    run = tmp_path / "out" / "run.h5"
+    deadline = time.time() + 120
+    frames = 0
+    while time.time() < deadline and frames < 4:
+        time.sleep(0.5)
+        if run.exists():
+            try:
+                with h5py.File(run, "r", locking=False) as f:
+                    frames = len(f["time"])
+            except OSError:
+                pass
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out + err
+    with h5py.File(run) as f:
+        assert f.attrs["status"] == "interrupted"
+        n = len(f["time"])
+        assert n >= 4
+        assert f["fields/P"][n - 1].shape == (24, 24)
+        t_ckpt = f["checkpoint"].attrs["time"]
+        assert t_ckpt >= f["time"][n - 1]
+    run_cli([f"+resume={run}", "run.days=" + str((t_ckpt + 240) / 1440)], tmp_path)
+    with h5py.File(run) as f:
+        assert f.attrs["status"] == "complete"
+        assert f["time"][-1] == pytest.approx(t_ckpt + 240)
+        assert np.all(np.diff(f["observables/time"][:]) > 0)
