@@ -541,11 +541,11 @@ def n_fields(cfg: SpatialDTPConfig) -> int:
 
 
 def estimate_memory(cfg: SpatialDTPConfig) -> int:
-    """Bytes the run needs: the state, a second copy for the Strang stages, the solver's
-    work arrays (multigrid hierarchy and Krylov vectors, ~10 grids per solve) and maps."""
+    """Bytes the run needs: the state, a host copy for output, the solver's work arrays
+    (multigrid hierarchy and Krylov vectors, ~23 grids) and the per-step temporaries."""
     size = math.prod(cfg.grid.shape)
     item = 4 if cfg.backend.precision == "float32" else 8
-    grids = 2 * n_fields(cfg) + 16
+    grids = 2 * n_fields(cfg) + 30
     return int(size * item * grids)
 
 
