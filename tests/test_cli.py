@@ -123,3 +123,39 @@ def test_sigterm_closes_the_run_file_and_plus_resume_finishes_it(tmp_path):
         assert f.attrs["status"] == "complete"
         assert f["time"][-1] == pytest.approx(t_ckpt + 240)
         assert np.all(np.diff(f["observables/time"][:]) > 0)
+
+
+def test_command_line_reproduces_the_cosh_steady_state_of_decay_with_a_fixed_face(tmp_path):
+    """A user's check: no cells, oxygen fixed at x = 0, no flux at x = L, decay λ.
+    The steady state is c0 cosh((L − x)/ℓ)/cosh(L/ℓ), ℓ = √(D/λ); backward Euler's fixed
+    point is the discrete steady state, so one huge step reaches it."""
+    np.save(tmp_path / "zero.npy", np.zeros((3, 100)))
+    run_cli([*QUICK, "hydra.run.dir=out", "grid.shape=[3,100]", "grid.dx=5",
+             "tissue.vessels.kind=none", "tissue.tumour.density=0", "tissue.stroma.kind=none",
+             "tissue.macrophages.density=0", "+substrates.oxygen.boundary.x-=fixed",
+             "substrates.oxygen.boundary_value=38", "substrates.oxygen.decay=10",
+             f"+tissue.files.oxygen={tmp_path}/zero.npy", "run.dt=1e6", "run.days=2000",
+             "run.output_interval_hours=1e5", "backend=numpy64", "numerics.rtol=1e-12",
+             "treatment=none"], tmp_path)
+    with h5py.File(tmp_path / "out" / "run.h5") as f:
+        c = f["fields/oxygen"][-1]
+    x = (np.arange(100) + 0.5) * 5.0
+    ell = np.sqrt(1e5 / 10)
+    exact = 38 * np.cosh((500 - x) / ell) / np.cosh(500 / ell)
+    assert np.abs(c - exact).max() / 38 < 5e-4          # O(dx²) with ℓ/dx = 20
+    np.testing.assert_allclose(c[0], c[2], rtol=1e-12)   # no-flux in y keeps it 1D
+
+
+def test_sweeps_run_in_parallel_with_the_joblib_launcher(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    run_cli(["-m", *QUICK, "run.days=0.1", "treatment=continuous,intermittent,adaptive",
+             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"],
+            tmp_path)
+    runs = sorted((tmp_path / "sweep").glob("*/run.h5"))
+    assert len(runs) == 3
+    names = set()
+    for r in runs:
+        with h5py.File(r) as f:
+            assert f.attrs["status"] == "complete"
+            names.add(yaml.safe_load(f.attrs["config"])["treatment"]["name"])
+    assert names == {"continuous", "intermittent", "adaptive"}
