@@ -302,6 +302,20 @@ class RunConfig:
 
 
 @dataclass
+class ViewerConfig:
+    mode: str = "none"                 # none | live (napari follows the run as it goes)
+
+
+@dataclass
+class ObjectiveConfig:
+    """What a sweep's run returns to Hydra (the Optuna sweeper maximises or minimises it)."""
+    metric: str = "time_to_progression_days"   # a key of the end-of-run summary
+    censored_value: str = "run_days"           # value when the metric is NaN (never progressed)
+    dose_cap: Optional[float] = None           # cap on cumulative plasma exposure, µM·day
+    penalty: float = 0.0                       # value returned when the cap is exceeded
+
+
+@dataclass
 class SpatialDTPConfig:
     seed: int = 0
     grid: GridConfig = field(default_factory=GridConfig)
@@ -312,6 +326,8 @@ class SpatialDTPConfig:
     cells: CellsConfig = field(default_factory=CellsConfig)
     treatment: TreatmentConfig = field(default_factory=TreatmentConfig)
     tissue: TissueConfig = field(default_factory=TissueConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     resume: Optional[str] = None       # path of a run file whose checkpoint to resume
 
 
@@ -458,6 +474,7 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
     if not (isinstance(n.max_iterations, int) and n.max_iterations >= 1):
         _fail("numerics.max_iterations", n.max_iterations, "must be an integer >= 1")
     _choice("backend.precision", cfg.backend.precision, PRECISIONS)
+    _choice("viewer.mode", cfg.viewer.mode, ("none", "live"))
 
     for name in BASE_SUBSTRATES:
         if name not in cfg.substrates:

@@ -16,6 +16,7 @@ import math
 import signal
 import time as _time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -256,11 +257,16 @@ class Simulation:
 
     # ------------------------------------------------------------------ running
     def run_until(self, days: float | None = None, *, path: str | Path | None = None,
-                  progress: bool | None = None) -> dict:
+                  progress: bool | None = None,
+                  callback: Callable[["Simulation", str], None] | None = None,
+                  stop: Callable[[], bool] | None = None) -> dict:
         """Run to ``days`` (default ``run.days``), writing the run file at ``path`` if given.
 
         Returns the end-of-run summary. Ctrl-C or SIGTERM closes the file with a checkpoint
-        and raises :class:`RunInterrupted`; a non-finite field raises NonFiniteError after
+        and raises :class:`RunInterrupted`; so does ``stop()`` returning True (checked before
+        every step: a viewer's window closing, an optimiser pruning a trial). ``callback(sim,
+        event)`` is called after every step (event "step") and every frame written ("frame"),
+        from the thread that runs the loop. A non-finite field raises NonFiniteError after
         recording where it happened.
         """
         from .io import RunWriter
@@ -283,16 +289,22 @@ class Simulation:
         bar = _progress_bar(progress, self.t, t_end)
         status = "failed"
         try:
-            with _StopRequests() as stop:
+            with _StopRequests() as requests:
                 while self.t < t_end - eps:
-                    stop.check()
+                    requests.check()
+                    if stop is not None and stop():
+                        raise KeyboardInterrupt("stop requested")
                     dt = min(run.dt, next_out - self.t, t_end - self.t)
                     obs = self.step(dt)
                     if writer is not None:
                         writer.append_observables(self.t, obs, self.observer.units)
+                    if callback is not None:
+                        callback(self, "step")
                     if self.t >= next_out - eps or self.t >= t_end - eps:
                         if writer is not None:
                             writer.write_frame(self.t, self.fields())
+                        if callback is not None:
+                            callback(self, "frame")
                         if self.t >= next_out - eps:
                             next_out += out_every
                     if self.t >= next_ckpt - eps:
