@@ -115,6 +115,7 @@ class Simulation:
         self.motilities = (m.sensitive.motility, m.persister.motility, m.resistant.motility,
                            m.fibroblast.motility, m.macrophage.motility)
         self._unconverged: set[str] = set()
+        self._checkpoint_time: float | None = None
         self.solver_iterations: dict[str, int] = {}
         self._history: list[tuple[float, dict]] = []
         self.last = self._observe(self.treatment.plasma(), self.treatment.is_on(self.t))
@@ -317,12 +318,12 @@ class Simulation:
             status = "complete"
         except KeyboardInterrupt:
             status = "interrupted"
+            where = "no run file was written"
             if writer is not None:
                 self._checkpoint(writer)
-            raise RunInterrupted(
-                f"run interrupted at t = {self.t / MINUTES_PER_DAY:.3f} days; "
-                f"{'the run file ' + str(path) + ' holds every completed frame and a checkpoint' if writer else 'no run file'}"
-            ) from None
+                where = f"{path} holds every completed frame and a checkpoint"
+            raise RunInterrupted(f"run interrupted at t = {self.t / MINUTES_PER_DAY:.3f} days; "
+                                 f"{where}") from None
         except NonFiniteError as err:
             status = f"failed: {err}"
             if writer is not None:
@@ -336,7 +337,8 @@ class Simulation:
             bar.close()
             if writer is not None:
                 if status == "complete":
-                    self._checkpoint(writer)
+                    if self._checkpoint_time != self.t:
+                        self._checkpoint(writer)
                     writer.write_summary(self.summary())
                 writer.close(status=status)
         summary = self.summary()
@@ -382,6 +384,7 @@ class Simulation:
         return writer
 
     def _checkpoint(self, writer):
+        self._checkpoint_time = self.t
         writer.write_checkpoint(self.iteration, self.t,
                                 {"state": self.backend.to_host(self.state.data),
                                  "vessels": self.backend.to_host(self.state.vessels)},
