@@ -544,6 +544,16 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
     if t.labels.mapping and not t.labels.path:
         _fail("tissue.labels.path", t.labels.path, "a label mapping needs a label image path")
 
+    from .objective import check_objective
+    from .observables import SUMMARY_UNITS
+
+    try:
+        check_objective(cfg.objective)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    metrics = list(SUMMARY_UNITS) + [f"cumulative_on_days_{d}" for d in cfg.treatment.drugs]
+    _choice("objective.metric", cfg.objective.metric, metrics)
+
     if free_memory_bytes is not None:
         need = estimate_memory(cfg)
         if need > free_memory_bytes:
