@@ -32,6 +32,7 @@ def to_config(cfg: DictConfig) -> SpatialDTPConfig:
 
 
 def _run(cfg: DictConfig):
+    from .objective import objective_value
     from .observables import format_summary
     from .simulation import NonFiniteError, RunInterrupted, Simulation
 
@@ -47,7 +48,16 @@ def _run(cfg: DictConfig):
             path = Path(HydraConfig.get().runtime.output_dir) / config.run.output
         log.info("%s", sim.describe())
         log.info("backend %s on %s", sim.backend.name, sim.backend.device())
-        summary = sim.run_until(path=path)
+        if config.viewer.mode == "live" and _multirun():
+            raise ConfigError("viewer.mode='live': a multirun would open one napari window per "
+                              "job; sweep without viewer=live and open the run files afterwards "
+                              "with spatialdtp-view")
+        if config.viewer.mode == "live":  # napari shows the run; closing it stops the run
+            from .viewer.live import run_live
+
+            summary = run_live(sim, path)
+        else:
+            summary = sim.run_until(path=path)
     except ConfigError as err:
         log.error("configuration error: %s", err)
         raise SystemExit(2) from None
@@ -59,7 +69,42 @@ def _run(cfg: DictConfig):
         raise SystemExit(3) from None
     log.info("run file: %s", path)
     print(format_summary(summary))
-    return summary.get("time_to_progression_days")
+    return objective_value(config.objective, summary, sim.observables())
+
+
+class JobFailed(RuntimeError):
+    """A job of a multirun failed; its error is in the job's log (cli.log)."""
+
+
+def _job(cfg: DictConfig):
+    """Hydra's task function: one run.
+
+    In a multirun, a job that fails raises an exception instead of SystemExit: Hydra's
+    launchers (basic, joblib, submitit) record an exception as that job's failure and run
+    the other jobs, while SystemExit would end the whole sweep at the first bad job. The
+    error is logged to the job's cli.log, where ``spatialdtp-summarize`` finds it.
+    Ctrl-C/SIGTERM (exit 130) still stops the whole sweep.
+    """
+    try:
+        return _run(cfg)
+    except SystemExit as stop:
+        if stop.code in (2, 3) and _multirun():
+            raise JobFailed(f"exit code {stop.code}: the error is in "
+                            f"{Path(HydraConfig.get().runtime.output_dir) / 'cli.log'}") from None
+        raise
+    except Exception as err:
+        if _multirun():
+            log.error("job failed: %s: %s", type(err).__name__, err, exc_info=True)
+        raise
+
+
+def _multirun() -> bool:
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
 
 
 def _overridden(key: str) -> bool:
@@ -76,7 +121,7 @@ def _accept_plus_resume(argv: list[str]) -> list[str]:
 
 def main() -> None:
     sys.argv = _accept_plus_resume(sys.argv)
-    app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_run)
+    app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_job)
     app()
 
 

@@ -236,6 +236,7 @@ class ImplicitSolver:
         if dtype not in (numpy.float32, numpy.float64):
             raise ValueError(f"dtype={dtype}: allowed are float32 and float64")
         self.shape, self.dx, self.xp, self.dtype = shape, float(dx), xp, dtype
+        self._tiny = float(numpy.finfo(dtype).tiny)    # smallest normal number of dtype
         self.ndim = len(shape)
         self.omega = _JACOBI_OMEGA[self.ndim]
 
@@ -559,17 +560,25 @@ class ImplicitSolver:
         if theta != 1.0:
             work += (1.0 - theta) * r
         work += c
-        rhs_norm = math.sqrt(self._dot(work, work))
+        rhs_norm = self._norm(work)
         tol = rtol * rhs_norm
-        res = math.sqrt(self._dot(r, r))
+        res = self._norm(r)
 
         delta = self._d
         delta[...] = 0.0
         iterations = 0
-        if res > tol and theta * dt > 0:
+        # below the smallest normal number nothing is left to solve; NaN/Inf go through
+        # the solve so that they reach the field and are reported
+        if theta * dt > 0 and (res > tol and res >= self._tiny or not math.isfinite(res)):
             self._scale_fine(theta * dt)
             self._setup_hierarchy(a, theta * dt, boundary.kinds)
-            res, iterations = self._pcg(delta, r, tol, max_iter, res)
+            # PCG on r/‖r‖, so that its dot products stay O(1) however small the field: a
+            # drug washing out over a holiday reaches 1e-23 µM, whose squares underflow
+            # float32 (CG then divides by zero). The system is linear: scale back after.
+            r *= 1.0 / res
+            scaled_res, iterations = self._pcg(delta, r, tol / res, max_iter, 1.0)
+            delta *= res
+            res *= scaled_res
         elif res > tol:                      # θ·dt = 0: explicit, A = I
             delta[...] = r
             res = 0.0
@@ -578,6 +587,15 @@ class ImplicitSolver:
             xp.maximum(c_new, 0.0, out=c_new)
         rel = res / rhs_norm if rhs_norm > 0 else 0.0
         return c_new, SolveInfo(iterations, rel, res <= tol)
+
+    def _norm(self, u) -> float:
+        """‖u‖₂ without underflow: the sum of squares is taken of u / max|u|."""
+        m = float(self.xp.max(self.xp.abs(u)))
+        if not m >= self._tiny:          # 0, denormal (1/m would overflow), or NaN
+            return m
+        buf = self._dotbuf
+        self.xp.multiply(u, 1.0 / m, out=buf)
+        return m * math.sqrt(self._dot(buf, buf))
 
     def _dot(self, u, v):
         """``Σ u·v`` by an elementwise product and a (pairwise, in NumPy) sum.

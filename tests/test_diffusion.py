@@ -331,6 +331,21 @@ def test_max_iter_reached_is_reported_not_converged():
     assert new.shape == c.shape and np.isfinite(new).all()
 
 
+@pytest.mark.parametrize("scale", [1e-23, 1e-35])
+def test_a_washed_out_float32_field_steps_like_the_same_field_at_unit_size(scale):
+    """A drug washing out over a drug holiday (no source) reaches 1e-23 µM and below,
+    whose squares underflow float32; the step is linear and must scale with the field
+    instead of freezing it or dividing by zero."""
+    c, a, _, dt = oxygen_like((32, 32), 100.0)
+    c, a = c.astype(np.float32) / 40.0, a.astype(np.float32)
+    solver = ImplicitSolver(c.shape, 20.0, dtype=np.float32)
+    unit, _ = solver.step(c, D=6000.0, a=a, b=0.0, dt=dt, boundary=Boundary.uniform(2))
+    tiny, info = solver.step(c * np.float32(scale), D=6000.0, a=a, b=0.0, dt=dt,
+                             boundary=Boundary.uniform(2))
+    assert info.converged and np.isfinite(tiny).all()
+    assert np.abs(tiny / scale - unit).max() <= 1e-4 * unit.max()
+
+
 # --------------------------------------------------------------------------- bad input
 def test_boundary_rejects_unknown_kind_and_one_sided_periodic():
     with pytest.raises(ValueError, match="'dirichlet'.*allowed kinds"):

@@ -55,6 +55,6 @@ def test_every_config_key_is_in_the_readme():
 def test_readme_opens_with_the_two_commands():
     blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
     assert "spatialdtp-run" in blocks[0] and "pip install -e ." in blocks[0]
-    assert "pytest" in blocks[1] and '".[dev]"' in blocks[1]
+    assert "pytest" in blocks[1] and '".[dev,viewer]"' in blocks[1]
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert blocks[1].strip() in ci

@@ -1,0 +1,72 @@
+"""Maps derived from one frame of a run: where the CAF/TAM niches are, and how much the
+HGF–MET signal protects persisters there. NumPy in, NumPy out (one frame at a time).
+
+Niches are the voxels the niche index counts (:mod:`spatialdtp.observables`):
+F + M >= ``run.niche_threshold`` cells/voxel. :func:`niche_labels` tells them apart by
+which stromal cell dominates: 1 = CAF niche (F >= M), 2 = TAM niche (M > F).
+
+Protection is the fraction by which the local HGF–MET signal lowers the persister kill
+rate, θ·H with H = hgf/(hgf + K_hgf)·(1 − B) and B the MET blockade of the met-class drugs
+at their local concentrations (:meth:`spatialdtp.cells.CellKinetics.protection`). It is
+computed with the model's own code, so it is exactly what the cells felt.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CAF_NICHE, TAM_NICHE = 1, 2
+NICHE_NAMES = {CAF_NICHE: "CAF niche", TAM_NICHE: "TAM niche"}
+
+
+def niche_labels(F, M, threshold: float) -> np.ndarray:
+    """uint8 labels of the niche voxels: 0 none, 1 CAF niche (F >= M), 2 TAM niche (M > F),
+    where F + M >= ``threshold`` (cells/voxel)."""
+    F, M = np.asarray(F), np.asarray(M)
+    niche = (F + M) >= threshold
+    return np.where(niche, np.where(F >= M, CAF_NICHE, TAM_NICHE), 0).astype(np.uint8)
+
+
+def outline(labels) -> np.ndarray:
+    """The labels kept only on their boundary: voxels with a face neighbour of another
+    label (outside the grid counts as 0), so a niche is drawn as a contour."""
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, dtype=bool)
+    padded = np.pad(labels, 1, mode="constant")
+    inner = tuple(slice(1, -1) for _ in range(labels.ndim))
+    for axis in range(labels.ndim):
+        for shift in (-1, 1):
+            neighbour = np.roll(padded, shift, axis=axis)[inner]
+            edge |= neighbour != labels
+    return np.where(edge, labels, 0).astype(labels.dtype)
+
+
+def protection(hgf, drugs: dict, cfg) -> np.ndarray:
+    """θ·H at every voxel (0 = no protection, θ = the most the model allows).
+
+    ``hgf``: HGF (ng/mL) of one frame; ``drugs``: drug name -> local concentration (µM)
+    of the same frame, needed for the met-class drugs (others may be left out);
+    ``cfg``: the run's :class:`~spatialdtp.config.SpatialDTPConfig`.
+    """
+    from ..cells import CellKinetics
+    from ..treatment import drug_effects
+
+    hgf = np.asarray(hgf)
+    missing = [d for d, dc in cfg.treatment.drugs.items()
+               if dc.drug_class == "met" and d not in drugs]
+    if missing:
+        raise KeyError(f"drugs lacks the concentration of MET inhibitor(s) {missing}")
+    # Only the MET blockade of the effects enters H; other drugs stand at 0.
+    conc = {d: np.asarray(drugs[d]) if d in drugs else 0.0 for d in cfg.treatment.drugs}
+    effects = drug_effects(cfg.treatment, conc)
+    kinetics = CellKinetics(cfg.cells, capacity=1.0, vessels=np.zeros_like(hgf))
+    # environment() also computes the oxygen, glucose and chemokine gates, which
+    # protection() does not use: zeros stand in for them, so those fields are not read.
+    zeros = np.zeros_like(hgf)
+    env = kinetics.environment({"oxygen": zeros, "glucose": zeros, "hgf": hgf,
+                                "chemokine": zeros}, effects)
+    return np.broadcast_to(kinetics.protection(env), hgf.shape).astype(np.float32)
+
+
+def met_drugs(cfg) -> tuple[str, ...]:
+    """The drugs of the run whose class is ``met`` (their concentrations set the blockade)."""
+    return tuple(d for d, dc in cfg.treatment.drugs.items() if dc.drug_class == "met")
