@@ -9,7 +9,7 @@ The niche index asks whether persisters gather near the CAF/TAM niches that shel
 
     niche voxel:   F + M >= niche_threshold                       (cells/voxel)
     near voxel:    |x - x_niche| <= niche_distance for some niche voxel (µm, voxel centres)
-    tumour voxel:  S + P + R >= 1e-3 · capacity
+    tumour voxel:  S + P + R >= 1e-3 · max(S + P + R)  (follows a shrinking tumour)
     niche_index  = mean P over near tumour voxels / mean P over far tumour voxels
 
 It is 1 when persisters ignore the niches, > 1 when they crowd into them, and NaN when
@@ -35,7 +35,10 @@ from .grid import Grid
 from .state import FieldLayout
 
 MINUTES_PER_DAY = 1440.0
-TUMOUR_FLOOR = 1.0e-3   # a voxel is tumour when S+P+R >= TUMOUR_FLOOR · capacity
+# A voxel is tumour when S+P+R >= TUMOUR_FLOOR × the current peak of S+P+R. Relative to
+# the peak, not to capacity: under drug the tumour shrinks 1000-fold within two weeks and a
+# fixed floor would leave no tumour voxels (and a NaN niche index) while persisters remain.
+TUMOUR_FLOOR = 1.0e-3
 
 
 def _to_host(a) -> np.ndarray:
@@ -186,7 +189,8 @@ class Observer:
         """(near, tumour) boolean maps on the device, as used by the niche index."""
         xp = self.xp
         niche = (state["F"] + state["M"]) >= self.run_cfg.niche_threshold
-        tumour = (state["S"] + state["P"] + state["R"]) >= TUMOUR_FLOOR * self.capacity
+        tumour_cells = state["S"] + state["P"] + state["R"]
+        tumour = (tumour_cells >= TUMOUR_FLOOR * xp.max(tumour_cells)) & (tumour_cells > 0)
         return self.dilate(niche, xp), tumour
 
     def compute(self, state, plasma: dict[str, float], on: dict[str, bool]) -> dict[str, float]:
@@ -246,8 +250,8 @@ def niche_profile(state, run_cfg: RunConfig, grid: Grid, bins=10,
                   capacity: float | None = None) -> NicheProfile:
     """Mean persister density of tumour voxels against distance to the nearest niche voxel.
 
-    Niche voxels: F + M >= ``run_cfg.niche_threshold``. Tumour voxels: S+P+R >= 1e-3 ·
-    ``capacity`` (as in :class:`Observer`), or S+P+R > 0 when no capacity is given.
+    Niche voxels: F + M >= ``run_cfg.niche_threshold``. Tumour voxels: S+P+R >= 1e-3 × the
+    peak of S+P+R (as in :class:`Observer`); ``capacity`` is accepted for compatibility.
     ``bins`` is a number of equal bins from 0 to the farthest tumour voxel, or an array of
     edges in µm (a voxel at distance exactly ``edges[-1]`` falls in the last bin).
     Runs on the host with the exact distance of :func:`distance_to_mask`.
@@ -255,7 +259,7 @@ def niche_profile(state, run_cfg: RunConfig, grid: Grid, bins=10,
     fields = {c: _to_host(state[c]).astype(np.float64) for c in ("S", "P", "R", "F", "M")}
     niche = (fields["F"] + fields["M"]) >= run_cfg.niche_threshold
     tumour_cells = fields["S"] + fields["P"] + fields["R"]
-    tumour = tumour_cells >= TUMOUR_FLOOR * capacity if capacity is not None else tumour_cells > 0
+    tumour = (tumour_cells >= TUMOUR_FLOOR * tumour_cells.max()) & (tumour_cells > 0)
     dist = distance_to_mask(niche, grid.dx)[tumour]
     p = fields["P"][tumour]
     finite = np.isfinite(dist)

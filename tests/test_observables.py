@@ -138,7 +138,7 @@ def niche_state():
               (6, 6): 0.5, (4, 7): 0.5, (0, 0): 0.0}    # 56.6, 60 µm and far away: far
     for ij, p in placed.items():
         st["S"][ij], st["P"][ij] = 1.0, p
-    st["P"][3, 4] = 0.005      # near but below the tumour floor 1e-3·capacity = 0.01: ignored
+    st["P"][3, 4] = 0.003      # near but below the tumour floor 1e-3 × peak (4 at (4, 5)): ignored
     return st
 
 
@@ -147,6 +147,16 @@ def test_niche_index_is_near_mean_over_far_mean():
     near_mean = (3.0 + 1.0 + 2.0) / 3
     far_mean = (0.5 + 0.5 + 0.0) / 3
     assert o["niche_index"] == pytest.approx(near_mean / far_mean)   # 6
+
+
+def test_niche_index_survives_a_thousandfold_shrinking_tumour():
+    """The tumour floor follows the current peak, so a tumour killed down 10⁴-fold by the
+    drug still has tumour voxels and the same niche index."""
+    st = niche_state()
+    for c in ("S", "P"):
+        st[c][...] *= 1e-4
+    o = observe(st, capacity=10.0, niche_distance=50.0, niche_threshold=0.1)
+    assert o["niche_index"] == pytest.approx(6.0)
 
 
 def test_niche_threshold_decides_which_voxels_are_niches():
