@@ -153,12 +153,12 @@ def _attr_value(key: str, value):
                      "list of them")
 
 
-def _python(value):
+def attribute_value(value):
     """An attribute as read by h5py, as a plain Python value."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray):
-        return [_python(v) for v in value.tolist()]
+        return [attribute_value(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -297,7 +297,7 @@ class RunWriter:
         self.field_names = tuple(f["fields"])
         self._obs_rows: list[tuple[float, dict[str, float]]] = []
         self._obs_units: dict[str, str] = {
-            n: str(_python(f["observables"][n].attrs.get("units", "")))
+            n: str(attribute_value(f["observables"][n].attrs.get("units", "")))
             for n in f["observables"] if n != "time"}
         n_frames = f["time"].shape[0]
         self._last_frame_t = float(f["time"][n_frames - 1]) if n_frames else None
@@ -557,7 +557,7 @@ def is_run_file(path) -> bool:
         if not os.path.isfile(path) or not h5py.is_hdf5(path):
             return False
         with _open_read(path) as f:
-            return _python(f.attrs.get("format")) == FORMAT
+            return attribute_value(f.attrs.get("format")) == FORMAT
     except (OSError, ValueError, TypeError):
         return False
 
@@ -578,7 +578,7 @@ def read_checkpoint(path) -> tuple[int, float, dict[str, np.ndarray], dict]:
         step = int(group.attrs["step"])
         t = float(group.attrs["time"])
         arrays = {name: ds[()] for name, ds in group.items()}
-        info = {key: json.loads(_python(value)) for key, value in group.attrs.items()
+        info = {key: json.loads(attribute_value(value)) for key, value in group.attrs.items()
                 if key not in ("step", "time")}
     return step, t, arrays, info
 
@@ -697,12 +697,12 @@ def read_run(path) -> RunData:
     frames stay on disk until asked for."""
     _require_run_file(path)
     with _open_read(path) as f:
-        attrs = {key: _python(value) for key, value in f.attrs.items()}
+        attrs = {key: attribute_value(value) for key, value in f.attrs.items()}
         time = f["time"][:]
-        fields = {name: {key: _python(ds.attrs.get(key, "")) for key in
+        fields = {name: {key: attribute_value(ds.attrs.get(key, "")) for key in
                          ("units", "long_name", "kind")} for name, ds in f["fields"].items()}
-        static = {name: _python(ds.attrs.get("units", "")) for name, ds in f["static"].items()}
+        static = {name: attribute_value(ds.attrs.get("units", "")) for name, ds in f["static"].items()}
         observables = tuple(f["observables"])
-        summary = {key: _python(v) for key, v in f["summary"].attrs.items()} \
+        summary = {key: attribute_value(v) for key, v in f["summary"].attrs.items()} \
             if "summary" in f else {}
     return RunData(os.fspath(path), attrs, time, fields, static, observables, summary)

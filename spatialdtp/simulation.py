@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import time as _time
 from pathlib import Path
 from typing import Callable
 

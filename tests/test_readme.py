@@ -42,7 +42,6 @@ def test_every_config_key_is_in_the_readme():
     docs = documented_keys()
     missing = []
     for key in sorted(schema_keys(SpatialDTPConfig())):
-        stem = key.rsplit(".", 1)[0]
         if key in docs:
             continue
         # dict-valued keys are documented with their entries: uptake.<S,P,R,F,M>

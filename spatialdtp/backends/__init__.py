@@ -7,7 +7,6 @@ Backends register themselves by name; ``get_backend(name)`` fetches one.
 """
 from __future__ import annotations
 
-import platform
 from typing import Callable, Dict
 
 import numpy as np

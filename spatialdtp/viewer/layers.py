@@ -186,7 +186,6 @@ def layer_data(source) -> list[tuple]:
         exposure = info.get("kind") == "exposure"
         cmap = EXPOSURE_COLORMAP if exposure else DRUG_COLORMAP if is_drug \
             else SUBSTRATE_COLORMAPS.get(name, "gray")
-        units = info.get("units", "")
         layers.append((source.frames(name), dict(
             name=name, colormap=cmap, contrast_limits=contrast_limits(source, name),
             blending="translucent", visible=False,

@@ -26,7 +26,6 @@ import re
 import threading
 import warnings
 import weakref
-from typing import Any
 
 import h5py
 import numpy as np
@@ -115,16 +114,6 @@ def _open(path: str) -> tuple[h5py.File, _ZeroPadded | None]:
             raise
 
 
-def _text(value) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray):
-        return [_text(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def looks_like_run_file(path) -> bool:
     """True for an HDF5 file whose root attribute ``format`` is "spatialdtp-run", also when
     it is still being written or was cut short on disk; False for anything else."""
@@ -137,7 +126,7 @@ def looks_like_run_file(path) -> bool:
                 return False
         f, padded = _open(path)
         try:
-            return _text(f.attrs.get("format")) == runio.FORMAT
+            return runio.attribute_value(f.attrs.get("format")) == runio.FORMAT
         finally:
             f.close()
             if padded is not None:
@@ -185,7 +174,7 @@ class RunFile:
             _OPEN_PADDED.add(self)
         weakref.finalize(self, _release, self._h5, self._padded)
         f = self._h5
-        self.attrs = {key: _text(value) for key, value in f.attrs.items()}
+        self.attrs = {key: runio.attribute_value(value) for key, value in f.attrs.items()}
         self.name = os.path.basename(self.path)
         self.grid = Grid(tuple(int(n) for n in self.attrs["shape"]), float(self.attrs["dx"]))
         self.cfg = from_dict(yaml.safe_load(self.attrs["config"]))
@@ -195,7 +184,7 @@ class RunFile:
 
             self.capacity = capacity_of(self.cfg)
         self.drugs = tuple(self.attrs.get("drugs") or self.cfg.treatment.drugs)
-        self.fields = {name: {key: str(_text(ds.attrs.get(key, ""))) for key in
+        self.fields = {name: {key: str(runio.attribute_value(ds.attrs.get(key, ""))) for key in
                               ("units", "long_name", "kind")}
                        for name, ds in f["fields"].items()}
         self.static_maps = tuple(f["static"]) if "static" in f else ()
