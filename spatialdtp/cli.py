@@ -39,6 +39,7 @@ def _run(cfg: DictConfig):
     config = to_config(cfg)
     try:
         if config.resume:
+            _refuse_ignored_overrides()
             days = config.run.days if _overridden("run.days") else None
             sim = Simulation.resume(config.resume, days=days)
             path = Path(config.resume)
@@ -105,6 +106,20 @@ def _multirun() -> bool:
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:
         return False
+
+
+# What may change when a run is resumed: the rest comes from the run file's stored config,
+# so that the continuation is the same run.
+RESUME_OVERRIDABLE = ("resume", "run.days", "run.progress", "run.plot")
+
+
+def _refuse_ignored_overrides() -> None:
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    ignored = [k for k in keys if k not in RESUME_OVERRIDABLE]
+    if ignored:
+        raise ConfigError(f"resume: {ignored}: a resumed run continues with the config stored "
+                          f"in its run file; only {list(RESUME_OVERRIDABLE[1:])} may be given "
+                          "(start a new run to change anything else)")
 
 
 def _overridden(key: str) -> bool:

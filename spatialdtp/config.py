@@ -466,6 +466,9 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
     _nonneg("run.niche_distance", r.niche_distance)
     _nonneg("run.niche_threshold", r.niche_threshold)
     _positive("run.mrd_threshold", r.mrd_threshold)
+    _nonneg("run.hypoxic_threshold", r.hypoxic_threshold)
+    if not (isinstance(cfg.seed, int) and cfg.seed >= 0):
+        _fail("seed", cfg.seed, "must be an integer >= 0")
     n = cfg.numerics
     _choice("numerics.scheme", n.scheme, SCHEMES)
     _positive("numerics.rtol", n.rtol)
@@ -482,10 +485,18 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
     for name, s in cfg.substrates.items():
         _validate_substrate(f"substrates.{name}", s, ndim)
     _choice("treatment.combination", cfg.treatment.combination, COMBINATION_RULES)
+    reserved = set(CELL_TYPES) | {"vessels"}
+    for name in cfg.substrates:
+        if name in reserved or name.startswith("auc_"):
+            _fail(f"substrates.{name}", name, f"a field name must not be one of "
+                  f"{sorted(reserved)} or start with 'auc_' (exposure maps)")
     for name, d in cfg.treatment.drugs.items():
         if name in cfg.substrates:
             _fail(f"treatment.drugs.{name}", name,
                   f"a drug name must differ from the substrates {list(cfg.substrates)}")
+        if name in reserved or name.startswith("auc_"):
+            _fail(f"treatment.drugs.{name}", name, f"a drug name must not be one of "
+                  f"{sorted(reserved)} or start with 'auc_' (exposure maps)")
         _validate_drug(f"treatment.drugs.{name}", d, ndim)
 
     c = cfg.cells
@@ -530,8 +541,12 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
               "persister_fraction + resistant_fraction must not exceed 1")
     _fraction("tissue.stroma.caf_density", t.stroma.caf_density)
     _fraction("tissue.macrophages.density", t.macrophages.density)
-    if len(t.tumour.center) < ndim:
-        _fail("tissue.tumour.center", list(t.tumour.center), f"needs {ndim} fractions")
+    if len(t.tumour.center) < ndim or not all(
+            isinstance(v, (int, float)) and 0 <= v <= 1 for v in t.tumour.center[:ndim]):
+        _fail("tissue.tumour.center", list(t.tumour.center),
+              f"needs {ndim} fractions of the grid's extent, each in [0, 1]")
+    _nonneg("tissue.tumour.radius", t.tumour.radius)
+    _nonneg("tissue.vessels.margin", t.vessels.margin)
     known = set(all_substrates(cfg)) | set(CELL_TYPES) | {"vessels"}
     for name, path in t.files.items():
         if name not in known:

@@ -53,10 +53,10 @@ def capacity_of(cfg: SpatialDTPConfig) -> float:
 
 
 def treatment_start_minutes(cfg: SpatialDTPConfig) -> float:
-    starts = [d.schedule.start_day for d in cfg.treatment.drugs.values()]
-    if any(d.schedule.kind == "doses" and d.schedule.doses for d in cfg.treatment.drugs.values()):
-        starts += [min(x[0] for x in d.schedule.doses) for d in cfg.treatment.drugs.values()
-                   if d.schedule.kind == "doses" and d.schedule.doses]
+    """When the first drug starts: its ``start_day``, or for a ``doses`` schedule (where
+    ``start_day`` has no effect) its first dose."""
+    starts = [min(day for day, _ in d.schedule.doses) if d.schedule.kind == "doses"
+              else d.schedule.start_day for d in cfg.treatment.drugs.values()]
     return min(starts) * MINUTES_PER_DAY if starts else 0.0
 
 
@@ -115,9 +115,10 @@ class Simulation:
                            m.fibroblast.motility, m.macrophage.motility)
         self._unconverged: set[str] = set()
         self._checkpoint_time: float | None = None
+        self._run_file: Path | None = None     # the run file this simulation writes
         self.solver_iterations: dict[str, int] = {}
         self._history: list[tuple[float, dict]] = []
-        self.last = self._observe(self.treatment.plasma(), self.treatment.is_on(self.t))
+        self.last = self._observe(self.treatment.plasma())
         if restore is None:
             self._history.append((self.t, self.last))
 
@@ -202,13 +203,19 @@ class Simulation:
             raise
         self.t += dt
         self.iteration += 1
-        self.last = self._observe(plasma.level, self.treatment.is_on(self.t))
+        self.last = self._observe(plasma.level)
         self._history.append((self.t, self.last))
         return self.last
 
-    def _observe(self, plasma: dict, on: dict) -> dict:
-        obs = self.observer.compute(self.state, plasma, on)
+    def _observe(self, plasma: dict) -> dict:
+        """Observables at ``self.t``. An ``on_<drug>`` flag stands for the coming step, so
+        adaptive decisions due now are taken first, with the burden just observed."""
+        obs = self.observer.compute(self.state, plasma, self.treatment.is_on(self.t))
         self._check_finite()
+        if self.drugs:
+            self.treatment.decide(obs["burden"])
+            for drug, on in self.treatment.is_on(self.t).items():
+                obs[f"on_{drug}"] = float(on)
         return obs
 
     def _check_finite(self, during: bool = False):
@@ -277,10 +284,13 @@ class Simulation:
         writer = None
         if path is not None:
             path = Path(path)
-            if self.iteration > 0 and path.exists():
-                writer = RunWriter.reopen(path)
+            if self._run_file is not None and path.resolve() == self._run_file and path.exists():
+                writer = RunWriter.reopen(path)     # continue this simulation's own file
             else:
+                if path.exists():
+                    log.warning("replacing the existing file %s with a new run file", path)
                 writer = self._create_writer(path)
+            self._run_file = path.resolve()
         out_every = run.output_interval_hours * 60.0
         ckpt_every = run.checkpoint_interval_hours * 60.0
         eps = 1e-9 * max(1.0, t_end)
@@ -288,6 +298,7 @@ class Simulation:
         next_ckpt = (math.floor(self.t / ckpt_every + 1e-9) + 1) * ckpt_every
         bar = _progress_bar(progress, self.t, t_end)
         status = "failed"
+        mid_step = False
         try:
             with _StopRequests() as requests:
                 while self.t < t_end - eps:
@@ -295,7 +306,9 @@ class Simulation:
                     if stop is not None and stop():
                         raise KeyboardInterrupt("stop requested")
                     dt = min(run.dt, next_out - self.t, t_end - self.t)
+                    mid_step = True       # a second Ctrl-C lands here: state half-updated
                     obs = self.step(dt)
+                    mid_step = False
                     if writer is not None:
                         writer.append_observables(self.t, obs, self.observer.units)
                     if callback is not None:
@@ -318,9 +331,13 @@ class Simulation:
         except KeyboardInterrupt:
             status = "interrupted"
             where = "no run file was written"
-            if writer is not None:
+            if writer is not None and not mid_step:
                 self._checkpoint(writer)
                 where = f"{path} holds every completed frame and a checkpoint"
+            elif writer is not None:  # stopped inside a step: keep the last consistent one
+                where = (f"{path} holds every completed frame; stopped inside a step, so its "
+                         f"checkpoint is the last one written (t = "
+                         f"{self._checkpoint_time / MINUTES_PER_DAY:.3f} days)")
             raise RunInterrupted(f"run interrupted at t = {self.t / MINUTES_PER_DAY:.3f} days; "
                                  f"{where}") from None
         except NonFiniteError as err:
@@ -404,6 +421,8 @@ class Simulation:
             cfg.run.days = days
         step, t, arrays, info = read_checkpoint(path)
         sim = cls(cfg, backend, restore=(step, t, arrays, info))
+        sim._run_file = Path(path).resolve()
+        sim._checkpoint_time = float(t)
         obs = read_observables(path)
         keep = obs["time"] <= t + 1e-9
         names = [n for n in sim.observer.names if n in obs]

@@ -7,7 +7,7 @@ Finite volumes on voxel faces with zero flux through the domain boundary (cells 
 leave the tissue), so the total of every cell type is conserved to rounding. The drift
 uses first-order upwinding, which keeps densities non-negative. Both are explicit: cells
 move slowly (D_n ~ 1 µm²/min, drift ~ 1 µm/min), so the step is split into the fewest
-sub-steps that keep D_n τ/dx² · 2d + |v| τ/dx ≤ 0.9, which guarantees positivity.
+sub-steps that keep 2d (D_n τ/dx² + |v| τ/dx) ≤ 0.9, which guarantees positivity.
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def chemotactic_velocity(q, chi, dx, xp):
 
 
 def substeps(D_max: float, v_max: float, tau: float, dx: float, ndim: int) -> int:
-    courant = tau * (2 * ndim * D_max / dx**2 + ndim * v_max / dx)
+    # a voxel can lose mass through all 2·ndim faces, by diffusion and by upwind drift
+    courant = tau * (2 * ndim * D_max / dx**2 + 2 * ndim * v_max / dx)
     return max(1, math.ceil(courant / 0.9))
 
 

@@ -108,25 +108,33 @@ def drug_effects(cfg: TreatmentConfig, conc: dict, xp=numpy) -> DrugEffects:
     """Effects of the local drug concentrations ``conc`` (drug name -> µM array).
 
     Drugs of one class combine by ``cfg.combination`` (Bliss: ``1 − Π(1 − E_i)``; HSA:
-    ``max E_i``). The oxphos/gpx4/fao classes each add a hazard ``kill_rate·E`` (1/min) to
-    ``p_kill``; adding hazards is Bliss independence for survival over time.
+    ``max E_i``). Each drug of the oxphos/gpx4/fao classes is a persister hazard
+    ``kill_rate·E`` (1/min). Within one of those classes hazards add under Bliss (adding
+    hazards is Bliss independence for survival over time) and the largest counts under HSA;
+    the classes' hazards add up into ``p_kill``.
     """
     _choice("treatment.combination", cfg.combination, COMBINATION_RULES)
     by_class: dict[str, list] = {"targeted": [], "epigenetic": [], "met": []}
-    p_kill = 0.0
+    hazards: dict[str, list] = {c: [] for c in HAZARD_CLASSES}
     for name, d in cfg.drugs.items():
         if name not in conc:
             raise KeyError(f"conc has no concentration for drug {name!r}; "
                            f"drug_effects needs one for each of {list(cfg.drugs)}")
         e = hill(conc[name], d.ec50, d.hill, d.emax, xp)
         if d.drug_class in HAZARD_CLASSES:
-            p_kill = p_kill + d.kill_rate * e
+            hazards[d.drug_class].append(d.kill_rate * e)
         elif d.drug_class in by_class:
             by_class[d.drug_class].append(e)
         else:
             raise ValueError(f"treatment.drugs.{name}.drug_class={d.drug_class!r}: allowed "
                              f"values are {list(by_class) + list(HAZARD_CLASSES)}")
     combine = _COMBINE[cfg.combination]
+    within = (lambda hs: functools.reduce(lambda x, y: x + y, hs)) if cfg.combination == "bliss" \
+        else (lambda hs: _hsa(hs, xp))
+    p_kill = 0.0
+    for hs in hazards.values():
+        if hs:
+            p_kill = p_kill + within(hs)
     return DrugEffects(kill=combine(by_class["targeted"], xp),
                        epigenetic=combine(by_class["epigenetic"], xp),
                        met_blockade=combine(by_class["met"], xp),
@@ -483,6 +491,20 @@ class Treatment:
                 i += 1
             total += pk.run(s1 - s0, u)
         return total
+
+    def decide(self, burden: float) -> None:
+        """Take the adaptive decisions due now (at ``self.t``) with the burden observed now.
+
+        The simulator calls this as soon as a step's burden is known, so that ``is_on(t)``
+        reports the state of the coming step (the one the observation's flag stands for);
+        the next :meth:`advance` then finds these decisions already taken.
+        """
+        for name, sched in self._schedules.items():
+            if sched.kind == "adaptive":
+                if not math.isfinite(burden) or burden < 0:
+                    raise ValueError(f"burden={burden!r}: the adaptive schedule of drug "
+                                     f"{name!r} needs the tumour burden, a finite number >= 0")
+                sched.decide(self.t, self.t, float(burden))
 
     # ----------------------------------------------------------------- queries
     def plasma(self) -> dict[str, float]:

@@ -159,3 +159,15 @@ def test_sweeps_run_in_parallel_with_the_joblib_launcher(tmp_path):
             assert f.attrs["status"] == "complete"
             names.add(yaml.safe_load(f.attrs["config"])["treatment"]["name"])
     assert names == {"continuous", "intermittent", "adaptive"}
+
+
+def test_resume_refuses_overrides_it_would_ignore(tmp_path):
+    run_cli([*QUICK, "hydra.run.dir=out", "run.days=0.1"], tmp_path)
+    run = tmp_path / "out" / "run.h5"
+    proc = run_cli([f"+resume={run}", "run.days=0.2", "run.dt=5",
+                    "treatment.drugs.drug.schedule.dose=5"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "['run.dt', 'treatment.drugs.drug.schedule.dose']" in proc.stdout + proc.stderr
+    with h5py.File(run) as f:
+        assert f.attrs["status"] == "complete"      # the run file was not touched
+        assert f["time"][-1] == pytest.approx(144.0)

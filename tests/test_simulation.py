@@ -179,3 +179,69 @@ def test_a_non_finite_field_stops_the_run_naming_step_and_field(tmp_path):
         assert "step 1" in f["failure"].attrs["message"]
         assert not np.isfinite(f["failure/state"][:]).all()
         assert np.isfinite(f["checkpoint/state"][:]).all()  # the last good state, for resume
+
+
+def test_a_doses_schedule_measures_its_summary_from_the_first_dose():
+    sim = Simulation(quick(["treatment=doses", "run.days=1.5",
+                            "treatment.drugs.drug.schedule.doses=[[1.0,2.0]]"]))
+    sim.run_until(progress=False)
+    s = sim.summary()
+    assert s["treatment_start_day"] == pytest.approx(1.0)
+    obs = sim.observables()
+    at_first_dose = obs["burden"][np.argmin(np.abs(obs["time"] - 1440.0))]
+    assert s["baseline_burden"] == pytest.approx(at_first_dose)
+
+
+def test_on_flags_stand_for_the_coming_step_of_an_adaptive_schedule():
+    """The flag recorded at t is the state after the decision taken at t."""
+    sim = Simulation(quick(["treatment=adaptive", "run.days=1.0",
+                            "treatment.drugs.drug.schedule.check_interval_days=0.25",
+                            "treatment.drugs.drug.schedule.stop_fraction=0.9"]))
+    sim.run_until(progress=False)
+    obs = sim.observables()
+    switches = [(e.t, e.on) for e in sim.treatment.dose_history if e.kind == "switch"]
+    assert any(not on for _, on in switches), "the schedule never switched off"
+    for t, on in switches:
+        i = int(np.argmin(np.abs(obs["time"] - t)))
+        assert obs["time"][i] == pytest.approx(t)
+        assert obs["on_drug"][i] == float(on)
+
+
+def test_an_interrupt_inside_a_step_keeps_the_last_consistent_checkpoint(tmp_path):
+    """A second Ctrl-C lands mid-step; the checkpoint must still resume."""
+    from spatialdtp.simulation import RunInterrupted
+
+    sim = Simulation(quick(["run.days=1.0", "treatment=adaptive"]))
+    calls = {"n": 0}
+    original = sim._substrates_step
+
+    def interrupted_on_fifth_call(dt, blood):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        original(dt, blood)
+
+    sim._substrates_step = interrupted_on_fifth_call
+    with pytest.raises(RunInterrupted):
+        sim.run_until(path=tmp_path / "r.h5", progress=False)
+    resumed = Simulation.resume(tmp_path / "r.h5")
+    resumed.run_until(path=tmp_path / "r.h5", progress=False)
+    assert resumed.t == pytest.approx(1440.0)
+
+
+def test_a_new_simulation_never_appends_to_another_runs_file(tmp_path):
+    import h5py
+    import yaml
+
+    path = tmp_path / "run.h5"
+    Simulation(quick(["seed=1", "run.days=0.25"])).run_until(path=path, progress=False)
+    sim = Simulation(quick(["seed=0", "run.days=0.25"]))
+    sim.step()                                 # stepped by hand, as in the README's API example
+    sim.run_until(path=path, progress=False)
+    with h5py.File(path) as f:
+        assert yaml.safe_load(f.attrs["config"])["seed"] == 0
+        assert f["time"][0] == pytest.approx(sim.cfg.run.dt)   # starts where this run was
+        assert f.attrs["status"] == "complete"
+    sim.run_until(days=0.5, path=path, progress=False)       # continuing its own file is fine
+    with h5py.File(path) as f:
+        assert f["time"][-1] == pytest.approx(720.0)

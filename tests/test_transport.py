@@ -54,3 +54,17 @@ def test_substeps_respect_the_explicit_stability_limit():
     assert substeps(0.0, 0.0, 10.0, DX, 2) == 1
     m = substeps(100.0, 0.0, 10.0, DX, 3)
     assert 10.0 / m * 6 * 100.0 / DX**2 <= 0.9
+
+
+def test_drift_out_of_a_chemokine_pit_neither_goes_negative_nor_creates_cells():
+    """A voxel at a sharp minimum of q loses cells through all 2d faces at once."""
+    q = np.ones((9, 9))
+    q[4, 4] = 0.0                                   # a one-voxel pit
+    M = np.zeros((9, 9))
+    M[4, 4] = 1.0
+    zero = np.zeros_like(M)
+    chi = 25.0 * DX                                 # |v| = χ Δq/dx = 25 µm/min
+    for tau in np.linspace(1.0, 10.0, 37):          # odd and even numbers of sub-steps
+        out = move_cells([zero, zero, zero, zero, M], (0, 0, 0, 0, 0.0), q, chi, tau, DX, np)
+        assert out[4].sum() == pytest.approx(1.0, rel=1e-12), tau
+        assert out[4].min() >= 0

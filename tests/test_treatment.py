@@ -427,3 +427,16 @@ def test_bad_config_and_state_are_refused_by_name():
         one().set_state(Treatment(TreatmentConfig(drugs={})).get_state())
     with pytest.raises(KeyError, match="erl"):
         drug_effects(TreatmentConfig(drugs={"erl": drug()}), {})
+
+
+def test_hsa_takes_the_largest_persister_hazard_within_a_class():
+    from spatialdtp.config import DrugConfig, TreatmentConfig
+    from spatialdtp.treatment import drug_effects
+
+    drugs = {n: DrugConfig(drug_class="oxphos", ec50=1.0, kill_rate=1e-3) for n in ("a", "b")}
+    drugs["c"] = DrugConfig(drug_class="gpx4", ec50=1.0, kill_rate=2e-3)
+    conc = {"a": np.array([1.0]), "b": np.array([1.0]), "c": np.array([1.0])}   # E = 0.5 each
+    bliss = drug_effects(TreatmentConfig(drugs=drugs, combination="bliss"), conc)
+    hsa = drug_effects(TreatmentConfig(drugs=drugs, combination="hsa"), conc)
+    np.testing.assert_allclose(bliss.p_kill, [0.5e-3 + 0.5e-3 + 1e-3])
+    np.testing.assert_allclose(hsa.p_kill, [0.5e-3 + 1e-3])      # classes still add
