@@ -77,17 +77,22 @@ def test_a_typo_in_a_key_is_refused_by_name(tmp_path):
     assert "difusion" in proc.stderr
 
 
+def completed_sweep_configs(sweep_dir):
+    """The stored config of every job's run file, each checked to have completed."""
+    configs = []
+    for run in sorted(sweep_dir.glob("*/run.h5")):
+        with h5py.File(run) as f:
+            assert f.attrs["status"] == "complete", run
+            configs.append(yaml.safe_load(f.attrs["config"]))
+    return configs
+
+
 def test_multirun_sweeps_write_one_run_file_each(tmp_path):
     run_cli(["-m", *QUICK, "run.days=0.1", "seed=0,1", "treatment=continuous,none",
              "hydra.sweep.dir=sweep"], tmp_path)
-    runs = sorted((tmp_path / "sweep").glob("*/run.h5"))
-    assert len(runs) == 4
-    seeds = set()
-    for r in runs:
-        with h5py.File(r) as f:
-            assert f.attrs["status"] == "complete"
-            seeds.add(int(f.attrs["seed"]))
-    assert seeds == {0, 1}
+    configs = completed_sweep_configs(tmp_path / "sweep")
+    assert len(configs) == 4
+    assert {c["seed"] for c in configs} == {0, 1}
 
 
 def test_sigterm_closes_the_run_file_and_plus_resume_finishes_it(tmp_path):
@@ -151,14 +156,9 @@ def test_sweeps_run_in_parallel_with_the_joblib_launcher(tmp_path):
     run_cli(["-m", *QUICK, "run.days=0.1", "treatment=continuous,intermittent,adaptive",
              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep"],
             tmp_path)
-    runs = sorted((tmp_path / "sweep").glob("*/run.h5"))
-    assert len(runs) == 3
-    names = set()
-    for r in runs:
-        with h5py.File(r) as f:
-            assert f.attrs["status"] == "complete"
-            names.add(yaml.safe_load(f.attrs["config"])["treatment"]["name"])
-    assert names == {"continuous", "intermittent", "adaptive"}
+    configs = completed_sweep_configs(tmp_path / "sweep")
+    assert len(configs) == 3
+    assert {c["treatment"]["name"] for c in configs} == {"continuous", "intermittent", "adaptive"}
 
 
 def test_resume_refuses_overrides_it_would_ignore(tmp_path):
