@@ -218,6 +218,53 @@ def _coarse_widths(w):
     return numpy.asarray(out)
 
 
+# --------------------------------------------------------------------------- the stencil
+def apply_stencil(xp, lev, x, out, rhs=None, mass=None):
+    """``out = (mass + K) x``, or the residual ``out = rhs − (mass + K) x`` if rhs given.
+
+    K is applied in flux form, ``Σ_faces T·(x_i − x_j)``: differences of neighbouring
+    values are exact in floating point, so a huge ``T`` does not amplify rounding of x.
+    ``mass`` defaults to the level's; ``x`` may carry leading batch axes. This is the
+    reference of ``kernels/stencil.cu``.
+    """
+    batched = x.ndim > lev.ndim
+    xp.multiply(lev.mass if mass is None else mass, x, out=out)
+    sign = 1.0
+    if rhs is not None:
+        xp.subtract(rhs, out, out=out)
+        sign = -1.0
+    for k in range(lev.ndim):
+        head, tail, lo, hi = lev.head[k], lev.tail[k], lev.lo[k], lev.hi[k]
+        if lev.tin[k] is not None:
+            F = xp.subtract(x[tail], x[head]) if batched else \
+                xp.subtract(x[tail], x[head], out=lev.flux[k])
+            F *= lev.tin[k]
+            if sign > 0:      # (K x)_i gains T(x_i − x_{i+1}) = −F, (K x)_{i+1} gains +F
+                out[head] -= F
+                out[tail] += F
+            else:
+                out[head] += F
+                out[tail] -= F
+        lo_kind, _ = lev.modes[k]
+        if lo_kind == "periodic":
+            F = (x[lo] - x[hi]) * lev.tlo[k]      # wrap face: cell n−1 → cell 0
+            out[hi] -= sign * F
+            out[lo] += sign * F
+            continue
+        if lev.tlo[k] is not None:
+            out[lo] += sign * lev.tlo[k] * x[lo]
+        if lev.thi[k] is not None:
+            out[hi] += sign * lev.thi[k] * x[hi]
+    return out
+
+
+def jacobi_sweep(xp, lev, b, x, winv):
+    """One damped-Jacobi sweep in place: ``x ← x + (ω/diag)·(b − A x)``."""
+    r = apply_stencil(xp, lev, x, lev.r, rhs=b)
+    r *= winv
+    x += r
+
+
 # --------------------------------------------------------------------------- the solver
 class ImplicitSolver:
     """One per grid shape/dx/dtype; caches the multigrid hierarchy shapes and work arrays.
@@ -226,7 +273,7 @@ class ImplicitSolver:
     edge in µm, ``xp`` the array namespace (NumPy or CuPy), ``dtype`` float32 or float64.
     """
 
-    def __init__(self, shape, dx, xp=numpy, dtype=numpy.float32):
+    def __init__(self, shape, dx, xp=numpy, dtype=numpy.float32, ops=None):
         shape = tuple(int(n) for n in shape)
         if len(shape) not in (2, 3) or any(n < 3 for n in shape):
             raise ValueError(f"shape={list(shape)}: need 2 or 3 axes of at least 3 voxels")
@@ -239,6 +286,10 @@ class ImplicitSolver:
         self._tiny = float(numpy.finfo(dtype).tiny)    # smallest normal number of dtype
         self.ndim = len(shape)
         self.omega = _JACOBI_OMEGA[self.ndim]
+        if ops is None:
+            from .backends.reference import ReferenceOps
+            ops = ReferenceOps(xp)
+        self.ops = ops      # the stencil and Jacobi sweep: array expressions or kernels
 
         self.levels = [_Level(shape, [numpy.ones(n) for n in shape], xp, dtype)]
         while self.levels[-1].size > _COARSEST_CELLS:
@@ -259,9 +310,9 @@ class ImplicitSolver:
             xp.empty(shape, dtype) for _ in range(6))
 
     @classmethod
-    def from_grid(cls, grid, xp=numpy, dtype=numpy.float32) -> "ImplicitSolver":
+    def from_grid(cls, grid, xp=numpy, dtype=numpy.float32, ops=None) -> "ImplicitSolver":
         """Solver for a :class:`spatialdtp.grid.Grid`."""
-        return cls(grid.shape, grid.dx, xp=xp, dtype=dtype)
+        return cls(grid.shape, grid.dx, xp=xp, dtype=dtype, ops=ops)
 
     # ------------------------------------------------------------------ hierarchy set-up
     @staticmethod
@@ -372,7 +423,7 @@ class ImplicitSolver:
         m = coarsest.size
         eye = xp.eye(m, dtype=numpy.float64).reshape((m,) + coarsest.shape)
         A = xp.empty_like(eye)
-        self._operator(coarsest, eye, A)
+        apply_stencil(xp, coarsest, eye, A)
         coarsest.inverse = xp.linalg.inv(A.reshape(m, m)).astype(self.dtype)
 
     def _sum_children(self, x, axes):
@@ -393,45 +444,6 @@ class ImplicitSolver:
                 diag[lev.hi[k]] += lev.thi[k]
         xp.divide(self.omega, diag, out=lev.winv)
 
-    # ------------------------------------------------------------------ the operator
-    def _operator(self, lev, x, out, rhs=None, mass=None):
-        """``out = (mass + K) x``, or the residual ``out = rhs − (mass + K) x`` if rhs given.
-
-        K is applied in flux form, ``Σ_faces T·(x_i − x_j)``: differences of neighbouring
-        values are exact in floating point, so a huge ``T`` does not amplify rounding of x.
-        ``mass`` defaults to the level's; ``x`` may carry leading batch axes.
-        """
-        xp = self.xp
-        batched = x.ndim > lev.ndim
-        xp.multiply(lev.mass if mass is None else mass, x, out=out)
-        sign = 1.0
-        if rhs is not None:
-            xp.subtract(rhs, out, out=out)
-            sign = -1.0
-        for k in range(lev.ndim):
-            head, tail, lo, hi = lev.head[k], lev.tail[k], lev.lo[k], lev.hi[k]
-            if lev.tin[k] is not None:
-                F = xp.subtract(x[tail], x[head]) if batched else \
-                    xp.subtract(x[tail], x[head], out=lev.flux[k])
-                F *= lev.tin[k]
-                if sign > 0:      # (K x)_i gains T(x_i − x_{i+1}) = −F, (K x)_{i+1} gains +F
-                    out[head] -= F
-                    out[tail] += F
-                else:
-                    out[head] += F
-                    out[tail] -= F
-            lo_kind, _ = lev.modes[k]
-            if lo_kind == "periodic":
-                F = (x[lo] - x[hi]) * lev.tlo[k]      # wrap face: cell n−1 → cell 0
-                out[hi] -= sign * F
-                out[lo] += sign * F
-                continue
-            if lev.tlo[k] is not None:
-                out[lo] += sign * lev.tlo[k] * x[lo]
-            if lev.thi[k] is not None:
-                out[hi] += sign * lev.thi[k] * x[hi]
-        return out
-
     # ------------------------------------------------------------------ the V-cycle
     def _vcycle(self, lev, b):
         """Approximate ``(mass + K)^{-1} b`` on ``lev``; the result is ``lev.x``."""
@@ -441,8 +453,8 @@ class ImplicitSolver:
             return x
         xp.multiply(lev.winv, b, out=x)             # first Jacobi sweep from x = 0
         for _ in range(_JACOBI_SWEEPS - 1):
-            self._jacobi(lev, b, x)
-        r = self._operator(lev, x, lev.r, rhs=b)
+            self.ops.jacobi(lev, b, x, lev.winv)
+        r = self.ops.stencil(lev, x, lev.r, rhs=b)
         c = lev.coarse
         (fs0, _), *rest = lev.pairs
         c.b[...] = r[fs0]
@@ -452,13 +464,8 @@ class ImplicitSolver:
         for fs, cs in lev.pairs:
             x[fs] += xc[cs]
         for _ in range(_JACOBI_SWEEPS):
-            self._jacobi(lev, b, x)
+            self.ops.jacobi(lev, b, x, lev.winv)
         return x
-
-    def _jacobi(self, lev, b, x):
-        r = self._operator(lev, x, lev.r, rhs=b)
-        r *= lev.winv
-        x += r
 
     # ------------------------------------------------------------------ input checks
     def _field(self, name, v, positive=False):
@@ -513,7 +520,7 @@ class ImplicitSolver:
         self._setup_fine(D, boundary, 1.0 / self.dx**2)
         out = xp.empty(self.shape, self.dtype)
         # L(u) = b − a u − K_D u: the residual form with mass a, plus the fixed-face sources
-        self._operator(self.levels[0], u, out, rhs=b, mass=a)
+        self.ops.stencil(self.levels[0], u, out, rhs=b, mass=a)
         self._add_sources(out, boundary, 1.0)
         return out
 
@@ -615,7 +622,7 @@ class ImplicitSolver:
         p[...] = z
         rz = self._dot(r, z)
         for it in range(1, max_iter + 1):
-            self._operator(fine, p, q)
+            self.ops.stencil(fine, p, q)
             pq = self._dot(p, q)
             if not pq > 0:       # breakdown (exact solution already reached)
                 return res, it - 1

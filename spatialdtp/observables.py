@@ -157,7 +157,7 @@ class Observer:
     """
 
     def __init__(self, grid: Grid, layout: FieldLayout, run_cfg: RunConfig, capacity: float,
-                 drugs: tuple[str, ...] = (), xp=np):
+                 drugs: tuple[str, ...] = (), xp=np, ops=None):
         if not (isinstance(capacity, (int, float)) and math.isfinite(capacity) and capacity > 0):
             raise ValueError(f"capacity={capacity!r}: must be a finite number > 0 (cells/voxel)")
         for name in ("oxygen", "hgf"):
@@ -168,6 +168,10 @@ class Observer:
             if d not in layout.drugs:
                 raise ValueError(f"drugs: {d!r} is not a drug of the layout {list(layout.drugs)}")
         self.grid, self.layout, self.run_cfg, self.xp = grid, layout, run_cfg, xp
+        if ops is None:
+            from .backends.reference import ReferenceOps
+            ops = ReferenceOps(xp)
+        self.ops = ops
         self.capacity = float(capacity)
         self.drugs = drugs
         self.dilate = BallDilation(run_cfg.niche_distance, grid.dx, grid.ndim)
@@ -187,23 +191,29 @@ class Observer:
 
     def niche_masks(self, state):
         """(near, tumour) boolean maps on the device, as used by the niche index."""
+        near, floor = self.near_and_floor(state)
+        tumour_cells = state["S"] + state["P"] + state["R"]
+        return near, (tumour_cells >= floor) & (tumour_cells > 0)
+
+    def near_and_floor(self, state):
+        """Voxels within ``niche_distance`` of a niche, and the tumour-cell floor
+        (``TUMOUR_FLOOR`` × the current peak of S+P+R) that makes a voxel tumour."""
         xp = self.xp
         niche = (state["F"] + state["M"]) >= self.run_cfg.niche_threshold
-        tumour_cells = state["S"] + state["P"] + state["R"]
-        tumour = (tumour_cells >= TUMOUR_FLOOR * xp.max(tumour_cells)) & (tumour_cells > 0)
-        return self.dilate(niche, xp), tumour
+        peak = float(xp.max(state["S"] + state["P"] + state["R"]))
+        return self.dilate(niche, xp), TUMOUR_FLOOR * peak
 
-    def compute(self, state, plasma: dict[str, float], on: dict[str, bool]) -> dict[str, float]:
-        for d in self.drugs:
-            for arg, given in (("plasma", plasma), ("on", on)):
-                if d not in given:
-                    raise ValueError(f"{arg}={given!r}: needs an entry for drug {d!r}")
+    def sums_reference(self, state, near, tumour_floor):
+        """The float64 sums, as array expressions (the reference of
+        ``kernels/observables.cu``): totals of S, P, R, F, M; then Σ oxygen, tumour cells
+        in voxels below the hypoxic threshold, Σ HGF, the number of tumour voxels near a
+        niche and their Σ P, the same far from niches, and Σ of each drug."""
         xp, f64 = self.xp, np.float64
         cells = state.cells.reshape(len(self.layout.cells), -1)
         totals = xp.sum(cells, axis=1, dtype=f64)            # S, P, R, F, M
         tumour_cells = state["S"] + state["P"] + state["R"]
+        tumour = (tumour_cells >= tumour_floor) & (tumour_cells > 0)
         oxygen = state["oxygen"]
-        near, tumour = self.niche_masks(state)
         near_t, far_t = near & tumour, tumour & ~near
         P = state["P"]
         sums = [
@@ -213,7 +223,15 @@ class Observer:
             xp.sum(near_t, dtype=f64), xp.sum(xp.where(near_t, P, 0), dtype=f64),
             xp.sum(far_t, dtype=f64), xp.sum(xp.where(far_t, P, 0), dtype=f64),
         ] + [xp.sum(state[d], dtype=f64) for d in self.drugs]
-        host = _to_host(xp.concatenate([totals, xp.stack(sums)]))   # the one transfer
+        return _to_host(xp.concatenate([totals, xp.stack(sums)]))   # the one transfer
+
+    def compute(self, state, plasma: dict[str, float], on: dict[str, bool]) -> dict[str, float]:
+        for d in self.drugs:
+            for arg, given in (("plasma", plasma), ("on", on)):
+                if d not in given:
+                    raise ValueError(f"{arg}={given!r}: needs an entry for drug {d!r}")
+        near, floor = self.near_and_floor(state)
+        host = self.ops.observable_sums(self, state, near, floor)
 
         S, P_, R, F, M = (float(v) for v in host[:5])
         o2, hyp, hgf, n_near, p_near, n_far, p_far = (float(v) for v in host[5:12])

@@ -17,6 +17,8 @@ exchange(τ/2) growth(τ/2), which keeps the whole sub-step second order in τ.
 from __future__ import annotations
 
 from .cells import CellKinetics, Environment
+from .state import CELL_TYPES
+from .treatment import drug_effects
 
 
 def phi1(x, xp):
@@ -64,3 +66,18 @@ def integrate_cells(kin: CellKinetics, cells, env: Environment, tau):
     cells = _growth(kin, cells, env, 0.5 * tau)
     # Exact flows are positive in exact arithmetic; rounding in S − moved can leave −1e-8.
     return [xp.maximum(n, 0.0) for n in cells]
+
+
+def react_state(state, kinetics: CellKinetics, treatment_cfg, tau):
+    """Advance the cell fields of ``state`` by τ minutes in place, substrates frozen.
+
+    The reference of the fused kernel ``kernels/cell_kinetics.cu``: drug effects from the
+    local concentrations, the environment from the substrates, then :func:`integrate_cells`.
+    """
+    xp = kinetics.xp
+    subs = {name: state[name] for name in state.layout.substrates}
+    effects = drug_effects(treatment_cfg, {d: subs[d] for d in state.layout.drugs}, xp)
+    env = kinetics.environment(subs, effects)
+    cells = integrate_cells(kinetics, [state[n] for n in CELL_TYPES], env, tau)
+    for name, n in zip(CELL_TYPES, cells):
+        state[name] = n

@@ -25,12 +25,10 @@ from .config import SpatialDTPConfig, all_substrates, to_dict, validate
 from .diffusion import ImplicitSolver
 from .grid import Grid
 from .observables import Observer, summarize
-from .reactions import integrate_cells
 from .state import CELL_LONG_NAMES, CELL_TYPES, FieldLayout, State, auc_name
 from .substrates import Substrate
 from .tissue import build_tissue
-from .transport import move_cells
-from .treatment import Treatment, drug_effects
+from .treatment import Treatment
 
 log = logging.getLogger("spatialdtp")
 
@@ -108,8 +106,10 @@ class Simulation:
         self.treatment = Treatment(cfg.treatment)
         if restore is not None:
             self.treatment.set_state(restore[3]["treatment"])
-        self.solver = ImplicitSolver(self.grid.shape, self.grid.dx, xp, self.dtype)
-        self.observer = Observer(self.grid, self.layout, cfg.run, self.capacity, self.drugs, xp)
+        self.ops = self.backend.ops(self.dtype)
+        self.solver = ImplicitSolver(self.grid.shape, self.grid.dx, xp, self.dtype, ops=self.ops)
+        self.observer = Observer(self.grid, self.layout, cfg.run, self.capacity, self.drugs, xp,
+                                 ops=self.ops)
         m = cfg.cells
         self.motilities = (m.sensitive.motility, m.persister.motility, m.resistant.motility,
                            m.fibroblast.motility, m.macrophage.motility)
@@ -124,34 +124,23 @@ class Simulation:
 
     # ------------------------------------------------------------------ one step
     def _cells_half(self, tau: float, transport_first: bool):
-        st, xp = self.state, self.xp
-        cells = [st[n] for n in CELL_TYPES]
-        subs = {s.name: st[s.name] for s in self.substrates}
-
-        def react(cells):
-            effects = drug_effects(self.cfg.treatment, {d: subs[d] for d in self.drugs}, xp)
-            env = self.kinetics.environment(subs, effects)
-            return integrate_cells(self.kinetics, cells, env, tau)
-
-        def move(cells):
-            return move_cells(cells, self.motilities, subs["chemokine"],
-                              self.cfg.cells.macrophage.chemotaxis, tau, self.grid.dx, xp)
-
-        cells = react(move(cells)) if transport_first else move(react(cells))
-        for name, n in zip(CELL_TYPES, cells):
-            st[name] = n
+        ops, st = self.ops, self.state
+        chi = self.cfg.cells.macrophage.chemotaxis
+        if transport_first:
+            ops.move_cells(st, self.motilities, chi, tau)
+        ops.react_cells(st, self.kinetics, self.cfg.treatment, tau)
+        if not transport_first:
+            ops.move_cells(st, self.motilities, chi, tau)
 
     def _substrates_step(self, dt: float, blood: dict):
         st, num = self.state, self.cfg.numerics
-        cells = {n: st[n] for n in CELL_TYPES}
         for sub in self.substrates:
             c = st[sub.name]
             level = blood[sub.name] if sub.is_drug else sub.cfg.blood
-            D = sub.diffusivity(cells)
             boundary = sub.boundary(level)
             c_lin = c
             for _ in range(num.picard_iterations + 1):
-                a, b = sub.sink_and_source(c_lin, cells, level)
+                D, a, b = self.ops.coefficients(sub, st, c_lin, level)
                 c_new, info = self._implicit(c, D, a, b, dt, boundary)
                 c_lin = 0.5 * (c + c_new)
             self.solver_iterations[sub.name] = info.iterations

@@ -18,6 +18,7 @@ from __future__ import annotations
 from .config import SubstrateConfig, boundary_of
 from .diffusion import Boundary
 from .grid import Grid
+from .state import CELL_TYPES
 
 
 class Substrate:
@@ -55,3 +56,12 @@ class Substrate:
         if not isinstance(secretion, int):
             b = b + self.phi * secretion
         return a, b
+
+    def coefficients(self, state, c_lin, blood: float):
+        """``(D, a, b)`` of this substrate's implicit step with the cells of ``state``.
+
+        The reference of ``kernels/substrate_coefficients.cu``.
+        """
+        cells = {n: state[n] for n in CELL_TYPES}
+        a, b = self.sink_and_source(c_lin, cells, blood)
+        return self.diffusivity(cells), a, b

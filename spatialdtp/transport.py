@@ -75,3 +75,16 @@ def move_cells(cells, motilities, chemokine, chi, tau, dx, xp):
             n = n + h * _tendency(n, D, drift, dx, xp)
         out[i] = xp.maximum(n, 0.0)
     return out
+
+
+def move_state(state, motilities, chi, tau):
+    """:func:`move_cells` on the cell fields of ``state``, in place (the chemokine drives M).
+
+    The reference of ``kernels/transport.cu``.
+    """
+    from .state import CELL_TYPES
+
+    cells = [state[n] for n in CELL_TYPES]
+    moved = move_cells(cells, motilities, state["chemokine"], chi, tau, state.grid.dx, state.xp)
+    for name, n in zip(CELL_TYPES, moved):
+        state[name] = n

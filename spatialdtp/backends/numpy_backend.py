@@ -1,4 +1,4 @@
-"""The NumPy reference backend: readable, always available, the standard others match."""
+"""The NumPy reference backend: readable array expressions, the standard others match."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import numpy as np
 from . import Backend, register
 
 
-def _host_memory_available() -> int | None:
+def host_memory_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -20,16 +20,20 @@ def _host_memory_available() -> int | None:
     return None
 
 
+def host_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {os.cpu_count()} cores)"
+
+
 class NumpyBackend(Backend):
     name = "numpy"
     xp = np
 
     def free_memory(self):
-        return _host_memory_available()
+        return host_memory_available()
 
     def device(self):
-        cpu = platform.processor() or platform.machine()
-        return f"CPU ({cpu}, {os.cpu_count()} cores), NumPy {np.__version__}"
+        return f"{host_description()}, NumPy {np.__version__}"
 
 
 @register("numpy")

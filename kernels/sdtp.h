@@ -1,0 +1,56 @@
+/* sdtp.h: one header that lets every kernel in this folder compile twice.
+ *
+ *  - for the GPU, by CuPy's NVRTC (RawModule) or nvcc: a kernel is a __global__ function
+ *    and FOR_EACH is a grid-stride loop, so any launch size covers any grid;
+ *  - for the host, by g++ -fopenmp (backend "cpu", loaded through ctypes): a kernel is a
+ *    plain C function and FOR_EACH is an OpenMP parallel loop.
+ *
+ * The body of every kernel is therefore the same text on both, and CI (no GPU) runs it on
+ * the host against the NumPy reference: a wrong index fails there too.
+ *
+ * Types: `real` is float or double (-DSDTP_REAL=...), `idx_t` a 64-bit index. Kernels take
+ * only pointers, idx_t and real arguments (that is what the Python launchers pass).
+ * Accumulations of reductions are always in double.
+ */
+#ifndef SDTP_H
+#define SDTP_H
+
+#ifndef SDTP_REAL
+#define SDTP_REAL double
+#endif
+typedef SDTP_REAL real;
+typedef long long idx_t;
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define SDTP_GPU 1
+#define SDTP_KERNEL extern "C" __global__ void
+#define SDTP_INLINE __device__ __forceinline__
+#define SDTP_RESTRICT __restrict__
+/* one thread per item, striding by the whole launch */
+#define FOR_EACH(i, n) \
+    for (idx_t i = (idx_t)blockIdx.x * blockDim.x + threadIdx.x; i < (idx_t)(n); \
+         i += (idx_t)blockDim.x * gridDim.x)
+/* reductions: `chunks` independent partial results; on the GPU chunk c takes items
+ * c, c + chunks, ... so that neighbouring threads read neighbouring voxels (coalesced) */
+#define FOR_EACH_CHUNK(c, chunks) FOR_EACH(c, chunks)
+#define FOR_CHUNK_ITEMS(i, c, chunks, n) for (idx_t i = (c); i < (idx_t)(n); i += (chunks))
+#else
+#include <cmath>
+using std::exp; using std::expm1; using std::fabs; using std::fmax; using std::fmin;
+using std::pow; using std::sqrt; using std::isfinite;
+#define SDTP_KERNEL extern "C" void
+#define SDTP_INLINE static inline
+#define SDTP_RESTRICT __restrict__
+#define FOR_EACH(i, n) \
+    _Pragma("omp parallel for schedule(static)") for (idx_t i = 0; i < (idx_t)(n); ++i)
+/* on the host chunk c is one contiguous slice, so each thread streams its own memory */
+#define FOR_EACH_CHUNK(c, chunks) \
+    _Pragma("omp parallel for schedule(static, 1)") for (idx_t c = 0; c < (idx_t)(chunks); ++c)
+#define FOR_CHUNK_ITEMS(i, c, chunks, n) \
+    for (idx_t i = (idx_t)(n) * (c) / (chunks), i##_end = (idx_t)(n) * ((c) + 1) / (chunks); \
+         i < i##_end; ++i)
+#endif
+
+SDTP_INLINE real clamp01(real x) { return x < (real)0 ? (real)0 : (x > (real)1 ? (real)1 : x); }
+
+#endif /* SDTP_H */

@@ -1,0 +1,45 @@
+"""The hot loops as compiled kernels: the same interface as :class:`.reference.ReferenceOps`.
+
+One :class:`CompiledOps` serves the ``cpu`` backend (kernels compiled for the host, NumPy
+arrays) and the ``cupy`` backend (the same kernels on the GPU, CuPy arrays): it packs the
+model's parameters into the flat arrays the kernels read and launches them through a
+:class:`~.kernels.KernelLibrary`. Each concept's packing lives beside its kernel's
+launcher in the module named after it.
+"""
+from __future__ import annotations
+
+from . import compiled_cells, compiled_multigrid, compiled_observables, compiled_transport
+
+
+class CompiledOps:
+    compiled = True
+
+    def __init__(self, library, xp):
+        self.lib = library
+        self.xp = xp
+        self.dtype = library.dtype
+        self._cache = {}         # packed parameters, keyed by the objects they describe
+
+    def cached(self, key, build):
+        """``build()`` once per ``key`` (parameters do not change during a run)."""
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def react_cells(self, state, kinetics, treatment_cfg, tau: float) -> None:
+        compiled_cells.react_cells(self, state, kinetics, treatment_cfg, tau)
+
+    def move_cells(self, state, motilities, chi: float, tau: float) -> None:
+        compiled_transport.move_cells(self, state, motilities, chi, tau)
+
+    def coefficients(self, substrate, state, c_lin, blood: float):
+        return compiled_cells.coefficients(self, substrate, state, c_lin, blood)
+
+    def stencil(self, level, x, out, rhs=None, mass=None):
+        return compiled_multigrid.stencil(self, level, x, out, rhs, mass)
+
+    def jacobi(self, level, b, x, omega_over_diag) -> None:
+        compiled_multigrid.jacobi(self, level, b, x, omega_over_diag)
+
+    def observable_sums(self, observer, state, near, tumour_floor):
+        return compiled_observables.observable_sums(self, observer, state, near, tumour_floor)

@@ -1,0 +1,157 @@
+"""Backend ``cupy``: the state on an NVIDIA GPU, stepped by the kernels of ``kernels/``.
+
+The kernels are compiled at first use by CuPy's NVRTC (``cupy.RawModule``), one module per
+precision, with the local headers inlined into the source so that CuPy's on-disk kernel
+cache (``~/.cupy/kernel_cache``, or ``$CUPY_CACHE_DIR``) is keyed by everything the
+kernels read: later runs load the cached binaries. The whole state stays on the device;
+per step only the observable sums (a few dozen doubles) come back to the host, and output
+frames are copied on a side stream into pinned memory so that the run file is written while
+the next steps compute.
+
+Install: ``pip install "spatialdtp[gpu]"`` (CuPy for CUDA 12, ``cupy-cuda12x``); on a CUDA
+13 driver stack ``pip install cupy-cuda13x`` instead. Either needs an NVIDIA driver.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Backend, BackendUnavailable, register
+from .kernels import KernelLibrary, module_source
+
+INSTALL_HINT = ("install the GPU extra: pip install 'spatialdtp[gpu]' (CuPy for CUDA 12), or "
+                "pip install cupy-cuda13x for CUDA 13; it needs an NVIDIA GPU and driver")
+
+_THREADS = 256
+
+
+def import_cupy():
+    """CuPy, if it is installed and sees a usable GPU; else BackendUnavailable saying why."""
+    try:
+        import cupy
+    except ImportError as err:
+        raise BackendUnavailable(f"backend cupy: CuPy is not installed ({err}); "
+                                 + INSTALL_HINT) from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDARuntimeError without a driver, e.g.
+        raise BackendUnavailable(f"backend cupy: CuPy {cupy.__version__} is installed but "
+                                 f"finds no usable GPU ({err}); " + INSTALL_HINT) from None
+    if count < 1:
+        raise BackendUnavailable("backend cupy: CuPy sees no GPU on this machine; "
+                                 + INSTALL_HINT)
+    return cupy
+
+
+class CupyKernelLibrary(KernelLibrary):
+    """The kernels of one precision as one ``cupy.RawModule``."""
+
+    def __init__(self, cupy, dtype):
+        source = module_source()
+        super().__init__(dtype, source)
+        self.cp = cupy
+        real = "float" if self.dtype == np.float32 else "double"
+        self.module = cupy.RawModule(code=source, options=(f"-DSDTP_REAL={real}", "--std=c++14"))
+        self._functions = {}
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        self.sms = int(props["multiProcessorCount"])
+        self._np_real = np.float32 if self.dtype == np.float32 else np.float64
+
+    def function(self, name):
+        if name not in self._functions:
+            self._functions[name] = self.module.get_function(name)
+        return self._functions[name]
+
+    def reduction_chunks(self, n: int) -> int:
+        # enough threads to fill every SM several times over, each summing a long stride
+        return max(1, min(int(n), 8 * _THREADS * self.sms))
+
+    def _idx(self, v):
+        return np.int64(v)
+
+    def _real(self, v):
+        return self._np_real(v)
+
+    def _null(self):
+        return np.uint64(0)
+
+    def _pointer(self, a):
+        if not isinstance(a, self.cp.ndarray):
+            raise TypeError(f"backend cupy: kernels take CuPy arrays, got {type(a).__name__}")
+        return a
+
+    def _call(self, name, n, args):
+        blocks = min((n + _THREADS - 1) // _THREADS, 32 * self.sms)
+        self.function(name)((blocks,), (_THREADS,), tuple(args))
+
+
+class _PendingCopy:
+    """A device-to-host copy in flight on a side stream; ``result()`` waits for it."""
+
+    def __init__(self, cupy, a):
+        self._stream = cupy.cuda.Stream(non_blocking=True)
+        # the snapshot must see every kernel queued so far on the compute stream
+        ready = cupy.cuda.get_current_stream().record()
+        self._stream.wait_event(ready)
+        with self._stream:
+            device_copy = a.copy()
+        pinned = cupy.cuda.alloc_pinned_memory(device_copy.nbytes)
+        self._host = np.frombuffer(pinned, device_copy.dtype, device_copy.size).reshape(a.shape)
+        device_copy.get(stream=self._stream, out=self._host)
+        self._keep = device_copy      # alive until the copy is done
+
+    def result(self):
+        self._stream.synchronize()
+        self._keep = None
+        return self._host
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+
+    def __init__(self):
+        super().__init__()
+        self.cp = import_cupy()
+        self.xp = self.cp
+        self._libraries = {}
+
+    def library(self, dtype) -> CupyKernelLibrary:
+        dtype = np.dtype(dtype)
+        if dtype not in self._libraries:
+            self._libraries[dtype] = CupyKernelLibrary(self.cp, dtype)
+        return self._libraries[dtype]
+
+    def _make_ops(self, dtype):
+        from .compiled_ops import CompiledOps
+        return CompiledOps(self.library(dtype), self.xp)
+
+    def asarray(self, a, dtype=None):
+        return self.cp.asarray(a, dtype=dtype)
+
+    def to_host(self, a) -> np.ndarray:
+        return self.cp.asnumpy(a) if isinstance(a, self.cp.ndarray) else np.asarray(a)
+
+    def snapshot(self, a):
+        return _PendingCopy(self.cp, a)
+
+    def free_memory(self):
+        # memory CuPy's pool holds but does not use is free for this run too
+        pool = self.cp.get_default_memory_pool()
+        free, _total = self.cp.cuda.runtime.memGetInfo()
+        return int(free + pool.free_bytes())
+
+    def device(self):
+        cp = self.cp
+        dev = cp.cuda.Device()
+        props = cp.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        _free, total = cp.cuda.runtime.memGetInfo()
+        return (f"GPU {dev.id}: {name}, {total / 2**30:.0f} GiB, compute capability "
+                f"{dev.compute_capability}; CuPy {cp.__version__}")
+
+    def synchronize(self):
+        self.cp.cuda.get_current_stream().synchronize()
+
+
+@register("cupy")
+def _make():
+    return CupyBackend()

@@ -1,0 +1,178 @@
+"""The kernels of ``kernels/*.cu``: finding them, reading their signatures, calling them.
+
+Every kernel is written once, against ``kernels/sdtp.h``, and compiled twice: for the GPU
+through CuPy (:mod:`.cupy_backend`) and for the host with g++/OpenMP (:mod:`.cpu_backend`).
+Both launchers share this module: the source (with local ``#include "..."`` expanded, so a
+changed header changes the source and its cache key), the signature of each kernel parsed
+from that source, and the checks on every argument before a launch — a float64 array handed
+to a float32 kernel, a missing argument or a non-contiguous view raise here, naming the
+kernel and the argument, instead of reading the wrong memory.
+
+Conventions of a kernel (see ``kernels/README.md``):
+
+* ``SDTP_KERNEL name(idx_t n, ...)``: the first argument is the number of items its
+  ``FOR_EACH``/``FOR_EACH_CHUNK`` loop covers; the GPU launcher sizes its grid from it;
+* arguments are pointers (``real*``, ``const real*``, ``double*``, ``const idx_t*``,
+  ``const unsigned char*``; ``None`` passes a null pointer), ``idx_t`` or ``real``.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..resources import kernels_dir
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
+_KERNEL = re.compile(r"SDTP_KERNEL\s+(\w+)\s*\(([^)]*)\)", re.S)
+
+#: pointer element types and the NumPy dtypes they accept ("real": the library's dtype)
+_POINTEE = {"real": "real", "double": np.float64, "float": np.float32, "idx_t": np.int64,
+            "unsigned char": np.uint8}
+
+
+def kernel_sources(directory: Path | None = None) -> list[Path]:
+    d = Path(directory) if directory is not None else kernels_dir()
+    return sorted(d.glob("*.cu"))
+
+
+def expand_includes(path: Path, seen: set | None = None) -> str:
+    """The text of ``path`` with its ``#include "local.h"`` lines replaced by the files."""
+    seen = set() if seen is None else seen
+    path = Path(path)
+
+    def include(m):
+        target = (path.parent / m.group(1)).resolve()
+        if target in seen:
+            return ""
+        seen.add(target)
+        return expand_includes(target, seen)
+    return _INCLUDE.sub(include, path.read_text())
+
+
+def module_source(directory: Path | None = None) -> str:
+    """All kernels as one translation unit (each header once)."""
+    seen: set = set()
+    return "\n".join(expand_includes(p, seen) for p in kernel_sources(directory))
+
+
+def source_digest(extra: str = "", directory: Path | None = None) -> str:
+    h = hashlib.sha256(module_source(directory).encode())
+    h.update(extra.encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str            # "pointer" | "idx" | "real"
+    pointee: object = None
+    const: bool = False
+
+
+def parse_signatures(source: str) -> dict[str, tuple[Param, ...]]:
+    """``{kernel name: parameters}`` of every ``SDTP_KERNEL`` in ``source``."""
+    out = {}
+    text = re.sub(r"/\*.*?\*/", " ", source, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    for name, args in _KERNEL.findall(text):
+        params = []
+        for raw in (a.strip() for a in args.split(",")):
+            if not raw:
+                continue
+            raw = raw.replace("SDTP_RESTRICT", " ")
+            pointer = "*" in raw
+            words = raw.replace("*", " ").split()
+            pname, ctype = words[-1], [w for w in words[:-1] if w != "const"]
+            ctype = " ".join(ctype)
+            if pointer:
+                if ctype not in _POINTEE:
+                    raise TypeError(f"kernel {name}: parameter {pname!r} points to {ctype!r}; "
+                                    f"allowed are {list(_POINTEE)}")
+                params.append(Param(pname, "pointer", _POINTEE[ctype], "const" in words))
+            elif ctype == "idx_t":
+                params.append(Param(pname, "idx"))
+            elif ctype == "real":
+                params.append(Param(pname, "real"))
+            else:
+                raise TypeError(f"kernel {name}: parameter {pname!r} has type {ctype!r}; "
+                                "kernels take pointers, idx_t and real only")
+        if not params or params[0].kind != "idx":
+            raise TypeError(f"kernel {name}: the first parameter must be `idx_t n`, the "
+                            "number of items its loop covers")
+        out[name] = tuple(params)
+    return out
+
+
+class KernelLibrary:
+    """The kernels of one precision on one device; ``lib.launch(name, n, ...)`` runs one.
+
+    Subclasses provide ``_pointer(array)`` (device address or host pointer), ``_scalar``
+    conversions and ``_call(name, n, converted_args)``.
+    """
+
+    def __init__(self, dtype, source: str):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype={self.dtype}: kernels exist for float32 and float64")
+        self.signatures = parse_signatures(source)
+
+    def has(self, name: str) -> bool:
+        return name in self.signatures
+
+    def launch(self, name: str, *args) -> None:
+        """Run kernel ``name`` with ``args`` (the first is n, the item count)."""
+        try:
+            params = self.signatures[name]
+        except KeyError:
+            raise KeyError(f"no kernel {name!r} in kernels/*.cu; kernels are "
+                           f"{sorted(self.signatures)}") from None
+        if len(args) != len(params):
+            raise TypeError(f"kernel {name} takes {len(params)} arguments "
+                            f"({', '.join(p.name for p in params)}), got {len(args)}")
+        converted = [self._convert(name, p, a) for p, a in zip(params, args)]
+        n = int(args[0])
+        if n > 0:
+            self._call(name, n, converted)
+
+    def _convert(self, kernel, p: Param, value):
+        if p.kind == "idx":
+            return self._idx(int(value))
+        if p.kind == "real":
+            return self._real(float(value))
+        if value is None:
+            return self._null()
+        want = self.dtype if p.pointee == "real" else np.dtype(p.pointee)
+        dtype = np.dtype(value.dtype)
+        if dtype != want and not (want == np.uint8 and dtype == np.bool_):
+            raise TypeError(f"kernel {kernel}: argument {p.name!r} must be a {want} array, "
+                            f"got {dtype}")
+        if not value.flags.c_contiguous:
+            raise ValueError(f"kernel {kernel}: argument {p.name!r} must be C-contiguous")
+        if not p.const and not value.flags.writeable:
+            raise ValueError(f"kernel {kernel}: argument {p.name!r} is written and must be "
+                             "writeable")
+        return self._pointer(value)
+
+    def reduction_chunks(self, n: int) -> int:
+        """How many partial results a reduction kernel over n items should produce."""
+        raise NotImplementedError
+
+    # launcher-specific
+    def _idx(self, v):
+        raise NotImplementedError
+
+    def _real(self, v):
+        raise NotImplementedError
+
+    def _null(self):
+        raise NotImplementedError
+
+    def _pointer(self, a):
+        raise NotImplementedError
+
+    def _call(self, name, n, args):
+        raise NotImplementedError
