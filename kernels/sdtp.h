@@ -30,6 +30,7 @@ typedef long long idx_t;
 #define FOR_EACH(i, n) \
     for (idx_t i = (idx_t)blockIdx.x * blockDim.x + threadIdx.x; i < (idx_t)(n); \
          i += (idx_t)blockDim.x * gridDim.x)
+#define FOR_EACH_ROW(r, rows, row_length) FOR_EACH(r, rows)
 /* reductions: `chunks` independent partial results; on the GPU chunk c takes items
  * c, c + chunks, ... so that neighbouring threads read neighbouring voxels (coalesced) */
 #define FOR_EACH_CHUNK(c, chunks) FOR_EACH(c, chunks)
@@ -41,8 +42,17 @@ using std::pow; using std::sqrt; using std::isfinite;
 #define SDTP_KERNEL extern "C" void
 #define SDTP_INLINE static inline
 #define SDTP_RESTRICT __restrict__
+#define SDTP_PRAGMA(x) _Pragma(#x)
+/* small loops stay on one thread: waking the team costs more than they take */
+#define SDTP_PARALLEL_MIN 32768
 #define FOR_EACH(i, n) \
-    _Pragma("omp parallel for schedule(static)") for (idx_t i = 0; i < (idx_t)(n); ++i)
+    SDTP_PRAGMA(omp parallel for schedule(static) if((idx_t)(n) >= SDTP_PARALLEL_MIN)) \
+    for (idx_t i = 0; i < (idx_t)(n); ++i)
+/* a loop over rows of row_length voxels each (host code paths that vectorise along x) */
+#define FOR_EACH_ROW(r, rows, row_length) \
+    SDTP_PRAGMA(omp parallel for schedule(static) \
+                if((idx_t)(rows) * (idx_t)(row_length) >= SDTP_PARALLEL_MIN)) \
+    for (idx_t r = 0; r < (idx_t)(rows); ++r)
 /* on the host chunk c is one contiguous slice, so each thread streams its own memory */
 #define FOR_EACH_CHUNK(c, chunks) \
     _Pragma("omp parallel for schedule(static, 1)") for (idx_t c = 0; c < (idx_t)(chunks); ++c)

@@ -23,6 +23,7 @@ SCHEDULE_KINDS = ("continuous", "intermittent", "adaptive", "doses")
 KILL_MODELS = ("constant", "norton_simon")
 COMBINATION_RULES = ("bliss", "hsa")
 PRECISIONS = ("float32", "float64")
+BACKENDS = ("auto", "numpy", "cpu", "cupy")
 SCHEMES = ("backward_euler", "tr_bdf2", "crank_nicolson")
 BASE_SUBSTRATES = ("oxygen", "glucose", "hgf", "chemokine")
 
@@ -281,7 +282,7 @@ class GridConfig:
 
 @dataclass
 class BackendConfig:
-    name: str = "numpy"
+    name: str = "auto"                 # auto | numpy | cpu | cupy
     precision: str = "float32"         # float32 | float64
 
 
@@ -476,6 +477,7 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
         _fail("numerics.picard_iterations", n.picard_iterations, "must be an integer in [0, 10]")
     if not (isinstance(n.max_iterations, int) and n.max_iterations >= 1):
         _fail("numerics.max_iterations", n.max_iterations, "must be an integer >= 1")
+    _choice("backend.name", cfg.backend.name, BACKENDS)
     _choice("backend.precision", cfg.backend.precision, PRECISIONS)
     _choice("viewer.mode", cfg.viewer.mode, ("none", "live"))
 
@@ -573,7 +575,8 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
         need = estimate_memory(cfg)
         if need > free_memory_bytes:
             _fail("grid.shape", list(g.shape),
-                  f"needs about {need / 2**30:.2f} GiB but only {free_memory_bytes / 2**30:.2f} GiB "
+                  f"needs about {need / 2**30:.2f} GiB ({need} bytes) on the backend's device "
+                  f"but only {free_memory_bytes / 2**30:.2f} GiB ({free_memory_bytes} bytes) "
                   "is free; use a smaller grid or backend.precision=float32")
 
 

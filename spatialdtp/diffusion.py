@@ -265,6 +265,26 @@ def jacobi_sweep(xp, lev, b, x, winv):
     x += r
 
 
+def restrict_children(xp, lev, fine, coarse):
+    """``coarse`` = the sum of the children of each cell of ``lev.coarse`` in ``fine``.
+
+    The reference of ``restrict_sum`` in ``kernels/stencil.cu``.
+    """
+    (fs0, _), *rest = lev.pairs
+    coarse[...] = fine[fs0]
+    for fs, cs in rest:
+        coarse[cs] += fine[fs]
+    return coarse
+
+
+def prolong_add(xp, lev, coarse, fine):
+    """``fine`` += the value of its parent cell in ``coarse`` (the transpose of the
+    restriction). The reference of ``prolong_add`` in ``kernels/stencil.cu``."""
+    for fs, cs in lev.pairs:
+        fine[fs] += coarse[cs]
+    return fine
+
+
 # --------------------------------------------------------------------------- the solver
 class ImplicitSolver:
     """One per grid shape/dx/dtype; caches the multigrid hierarchy shapes and work arrays.
@@ -289,7 +309,7 @@ class ImplicitSolver:
         if ops is None:
             from .backends.reference import ReferenceOps
             ops = ReferenceOps(xp)
-        self.ops = ops      # the stencil and Jacobi sweep: array expressions or kernels
+        self.ops = ops      # stencil, Jacobi sweep, transfers: array expressions or kernels
 
         self.levels = [_Level(shape, [numpy.ones(n) for n in shape], xp, dtype)]
         while self.levels[-1].size > _COARSEST_CELLS:
@@ -341,8 +361,9 @@ class ImplicitSolver:
                 ratio = (w[2 * F - 1] + w[2 * F]) / (W[F - 1] + W[F])
                 shape[k] = len(ratio)
                 coarse.ratio_in[k] = xp.asarray(ratio.reshape(shape), dtype=self.dtype)
-            coarse.ratio_fixed[k] = (w[0] / W[0], w[-1] / W[-1])
-            coarse.ratio_wrap[k] = (w[-1] + w[0]) / (W[-1] + W[0])
+            # Python floats: a NumPy float64 scalar would promote float32 faces to float64
+            coarse.ratio_fixed[k] = (float(w[0] / W[0]), float(w[-1] / W[-1]))
+            coarse.ratio_wrap[k] = float((w[-1] + w[0]) / (W[-1] + W[0]))
 
     def _setup_fine(self, D, boundary, scale):
         """Level-0 faces: ``scale ×`` the harmonic mean of the two voxels' D.
@@ -446,26 +467,26 @@ class ImplicitSolver:
 
     # ------------------------------------------------------------------ the V-cycle
     def _vcycle(self, lev, b):
-        """Approximate ``(mass + K)^{-1} b`` on ``lev``; the result is ``lev.x``."""
-        xp, x = self.xp, lev.x
+        """Approximate ``(mass + K)^{-1} b`` on ``lev``; the result is ``lev.x``.
+
+        A compiled Jacobi sweep writes ``lev.r`` and swaps it with ``lev.x`` (no copy back),
+        so the iterate is always read from ``lev.x``, never kept across a sweep.
+        """
+        xp, ops = self.xp, self.ops
         if lev.coarse is None:
-            xp.matmul(lev.inverse, b.reshape(-1), out=x.reshape(-1))
-            return x
-        xp.multiply(lev.winv, b, out=x)             # first Jacobi sweep from x = 0
+            xp.matmul(lev.inverse, b.reshape(-1), out=lev.x.reshape(-1))
+            return lev.x
+        xp.multiply(lev.winv, b, out=lev.x)         # first Jacobi sweep from x = 0
         for _ in range(_JACOBI_SWEEPS - 1):
-            self.ops.jacobi(lev, b, x, lev.winv)
-        r = self.ops.stencil(lev, x, lev.r, rhs=b)
+            ops.jacobi(lev, b, lev.x, lev.winv)
+        r = ops.stencil(lev, lev.x, lev.r, rhs=b)
         c = lev.coarse
-        (fs0, _), *rest = lev.pairs
-        c.b[...] = r[fs0]
-        for fs, cs in rest:
-            c.b[cs] += r[fs]
+        self.ops.restrict(lev, r, c.b)
         xc = self._vcycle(c, c.b)
-        for fs, cs in lev.pairs:
-            x[fs] += xc[cs]
+        self.ops.prolong(lev, xc, lev.x)
         for _ in range(_JACOBI_SWEEPS):
-            self.ops.jacobi(lev, b, x, lev.winv)
-        return x
+            ops.jacobi(lev, b, lev.x, lev.winv)
+        return lev.x
 
     # ------------------------------------------------------------------ input checks
     def _field(self, name, v, positive=False):

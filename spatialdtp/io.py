@@ -10,7 +10,7 @@ Layout (``T`` frames, ``N`` observable rows, ``grid`` = ``(y, x)`` or ``(z, y, x
         format_version      1
         spatialdtp_version  version of the package that wrote the file
         config              the resolved configuration, as YAML text
-        backend             "numpy" | "cupy"
+        backend             "numpy" | "cpu" | "cupy" (the one that ran; auto resolved)
         device              e.g. "cpu" or "NVIDIA H100 80GB HBM3"
         precision           "float32" | "float64"
         seed                integer
@@ -706,3 +706,49 @@ def read_run(path) -> RunData:
         summary = {key: attribute_value(v) for key, v in f["summary"].attrs.items()} \
             if "summary" in f else {}
     return RunData(os.fspath(path), attrs, time, fields, static, observables, summary)
+
+
+class WriteBehind:
+    """Runs a writer's calls in order on one background thread, so a step computes while
+    the previous frame is compressed and written.
+
+    Only calls made through :meth:`submit` run in the background; before anything else
+    touches the file (checkpoints, the failure record, closing), :meth:`drain` waits until
+    every submitted call has finished, so that h5py is never used from two threads at once.
+    An error in a background call is raised again by the next ``submit`` or ``drain``.
+    """
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spatialdtp-writer")
+        self._pending = []
+
+    def submit(self, fn, *args) -> None:
+        self._raise_failed()
+        self._pending.append(self._pool.submit(fn, *args))
+        # keep the queue short: a frame held in memory per queued call is enough
+        while len(self._pending) > 2 and self._pending[0].done():
+            self._pending.pop(0).result()
+
+    def _raise_failed(self):
+        while self._pending and self._pending[0].done():
+            self._pending.pop(0).result()
+
+    def drain(self) -> None:
+        """Wait for every submitted call; raise the first error one of them had."""
+        pending, self._pending = self._pending, []
+        first = None
+        for fut in pending:
+            try:
+                fut.result()
+            except BaseException as err:    # keep waiting for the rest, then raise
+                first = first or err
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True)

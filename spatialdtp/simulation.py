@@ -265,7 +265,7 @@ class Simulation:
         from the thread that runs the loop. A non-finite field raises NonFiniteError after
         recording where it happened.
         """
-        from .io import RunWriter
+        from .io import RunWriter, WriteBehind
 
         run = self.cfg.run
         t_end = (run.days if days is None else days) * MINUTES_PER_DAY
@@ -288,6 +288,7 @@ class Simulation:
         bar = _progress_bar(progress, self.t, t_end)
         status = "failed"
         mid_step = False
+        behind = WriteBehind() if writer is not None else None
         try:
             with _StopRequests() as requests:
                 while self.t < t_end - eps:
@@ -299,18 +300,21 @@ class Simulation:
                     obs = self.step(dt)
                     mid_step = False
                     if writer is not None:
-                        writer.append_observables(self.t, obs, self.observer.units)
+                        behind.submit(writer.append_observables, self.t, obs,
+                                      self.observer.units)
                     if callback is not None:
                         callback(self, "step")
                     if self.t >= next_out - eps or self.t >= t_end - eps:
-                        if writer is not None:
-                            writer.write_frame(self.t, self.fields())
+                        if writer is not None:      # copied now, written while we step on
+                            behind.submit(self._write_frame, writer, self.t,
+                                          self.backend.snapshot(self.state.data))
                         if callback is not None:
                             callback(self, "frame")
                         if self.t >= next_out - eps:
                             next_out += out_every
                     if self.t >= next_ckpt - eps:
                         if writer is not None:
+                            behind.drain()
                             self._checkpoint(writer)
                         next_ckpt += ckpt_every
                     bar.update(self.t / MINUTES_PER_DAY - bar.n)
@@ -320,6 +324,8 @@ class Simulation:
         except KeyboardInterrupt:
             status = "interrupted"
             where = "no run file was written"
+            if behind is not None:
+                behind.drain()
             if writer is not None and not mid_step:
                 self._checkpoint(writer)
                 where = f"{path} holds every completed frame and a checkpoint"
@@ -332,6 +338,7 @@ class Simulation:
         except NonFiniteError as err:
             status = f"failed: {err}"
             if writer is not None:
+                behind.drain()
                 writer.write_failure(self.iteration, self.t,
                                      {"state": self.backend.to_host(self.state.data)}, str(err))
             raise
@@ -340,12 +347,22 @@ class Simulation:
             raise
         finally:
             bar.close()
+            write_error = None
             if writer is not None:
+                try:
+                    behind.close()
+                except BaseException as err:   # a frame or row could not be written
+                    log.error("writing %s failed: %s: %s", path, type(err).__name__, err)
+                    if status == "complete":
+                        status = f"failed: writing the run file: {type(err).__name__}: {err}"
+                        write_error = err
                 if status == "complete":
                     if self._checkpoint_time != self.t:
                         self._checkpoint(writer)
                     writer.write_summary(self.summary())
                 writer.close(status=status)
+            if write_error is not None:
+                raise write_error
         summary = self.summary()
         if path is not None and run.plot:
             self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
@@ -387,6 +404,10 @@ class Simulation:
         writer.write_frame(self.t, self.fields())
         self._checkpoint(writer)  # a resumable state exists from the first moment on
         return writer
+
+    def _write_frame(self, writer, t, snapshot):
+        host = snapshot.result()
+        writer.write_frame(t, {n: host[i] for i, n in enumerate(self.layout.names)})
 
     def _checkpoint(self, writer):
         self._checkpoint_time = self.t

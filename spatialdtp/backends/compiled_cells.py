@@ -37,6 +37,64 @@ def coefficients(ops, sub, state, c_lin, blood: float):
 
 
 # --------------------------------------------------------------------------- cell kinetics
+#: class codes of kernels/cell_kinetics.cu (CK_TARGETED ... CK_FAO)
+_DRUG_CLASS_CODES = {"targeted": 0, "epigenetic": 1, "met": 2, "oxphos": 3, "gpx4": 4, "fao": 5}
+
+
+def _kinetics_params(state, kinetics, treatment_cfg):
+    """The ``p`` (reals) and ``q`` (indices) lists of ``cell_kinetics``, in the order of the
+    kernel's ``CkParam``/``CkIndex`` enums. Constants that the reference combines in Python
+    (double) before they meet an array are combined here too, so that rounding matches."""
+    from ..config import COMBINATION_RULES, _choice
+    _choice("treatment.combination", treatment_cfg.combination, COMBINATION_RULES)
+    c = kinetics.cfg
+    e, sw, m = c.environment, c.switching, c.macrophage
+    p = [e.o2_proliferation_threshold,
+         e.o2_proliferation_saturation - e.o2_proliferation_threshold,
+         e.glucose_k, e.o2_hypoxic, e.o2_hypoxic - e.o2_hypoxic_full,
+         e.necrosis_rate, e.o2_necrosis_onset, e.o2_necrosis_onset - e.o2_necrosis_max,
+         e.starvation_rate, e.glucose_starvation, sw.hgf_k, m.recruitment, m.chemokine_k,
+         kinetics.capacity,
+         c.sensitive.growth, c.sensitive.kill, c.sensitive.death,
+         c.persister.growth, c.persister.kill, c.persister.death,
+         c.sensitive.growth * (1.0 - c.resistant.fitness_cost), c.resistant.kill,
+         c.resistant.death,
+         c.fibroblast.growth, c.fibroblast.death, c.macrophage.death,
+         sw.alpha0, sw.alpha_drug, sw.beta_hgf, sw.beta_hypoxia, sw.rho0, sw.mu, sw.theta]
+    index = state.layout.index
+    drugs = list(treatment_cfg.drugs.items())
+    q = [index["oxygen"], index["glucose"], index["hgf"], index["chemokine"],
+         *(index[name] for name in CELL_TYPES),
+         len(drugs), int(e.glucose_k > 0), int(e.glucose_starvation > 0),
+         int(bool(kinetics.norton_simon)), int(treatment_cfg.combination == "hsa")]
+    for name, d in drugs:
+        if name not in state.layout.drugs:
+            raise KeyError(f"conc has no concentration for drug {name!r}; "
+                           f"drug_effects needs one for each of {list(treatment_cfg.drugs)}")
+        if d.drug_class not in _DRUG_CLASS_CODES:
+            raise ValueError(f"treatment.drugs.{name}.drug_class={d.drug_class!r}: allowed "
+                             f"values are {list(_DRUG_CLASS_CODES)}")
+        q += [index[name], _DRUG_CLASS_CODES[d.drug_class]]
+        p += [d.ec50, d.hill, d.emax, d.kill_rate, 1.0e30 ** (1.0 / max(d.hill, 1.0))]
+    return p, q
+
+
 def react_cells(ops, state, kinetics, treatment_cfg, tau: float) -> None:
-    from .reference import ReferenceOps
-    ReferenceOps(ops.xp).react_cells(state, kinetics, treatment_cfg, tau)   # TODO kernel
+    """Advance the five cell densities of ``state`` by ``tau`` minutes in place, substrates
+    frozen: one pass of ``cell_kinetics`` (reference: :func:`spatialdtp.reactions.react_state`).
+
+    The packed parameters depend on the kinetics, the treatment config and the field layout
+    only, not on τ: built once per run. The cache entry keeps those objects alive, so that
+    their ids cannot be reused by other objects while it exists.
+    """
+    xp = ops.xp
+
+    def build():
+        p, q = _kinetics_params(state, kinetics, treatment_cfg)
+        return (kinetics, treatment_cfg, state.layout,
+                xp.asarray(np.asarray(p, dtype=ops.dtype)),
+                xp.asarray(np.asarray(q, dtype=np.int64)))
+    key = ("cell_kinetics", id(kinetics), id(treatment_cfg), id(state.layout))
+    p, q = ops.cached(key, build)[3:]
+    vessels = xp.ascontiguousarray(kinetics.vessels, dtype=ops.dtype)
+    ops.lib.launch("cell_kinetics", state.grid.size, state.data, vessels, p, q, tau)

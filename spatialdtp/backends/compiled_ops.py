@@ -41,5 +41,11 @@ class CompiledOps:
     def jacobi(self, level, b, x, omega_over_diag) -> None:
         compiled_multigrid.jacobi(self, level, b, x, omega_over_diag)
 
+    def restrict(self, level, fine, coarse):
+        return compiled_multigrid.restrict(self, level, fine, coarse)
+
+    def prolong(self, level, coarse, fine):
+        return compiled_multigrid.prolong(self, level, coarse, fine)
+
     def observable_sums(self, observer, state, near, tumour_floor):
         return compiled_observables.observable_sums(self, observer, state, near, tumour_floor)

@@ -1,8 +1,66 @@
 """Launchers of the cell-transport kernels (``kernels/transport.cu``)."""
 from __future__ import annotations
 
-from ..backends.reference import ReferenceOps
+import math
+
+from ..state import CELL_TYPES
+from ..transport import substeps
+
+
+def _grid3(state):
+    """(nz, ny, nx) of the grid, nz = 1 in 2D."""
+    shape = tuple(int(s) for s in state.grid.shape)
+    return (1,) * (3 - len(shape)) + shape
+
+
+def max_face_speed(ops, q, chi: float, dx: float, dims) -> float:
+    """max |χ ∂q| over every face (µm/min), exactly the reference's ``v_max``: one
+    reduction kernel writes the largest |Δq| per chunk, xp takes the max of those, and the
+    one scalar that comes back is scaled as the reference scales each face (χ·Δq, then /dx,
+    each rounded in the field dtype; rounding is monotone, so the max commutes with it)."""
+    xp, n = ops.xp, int(q.size)
+    chunks = ops.lib.reduction_chunks(n)
+    partial = ops.cached(("transport_jump", chunks), lambda: xp.empty(chunks, xp.float64))
+    ops.lib.launch("transport_max_jump", chunks, n, *dims, q, partial)
+    real = ops.dtype.type
+    return float(real(chi) * real(float(xp.max(partial))) / real(dx))
 
 
 def move_cells(ops, state, motilities, chi, tau):
-    ReferenceOps(ops.xp).move_cells(state, motilities, chi, tau)       # TODO kernel
+    """Advance every cell plane of ``state`` by ``tau`` minutes in place, as
+    :func:`spatialdtp.transport.move_state`: the same sub-step counts, each sub-step one
+    kernel pass from one buffer to the other, the last one writing the state's plane with
+    the clamp to >= 0 fused in."""
+    xp, n = ops.xp, state.grid.size
+    dims = _grid3(state)
+    dx, ndim = float(state.grid.dx), state.grid.ndim
+    chi, tau = float(chi), float(tau)
+    q = state["chemokine"]
+    drift_of = len(CELL_TYPES) - 1                 # M, the last cell type
+    v_max = max_face_speed(ops, q, chi, dx, dims) if chi > 0 else 0.0
+    if math.isnan(v_max):
+        raise ValueError("move_cells: the chemokine field holds NaN; the chemotactic "
+                         "drift (and so the sub-step count) is undefined")
+    buffers = None
+    for i, name in enumerate(CELL_TYPES):
+        D = float(motilities[i])
+        drift = i == drift_of and chi > 0
+        if D == 0 and not drift:
+            continue
+        m = substeps(D, v_max if drift else 0.0, tau, dx, ndim)
+        h = tau / m
+        plane = state[name]
+        if buffers is None:
+            buffers = ops.cached(("transport_buffers", state.grid.shape), lambda: (
+                xp.empty(state.grid.shape, ops.dtype), xp.empty(state.grid.shape, ops.dtype)))
+        a, b = buffers
+        src = plane
+        if m == 1:                             # the one sub-step must not write its input
+            xp.copyto(a, plane)
+            src = a
+        for k in range(m):
+            last = k == m - 1
+            dst = plane if last else (a if src is not a else b)
+            ops.lib.launch("transport_substep", n, *dims, src, q if drift else None, dst,
+                           -D, chi, dx, h, 1 if last else 0)
+            src = dst

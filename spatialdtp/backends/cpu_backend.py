@@ -27,7 +27,8 @@ from .kernels import KernelLibrary, module_source, source_digest
 from .numpy_backend import host_description, host_memory_available
 
 #: no -ffast-math: the kernels rely on IEEE expm1/exp and on NaN reaching the checks
-CXX_FLAGS = ("-O3", "-fno-math-errno", "-fopenmp", "-fPIC", "-shared", "-std=c++17", "-x", "c++")
+#: (-fno-trapping-math only lets selects vectorise; no value changes)
+CXX_FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared", "-std=c++17", "-x", "c++")
 
 
 def compiler() -> str | None:
@@ -82,29 +83,32 @@ class HostKernelLibrary(KernelLibrary):
         self.path = build_library(dtype, directory=directory)
         self._dll = ctypes.CDLL(str(self.path))
         self._functions = {}
-        for name in self.signatures:
+        real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
+        ctype = {"pointer": ctypes.c_void_p, "idx": ctypes.c_longlong, "real": real}
+        for name, params in self.signatures.items():
             fn = getattr(self._dll, name)
             fn.restype = None
+            # with argtypes set, ctypes converts plain ints and floats itself (fast)
+            fn.argtypes = [ctype[p.kind] for p in params]
             self._functions[name] = fn
-        self._ctype_real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
         self.threads = _threads()
 
     def reduction_chunks(self, n: int) -> int:
         return max(1, min(int(n), 4 * self.threads))
 
     def _idx(self, v):
-        return ctypes.c_longlong(v)
+        return v
 
     def _real(self, v):
-        return self._ctype_real(v)
+        return v
 
     def _null(self):
-        return ctypes.c_void_p(None)
+        return None
 
     def _pointer(self, a):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"backend cpu: kernels take NumPy arrays, got {type(a).__name__}")
-        return ctypes.c_void_p(a.ctypes.data)
+        return a.ctypes.data
 
     def _call(self, name, n, args):
         self._functions[name](*args)

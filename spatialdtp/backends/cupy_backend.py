@@ -62,8 +62,9 @@ class CupyKernelLibrary(KernelLibrary):
         return self._functions[name]
 
     def reduction_chunks(self, n: int) -> int:
-        # enough threads to fill every SM several times over, each summing a long stride
-        return max(1, min(int(n), 8 * _THREADS * self.sms))
+        # enough threads to fill every SM several times over, but each summing at least 64
+        # voxels, so that the partials stay far smaller than the fields
+        return max(1, min(int(n) // 64 + 1, 8 * _THREADS * self.sms))
 
     def _idx(self, v):
         return np.int64(v)

@@ -133,26 +133,30 @@ class KernelLibrary:
         if len(args) != len(params):
             raise TypeError(f"kernel {name} takes {len(params)} arguments "
                             f"({', '.join(p.name for p in params)}), got {len(args)}")
-        converted = [self._convert(name, p, a) for p, a in zip(params, args)]
+        # this runs thousands of times per step on small grids: keep it lean
+        converted = []
+        for p, value in zip(params, args):
+            kind = p.kind
+            if kind == "pointer":
+                converted.append(self._null() if value is None else self._checked(name, p, value))
+            elif kind == "idx":
+                converted.append(self._idx(int(value)))
+            else:
+                converted.append(self._real(float(value)))
         n = int(args[0])
         if n > 0:
             self._call(name, n, converted)
 
-    def _convert(self, kernel, p: Param, value):
-        if p.kind == "idx":
-            return self._idx(int(value))
-        if p.kind == "real":
-            return self._real(float(value))
-        if value is None:
-            return self._null()
+    def _checked(self, kernel, p: Param, value):
         want = self.dtype if p.pointee == "real" else np.dtype(p.pointee)
-        dtype = np.dtype(value.dtype)
+        dtype = value.dtype
         if dtype != want and not (want == np.uint8 and dtype == np.bool_):
             raise TypeError(f"kernel {kernel}: argument {p.name!r} must be a {want} array, "
                             f"got {dtype}")
-        if not value.flags.c_contiguous:
+        flags = value.flags
+        if not flags.c_contiguous:
             raise ValueError(f"kernel {kernel}: argument {p.name!r} must be C-contiguous")
-        if not p.const and not value.flags.writeable:
+        if not (p.const or flags.writeable):
             raise ValueError(f"kernel {kernel}: argument {p.name!r} is written and must be "
                              "writeable")
         return self._pointer(value)

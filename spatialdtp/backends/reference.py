@@ -40,6 +40,14 @@ class ReferenceOps:
         """One damped-Jacobi sweep ``x ← x + ω D⁻¹ (b − A x)`` (in place)."""
         diffusion.jacobi_sweep(self.xp, level, b, x, omega_over_diag)
 
+    def restrict(self, level, fine, coarse):
+        """``coarse`` = the sum of the children of each coarse cell (multigrid restriction)."""
+        return diffusion.restrict_children(self.xp, level, fine, coarse)
+
+    def prolong(self, level, coarse, fine):
+        """``fine`` += the value of its parent cell in ``coarse`` (multigrid prolongation)."""
+        return diffusion.prolong_add(self.xp, level, coarse, fine)
+
     # observables ------------------------------------------------------------------
     def observable_sums(self, observer, state, near, tumour_floor):
         """The float64 sums the observables are made of, as one host array."""

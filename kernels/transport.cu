@@ -1,0 +1,259 @@
+/* transport.cu: one explicit sub-step of cell motility and TAM chemotaxis.
+ *
+ *     ∂n/∂t = −∇·F,    F = −D ∇n + v n        (v only for M: v = χ ∇q, q the chemokine)
+ *
+ * Finite volumes on the voxel faces, zero flux through the domain faces. On the face
+ * j+½ along an axis (a = n_j, b = n_{j+1}):
+ *
+ *     F_{j+½} = (−D (b − a)) / dx  +  (v > 0 ? v a : v b),   v = (χ (q_{j+1} − q_j)) / dx
+ *
+ *     n_new_j = n_j + h Σ_axes (F_{j−½} − F_{j+½}) / dx      (axes slowest first: z, y, x)
+ *
+ * and, on the last sub-step of a half-step, n_new ← max(n_new, 0).
+ *
+ * Reference: spatialdtp.transport.move_cells (_tendency, chemotactic_velocity, substeps).
+ * Every operation is the reference's, in its order and in the field dtype, so that on the
+ * host float32 and float64 results agree with it to rounding (on the GPU, up to the FMAs
+ * that NVRTC contracts). One thread per voxel reads n at itself and its 2·ndim neighbours
+ * (and q there, for the drift) and writes a separate buffer: neighbours must see the old n.
+ *
+ * transport_max_jump: max over all faces of |q_{j+1} − q_j|, per chunk (the max over
+ * chunks on the device). The reference's v_max = max |fl(fl(χ Δq)/dx)|; rounding is
+ * monotone and sign-symmetric, so that equals fl(fl(χ max|Δq|)/dx) exactly (the launcher
+ * does those two roundings in the field dtype) and the sub-step count, a ceil() of it, is
+ * the reference's. A NaN propagates (as xp.max does).
+ */
+#include "sdtp.h"
+
+/* GCC turns the upwind select below into a vector blend only where it may assume that a
+ * comparison does not trap; otherwise the host's drift loops stay scalar and branchy,
+ * several times slower. The flag changes no value (nothing here reads FP exception flags);
+ * it covers this file's functions only (all kernel files are one translation unit). */
+#if !defined(SDTP_GPU) && defined(__GNUC__) && !defined(__clang__)
+#define TRANSPORT_NO_TRAP 1
+#pragma GCC push_options
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+/* (z, y, x) of voxel i of an (nz, ny, nx) grid; 32-bit divisions where they suffice,
+ * which are several times cheaper than 64-bit ones on the GPU */
+SDTP_INLINE void transport_coords(idx_t i, idx_t n, idx_t ny, idx_t nx,
+                                  idx_t* z, idx_t* y, idx_t* x)
+{
+    if (n <= (idx_t)0x7fffffff) {
+        const unsigned ui = (unsigned)i, unx = (unsigned)nx, uny = (unsigned)ny;
+        const unsigned row = ui / unx, zz = row / uny;
+        *x = (idx_t)(ui - row * unx);
+        *y = (idx_t)(row - zz * uny);
+        *z = (idx_t)zz;
+    } else {
+        const idx_t row = i / nx, zz = row / ny;
+        *x = i - row * nx;
+        *y = row - zz * ny;
+        *z = zz;
+    }
+}
+
+/* flux through the face between a (lower index) and b; the drift needs q there */
+SDTP_INLINE real transport_face_flux(real a, real b, bool drift, const real* q, idx_t ia,
+                                     idx_t ib, real neg_d, real chi, real dx)
+{
+    real f = neg_d * (b - a) / dx;
+    if (drift) {
+        const real v = chi * (q[ib] - q[ia]) / dx;
+        const real from_a = v * a, from_b = v * b;   /* both: a select, no branch */
+        f = f + (v > (real)0 ? from_a : from_b);
+    }
+    return f;
+}
+
+/* n_new of voxel i at (z, y, x), any position: a missing face (domain boundary) carries no
+ * flux, an axis of extent 1 none at all (the reference adds 0 for it) */
+SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT q,
+                                 idx_t i, idx_t z, idx_t y, idx_t x,
+                                 idx_t nz, idx_t ny, idx_t nx,
+                                 real neg_d, real chi, real dx, real h, idx_t clamp)
+{
+    const bool drift = q != 0;
+    const real c = src[i];
+    const idx_t extent[3] = {nz, ny, nx};
+    const idx_t coord[3] = {z, y, x};
+    const idx_t stride[3] = {nx * ny, nx, 1};
+    real t = (real)0;
+    for (int axis = 0; axis < 3; ++axis) {
+        if (extent[axis] == 1)
+            continue;
+        const idx_t s = stride[axis];
+        real lo = (real)0, hi = (real)0;
+        if (coord[axis] > 0)
+            lo = transport_face_flux(src[i - s], c, drift, q, i - s, i, neg_d, chi, dx);
+        if (coord[axis] < extent[axis] - 1)
+            hi = transport_face_flux(c, src[i + s], drift, q, i, i + s, neg_d, chi, dx);
+        t = t + (lo - hi) / dx;
+    }
+    const real out = c + h * t;
+    return (clamp && out < (real)0) ? (real)0 : out;      /* NaN stays NaN, as xp.maximum */
+}
+
+/* The voxel loop. The GPU runs one thread per voxel (consecutive threads on consecutive x:
+ * coalesced). The host gives each thread whole rows along x: in a row whose y (and z)
+ * neighbours all exist, the voxels between its two ends are one branch-free loop the
+ * compiler vectorises (transport_row_inner), the same operations in the same order as
+ * transport_voxel; every other voxel goes through transport_voxel.
+ * SDTP_TRANSPORT_PER_VOXEL makes the host take the GPU's loop, so that tests run it. */
+#if defined(SDTP_GPU) || defined(SDTP_TRANSPORT_PER_VOXEL)
+#define TRANSPORT_PER_VOXEL 1
+#else
+#define TRANSPORT_PER_VOXEL 0
+
+/* voxels i0 <= i < i1, all of whose 2·ndim neighbours exist */
+template <bool HAS_Z, bool DRIFT>
+static inline void transport_row_inner(const real* SDTP_RESTRICT src,
+                                       const real* SDTP_RESTRICT q, real* SDTP_RESTRICT dst,
+                                       idx_t i0, idx_t i1, idx_t sz, idx_t sy, real neg_d,
+                                       real chi, real dx, real h, bool clamp)
+{
+    for (idx_t i = i0; i < i1; ++i) {
+        const real c = src[i];
+        real t = (real)0;
+        if (HAS_Z)
+            t = t + (transport_face_flux(src[i - sz], c, DRIFT, q, i - sz, i, neg_d, chi, dx)
+                     - transport_face_flux(c, src[i + sz], DRIFT, q, i, i + sz, neg_d, chi, dx))
+                    / dx;
+        t = t + (transport_face_flux(src[i - sy], c, DRIFT, q, i - sy, i, neg_d, chi, dx)
+                 - transport_face_flux(c, src[i + sy], DRIFT, q, i, i + sy, neg_d, chi, dx))
+                / dx;
+        t = t + (transport_face_flux(src[i - 1], c, DRIFT, q, i - 1, i, neg_d, chi, dx)
+                 - transport_face_flux(c, src[i + 1], DRIFT, q, i, i + 1, neg_d, chi, dx))
+                / dx;
+        const real out = c + h * t;
+        dst[i] = (clamp && out < (real)0) ? (real)0 : out;
+    }
+}
+
+static inline void transport_row(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT q,
+                                 real* SDTP_RESTRICT dst, idx_t row, idx_t nz, idx_t ny,
+                                 idx_t nx, real neg_d, real chi, real dx, real h, idx_t clamp)
+{
+    const idx_t z = row / ny, y = row - z * ny, i0 = row * nx;
+    const bool inner_y = ny > 1 && y > 0 && y < ny - 1;
+    const bool inner_z = nz == 1 || (z > 0 && z < nz - 1);
+    if (!(inner_y && inner_z && nx >= 3)) {
+        for (idx_t x = 0; x < nx; ++x)
+            dst[i0 + x] = transport_voxel(src, q, i0 + x, z, y, x, nz, ny, nx, neg_d, chi, dx,
+                                          h, clamp);
+        return;
+    }
+    const idx_t sz = nx * ny, i1 = i0 + nx - 1;
+    const bool cl = clamp != 0;
+    dst[i0] = transport_voxel(src, q, i0, z, y, 0, nz, ny, nx, neg_d, chi, dx, h, clamp);
+    if (nz > 1 && q)
+        transport_row_inner<true, true>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
+    else if (nz > 1)
+        transport_row_inner<true, false>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
+    else if (q)
+        transport_row_inner<false, true>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
+    else
+        transport_row_inner<false, false>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
+    dst[i1] = transport_voxel(src, q, i1, z, y, nx - 1, nz, ny, nx, neg_d, chi, dx, h, clamp);
+}
+#endif
+
+SDTP_KERNEL transport_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
+                              const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT q,
+                              real* SDTP_RESTRICT dst, real neg_d, real chi, real dx, real h,
+                              idx_t clamp)
+{
+#if TRANSPORT_PER_VOXEL
+    FOR_EACH(i, n) {
+        idx_t z, y, x;
+        transport_coords(i, n, ny, nx, &z, &y, &x);
+        dst[i] = transport_voxel(src, q, i, z, y, x, nz, ny, nx, neg_d, chi, dx, h, clamp);
+    }
+#else
+    FOR_EACH(row, n / nx)
+        transport_row(src, q, dst, row, nz, ny, nx, neg_d, chi, dx, h, clamp);
+#endif
+}
+
+/* max(m, d), NaN once either is NaN (as xp.max) */
+SDTP_INLINE real transport_max_nan(real m, real d)
+{
+    return (d > m || d != d) ? d : m;
+}
+
+#if !TRANSPORT_PER_VOXEL
+/* |d| as the bits of an unsigned integer of its size: for |d| >= 0 the integers order as
+ * the magnitudes do, and every NaN lies above +inf, so an integer max is a NaN-propagating
+ * max of |d|, branch-free and vectorised (a floating-point select with a NaN test is not) */
+template <int N> struct TransportBits;
+template <> struct TransportBits<4> { typedef unsigned int type; };
+template <> struct TransportBits<8> { typedef unsigned long long type; };
+typedef TransportBits<sizeof(real)>::type transport_bits;
+
+static inline transport_bits transport_abs_bits(real d)
+{
+    transport_bits b;
+    __builtin_memcpy(&b, &d, sizeof b);
+    return b & (~(transport_bits)0 >> 1);
+}
+
+/* max(m, bits of |b_k − a_k|) over k < len */
+static inline transport_bits transport_span_max(const real* SDTP_RESTRICT a,
+                                                const real* SDTP_RESTRICT b, idx_t len,
+                                                transport_bits m)
+{
+    for (idx_t k = 0; k < len; ++k) {
+        const transport_bits v = transport_abs_bits(b[k] - a[k]);
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
+/* max(m, bits of |q_j+1 − q_j|) over the faces from the voxels of row `row` to their +x,
+ * +y and +z neighbours */
+static inline transport_bits transport_row_max_jump(const real* SDTP_RESTRICT q, idx_t row,
+                                                    idx_t nz, idx_t ny, idx_t nx,
+                                                    transport_bits m)
+{
+    const idx_t z = row / ny, y = row - z * ny;
+    const real* r = q + row * nx;
+    m = transport_span_max(r, r + 1, nx - 1, m);
+    if (y + 1 < ny)
+        m = transport_span_max(r, r + nx, nx, m);
+    if (z + 1 < nz)
+        m = transport_span_max(r, r + nx * ny, nx, m);
+    return m;
+}
+#endif
+
+SDTP_KERNEL transport_max_jump(idx_t chunks, idx_t n, idx_t nz, idx_t ny, idx_t nx,
+                               const real* SDTP_RESTRICT q, double* SDTP_RESTRICT partial)
+{
+    FOR_EACH_CHUNK(c, chunks) {
+#if TRANSPORT_PER_VOXEL
+        real m = (real)0;
+        FOR_CHUNK_ITEMS(i, c, chunks, n) {
+            idx_t z, y, x;
+            transport_coords(i, n, ny, nx, &z, &y, &x);
+            if (x + 1 < nx)
+                m = transport_max_nan(m, fabs(q[i + 1] - q[i]));
+            if (y + 1 < ny)
+                m = transport_max_nan(m, fabs(q[i + nx] - q[i]));
+            if (z + 1 < nz)
+                m = transport_max_nan(m, fabs(q[i + nx * ny] - q[i]));
+        }
+#else
+        transport_bits bits = 0;
+        FOR_CHUNK_ITEMS(row, c, chunks, n / nx)
+            bits = transport_row_max_jump(q, row, nz, ny, nx, bits);
+        real m;
+        __builtin_memcpy(&m, &bits, sizeof m);
+#endif
+        partial[c] = (double)m;            /* exact: a max rounds nothing */
+    }
+}
+
+#ifdef TRANSPORT_NO_TRAP
+#pragma GCC pop_options
+#endif

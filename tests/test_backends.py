@@ -1,0 +1,126 @@
+"""Choosing a backend, its errors, and the kernel sources' build for host and GPU."""
+import logging
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from spatialdtp import backends
+from spatialdtp.api import load_config
+from spatialdtp.backends import BackendUnavailable, get_backend
+from spatialdtp.backends.kernels import kernel_sources, module_source, parse_signatures
+from spatialdtp.config import ConfigError
+from spatialdtp.simulation import Simulation
+
+
+def test_auto_picks_the_compiled_cpu_backend_without_a_gpu_and_says_so(caplog, monkeypatch):
+    monkeypatch.setitem(backends._REGISTRY, "cupy", _unavailable("no GPU in this test"))
+    with caplog.at_level(logging.INFO, logger="spatialdtp"):
+        chosen = get_backend("auto")
+    assert chosen.name == "cpu"
+    assert "backend=auto chose 'cpu'" in caplog.text
+    assert "no GPU in this test" in caplog.text
+
+
+def test_auto_falls_back_to_numpy_without_a_compiler(caplog, monkeypatch, tmp_path):
+    monkeypatch.setitem(backends._REGISTRY, "cupy", _unavailable("no GPU in this test"))
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.setenv("SPATIALDTP_KERNEL_CACHE", str(tmp_path))    # nothing cached to reuse
+    with caplog.at_level(logging.INFO, logger="spatialdtp"):
+        chosen = get_backend("auto")
+    assert chosen.name == "numpy"
+    assert "no-such-compiler" in caplog.text
+
+
+def test_default_config_uses_auto():
+    assert load_config([]).backend.name == "auto"
+
+
+def test_asking_for_cupy_without_a_gpu_says_how_to_install_the_gpu_extra():
+    try:
+        get_backend("cupy")
+    except BackendUnavailable as err:
+        assert "pip install 'spatialdtp[gpu]'" in str(err)
+        assert "cupy-cuda13x" in str(err)
+    else:
+        pytest.skip("a GPU is usable here")
+
+
+def test_unknown_backend_name_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"backend.name='tpu'.*auto.*numpy.*cpu.*cupy"):
+        Simulation(load_config(["backend.name=tpu", "experiment=quick"]),
+                   get_backend("numpy"))
+
+
+def test_a_grid_that_does_not_fit_the_device_is_refused_with_bytes_needed_and_free():
+    class Tiny(backends.numpy_backend.NumpyBackend):
+        def free_memory(self):
+            return 10_000_000
+    cfg = load_config(["experiment=quick", "grid.shape=[512,512]"])
+    with pytest.raises(ConfigError) as err:
+        Simulation(cfg, Tiny())
+    assert re.search(r"grid.shape=\[512, 512\]: needs about .* \(\d+ bytes\) .* "
+                     r"\(10000000 bytes\) is free", str(err.value))
+
+
+def test_kernel_arguments_of_the_wrong_dtype_are_refused_by_name():
+    lib = get_backend("cpu").library(np.float32)
+    n = 8
+    good = np.zeros(n, np.float32)
+    with pytest.raises(TypeError, match=r"substrate_coefficients: argument 'vessels' must be "
+                                        r"a float32 array, got float64"):
+        lib.launch("substrate_coefficients", n, np.zeros(5 * n, np.float32), np.zeros(n),
+                   good, np.zeros(20, np.float32), None, good, good)
+    with pytest.raises(TypeError, match="takes 8 arguments"):
+        lib.launch("substrate_coefficients", n, good)
+
+
+def test_host_library_is_cached_and_rebuilt_when_a_kernel_changes(tmp_path, monkeypatch):
+    from spatialdtp.backends.cpu_backend import build_library
+
+    monkeypatch.setenv("SPATIALDTP_KERNEL_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "kernels"
+    src.mkdir()
+    for p in kernel_sources():
+        shutil.copy(p, src)
+    for h in kernel_sources()[0].parent.glob("*.h"):
+        shutil.copy(h, src)
+    first = build_library(np.float64, directory=src)
+    assert build_library(np.float64, directory=src) == first       # cached
+    header = src / "sdtp.h"
+    header.write_text(header.read_text() + "\n/* changed */\n")
+    assert build_library(np.float64, directory=src) != first       # the header is in the key
+
+
+def test_every_kernel_file_states_its_equation_and_uses_the_portability_header():
+    for path in kernel_sources():
+        text = path.read_text()
+        assert text.lstrip().startswith("/*"), f"{path.name}: start with a comment block"
+        assert '#include "sdtp.h"' in text, path.name
+        assert parse_signatures(module_source(path.parent)), path.name
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on this machine")
+@pytest.mark.parametrize("real", ["float", "double"])
+def test_every_kernel_compiles_for_sm80_and_sm90_with_nvcc(tmp_path, real):
+    src = tmp_path / "kernels.cu"
+    src.write_text(module_source())
+    cmd = ["nvcc", "-std=c++14", f"-DSDTP_REAL={real}", "--fatbin", "-Werror", "all-warnings",
+           "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
+           "-o", str(tmp_path / "kernels.fatbin"), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # every kernel of the sources is in the binary, for both architectures
+    names = subprocess.run(["cuobjdump", "-symbols", str(tmp_path / "kernels.fatbin")],
+                           capture_output=True, text=True).stdout if shutil.which("cuobjdump") else ""
+    for kernel in parse_signatures(module_source()):
+        if names:
+            assert kernel in names, kernel
+
+
+def _unavailable(reason):
+    def make():
+        raise BackendUnavailable(reason)
+    return make

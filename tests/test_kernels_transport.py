@@ -1,0 +1,170 @@
+"""kernels/transport.cu (backend cpu) against its reference, spatialdtp.transport.move_state.
+
+The kernel comparisons run twice on the host: with the loop the ``cpu`` backend uses (whole
+rows, the inner voxels vectorised) and with the GPU's one-thread-per-voxel loop
+(``SDTP_TRANSPORT_PER_VOXEL``), so that the index arithmetic the GPU runs is checked here too.
+"""
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from spatialdtp import transport
+from spatialdtp.backends import BackendUnavailable, get_backend
+from spatialdtp.backends.compiled_ops import CompiledOps
+from spatialdtp.backends.reference import ReferenceOps
+from spatialdtp.grid import Grid
+from spatialdtp.resources import kernels_dir
+from spatialdtp.state import CELL_TYPES, FieldLayout, State
+
+LAYOUT = FieldLayout(substrates=("oxygen", "glucose", "hgf", "chemokine", "drug"),
+                     drugs=("drug",))
+DX = 10.0
+
+# (motilities S, P, R, F, M; chi; tau; chemokine amplitude)
+CASES = {
+    # one sub-step each (the copy-then-write path), CAFs static
+    "motility_one_substep": ((0.5, 0.5, 0.5, 0.0, 2.0), 0.0, 5.0, 0.0),
+    # several sub-steps, odd and even counts differing by cell type
+    "motility_many_substeps": ((30.0, 5.0, 0.0, 11.0, 60.0), 0.0, 10.0, 0.0),
+    # steep chemokine (q jumps by up to 0.2 between voxels): the drift alone needs several
+    # sub-steps
+    "chemotaxis_steep": ((0.5, 0.0, 0.5, 0.0, 2.0), 80.0, 10.0, 0.2),
+    # drift without random motility of M
+    "chemotaxis_only": ((0.0, 0.0, 0.0, 0.0, 0.0), 50.0, 5.0, 0.3),
+}
+SHAPES = {"2d": (7, 9), "3d": (5, 6, 7), "3d_small": (3, 4, 3)}
+DTYPES = (np.float32, np.float64)
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    try:
+        return get_backend("cpu")
+    except BackendUnavailable as err:
+        pytest.skip(str(err))
+
+
+def _per_voxel_library(dtype, tmp):
+    """transport.cu built for the host with the GPU's voxel loop."""
+    from spatialdtp.backends.cpu_backend import HostKernelLibrary
+    src = tmp / "kernels"
+    src.mkdir(exist_ok=True)
+    shutil.copy(kernels_dir() / "sdtp.h", src / "sdtp.h")
+    text = (kernels_dir() / "transport.cu").read_text()
+    (src / "transport.cu").write_text("#define SDTP_TRANSPORT_PER_VOXEL 1\n" + text)
+    old = os.environ.get("SPATIALDTP_KERNEL_CACHE")
+    os.environ["SPATIALDTP_KERNEL_CACHE"] = str(tmp / "cache")
+    try:
+        return HostKernelLibrary(dtype, directory=src)
+    finally:
+        if old is None:
+            del os.environ["SPATIALDTP_KERNEL_CACHE"]
+        else:
+            os.environ["SPATIALDTP_KERNEL_CACHE"] = old
+
+
+@pytest.fixture(scope="module", params=["rows", "per_voxel"])
+def loop(request, cpu, tmp_path_factory):
+    """{dtype: CompiledOps} for one of the two voxel loops of transport.cu."""
+    if request.param == "rows":
+        return {d: cpu.ops(d) for d in DTYPES}
+    tmp = tmp_path_factory.mktemp("per_voxel")
+    return {d: CompiledOps(_per_voxel_library(d, tmp), np) for d in DTYPES}
+
+
+def random_state(shape, dtype, q_amplitude, seed=0, negative=False):
+    """Random fields; ``negative`` puts a few unphysical negative densities in, which only
+    the final clamp (not one after every sub-step) turns into the reference's zeros."""
+    rng = np.random.default_rng(seed)
+    st = State(Grid(shape, DX), LAYOUT, dtype=dtype)
+    st.data[...] = rng.uniform(0.0, 3.0, st.data.shape)
+    for c in CELL_TYPES:                # empty voxels and a sharp peak next to them
+        st[c][rng.uniform(size=shape) < 0.3] = 0.0
+        if negative:
+            st[c][rng.uniform(size=shape) < 0.1] = -2.0
+    st["chemokine"] = rng.uniform(0.0, q_amplitude, shape) if q_amplitude else 0.0
+    return st
+
+
+def max_substeps(st, motilities, chi, tau):
+    q = st["chemokine"].astype(np.float64)
+    v = transport.chemotactic_velocity(q, chi, DX, np) if chi > 0 else []
+    v_max = max((float(np.abs(a).max()) for a in v), default=0.0)
+    return max(transport.substeps(D, v_max if i == 4 else 0.0, tau, DX, st.grid.ndim)
+               for i, D in enumerate(motilities))
+
+
+def tolerance(st, m):
+    """Each sub-step is a positive (convex) combination at the CFL bound, so rounding does
+    not grow: a few operations per face (4 per axis), each one rounding of the largest
+    density, per sub-step. On the host the kernel does the reference's operations in its
+    order and agrees exactly; the margin is for FMA contraction on the GPU."""
+    eps = np.finfo(st.dtype).eps
+    return (4 * st.grid.ndim + 4) * m * eps * float(np.abs(st.cells).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dim", SHAPES)
+@pytest.mark.parametrize("case", CASES)
+def test_transport_kernel_matches_reference(loop, case, dim, dtype):
+    motilities, chi, tau, amplitude = CASES[case]
+    ref = random_state(SHAPES[dim], dtype, amplitude, negative=True)
+    got = ref.copy()
+    m = max_substeps(ref, motilities, chi, tau)
+    if case != "motility_one_substep":
+        assert m >= 3, "the case must exercise several sub-steps"
+    ReferenceOps(np).move_cells(ref, motilities, chi, tau)
+    loop[dtype].move_cells(got, motilities, chi, tau)
+    atol = tolerance(ref, m)
+    for c in CELL_TYPES:
+        np.testing.assert_allclose(got[c], ref[c], rtol=0, atol=atol, err_msg=c)
+    others = [i for i, name in enumerate(LAYOUT.names) if name not in CELL_TYPES]
+    np.testing.assert_array_equal(got.data[others], ref.data[others])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dim", SHAPES)
+def test_transport_kernel_conserves_every_cell_total(loop, dim, dtype):
+    motilities, chi, tau, amplitude = CASES["chemotaxis_steep"]
+    motilities = (3.0, 1.0, 0.5, 0.2, 2.0)
+    st = random_state(SHAPES[dim], dtype, amplitude, seed=1)
+    before = st.cells.reshape(5, -1).astype(np.float64).sum(axis=1)
+    m = max_substeps(st, motilities, chi, tau)
+    loop[dtype].move_cells(st, motilities, chi, tau)
+    after = st.cells.reshape(5, -1).astype(np.float64).sum(axis=1)
+    # zero flux: each face's flux leaves one voxel and enters the other; only the rounding
+    # of n + h·t (one per voxel and sub-step, ≤ eps/2 · n) changes a total
+    np.testing.assert_allclose(after, before, rtol=m * np.finfo(dtype).eps, atol=0)
+    assert st.cells.min() >= 0
+
+
+def test_transport_kernel_leaves_static_cells_and_zero_motility_alone(cpu):
+    st = random_state((6, 8), np.float64, 5.0)
+    before = st.data.copy()
+    cpu.ops(np.float64).move_cells(st, (0.0, 0.0, 0.0, 0.0, 0.0), 0.0, 10.0)
+    np.testing.assert_array_equal(st.data, before)
+
+
+def test_transport_max_speed_kernel_is_the_reference_v_max(loop):
+    from spatialdtp.backends.compiled_transport import _grid3, max_face_speed
+    for shape in SHAPES.values():
+        for dtype in DTYPES:
+            st = random_state(shape, dtype, 20.0, seed=2)
+            q = st["chemokine"]
+            v = transport.chemotactic_velocity(q, 50.0, DX, np)
+            want = max(float(np.abs(a).max()) for a in v)
+            assert max_face_speed(loop[dtype], q, 50.0, DX, _grid3(st)) == want
+            q.flat[q.size // 2 + 1] = np.nan        # propagates, as the reference's max
+            assert np.isnan(max_face_speed(loop[dtype], q, 50.0, DX, _grid3(st)))
+
+
+def test_transport_kernel_refuses_nan_chemokine_like_reference(cpu):
+    st = random_state(SHAPES["3d"], np.float64, 1.0)
+    st["chemokine"].flat[7] = np.nan
+    motilities = CASES["chemotaxis_steep"][0]
+    with pytest.raises(ValueError):
+        ReferenceOps(np).move_cells(st.copy(), motilities, 50.0, 10.0)
+    with pytest.raises(ValueError, match="NaN"):
+        cpu.ops(np.float64).move_cells(st, motilities, 50.0, 10.0)
