@@ -124,3 +124,37 @@ def _unavailable(reason):
     def make():
         raise BackendUnavailable(reason)
     return make
+
+
+def _nvrtc_or_skip():
+    """``cupy.cuda.nvrtc`` where it can compile here (no GPU needed), else skip."""
+    try:
+        from cupy.cuda import nvrtc
+        nvrtc.getVersion()                  # loads libnvrtc: raises where it is missing
+    except Exception as err:  # ImportError, or CuPy without an NVRTC library
+        pytest.skip(f"cupy.cuda.nvrtc cannot compile here ({type(err).__name__}: {err})")
+    return nvrtc
+
+
+@pytest.mark.parametrize("real", ["float", "double"])
+def test_every_kernel_compiles_with_nvrtc_for_sm90(real):
+    """The compiler backend cupy runs at first use (cupy.RawModule), with the options it
+    adds itself (-ftz=true, --device-as-default-execution-space), compiles every kernel."""
+    nvrtc = _nvrtc_or_skip()
+    source = module_source()
+    prog = nvrtc.createProgram(source, "spatialdtp_kernels.cu", [], [])
+    try:
+        options = [f"-DSDTP_REAL={real}", "--std=c++14", "-ftz=true",
+                   "--device-as-default-execution-space", "-arch=compute_90"]
+        try:
+            nvrtc.compileProgram(prog, options)
+        except nvrtc.NVRTCError as err:
+            pytest.fail(f"NVRTC: {err}\n{nvrtc.getProgramLog(prog)[-3000:]}")
+        log = nvrtc.getProgramLog(prog)
+        assert "warning" not in log.lower(), log[-3000:]
+        ptx = nvrtc.getPTX(prog)
+        ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+    finally:
+        nvrtc.destroyProgram(prog)
+    for kernel in parse_signatures(source):
+        assert re.search(rf"\.entry\s+{kernel}\s*\(", ptx), f"{kernel} missing from the PTX"

@@ -60,7 +60,7 @@ def test_initial_fields_load_from_arrays_on_the_command_line(tmp_path):
     ("treatment.drugs.drug.schedule.kind=weekly", "treatment.drugs.drug.schedule.kind='weekly': allowed values"),
     ("grid.shape=[2,40]", "grid.shape=[2, 40]"),
     ("+substrates.oxygen.uptake.Q=1", "substrates.oxygen.uptake.Q=1.0: cell types are"),
-    ("grid.shape=[200000,200000]", "GiB but only"),
+    ("grid.shape=[200000,200000]", "is free; use a smaller grid"),
 ])
 def test_bad_config_values_give_one_clear_error(tmp_path, override, expected):
     proc = run_cli([*QUICK, "hydra.run.dir=out", "run.days=0.1", override], tmp_path, check=False)

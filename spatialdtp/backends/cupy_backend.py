@@ -8,8 +8,9 @@ per step only the observable sums (a few dozen doubles) come back to the host, a
 frames are copied on a side stream into pinned memory so that the run file is written while
 the next steps compute.
 
-Install: ``pip install "spatialdtp[gpu]"`` (CuPy for CUDA 12, ``cupy-cuda12x``); on a CUDA
-13 driver stack ``pip install cupy-cuda13x`` instead. Either needs an NVIDIA driver.
+Install: ``pip install "spatialdtp[gpu]"`` (``cupy-cuda12x[ctk]``: CuPy for CUDA 12 with the
+runtime compiler NVRTC from PyPI); on a CUDA 13 driver stack ``pip install
+"spatialdtp[gpu13]"`` (``cupy-cuda13x[ctk]``). Either needs an NVIDIA driver.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from . import Backend, BackendUnavailable, register
 from .kernels import KernelLibrary, module_source
 
 INSTALL_HINT = ("install the GPU extra: pip install 'spatialdtp[gpu]' (CuPy for CUDA 12), or "
-                "pip install cupy-cuda13x for CUDA 13; it needs an NVIDIA GPU and driver")
+                "pip install 'spatialdtp[gpu13]' (cupy-cuda13x) for CUDA 13; it needs an "
+                "NVIDIA GPU and driver")
 
 _THREADS = 256
 
@@ -39,6 +41,13 @@ def import_cupy():
     if count < 1:
         raise BackendUnavailable("backend cupy: CuPy sees no GPU on this machine; "
                                  + INSTALL_HINT)
+    try:   # the kernels compile at first launch: without NVRTC that would fail mid-run
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as err:
+        raise BackendUnavailable(f"backend cupy: CuPy {cupy.__version__} finds no NVRTC "
+                                 f"library to compile the kernels ({err}); install the CUDA "
+                                 "toolkit's NVRTC, e.g. pip install 'cuda-toolkit[nvrtc]' "
+                                 "matching CuPy's CUDA major version") from None
     return cupy
 
 
@@ -86,22 +95,26 @@ class CupyKernelLibrary(KernelLibrary):
 
 
 class _PendingCopy:
-    """A device-to-host copy in flight on a side stream; ``result()`` waits for it."""
+    """A device-to-host copy in flight on a side stream; ``result()`` waits for it.
 
-    def __init__(self, cupy, a):
-        self._stream = cupy.cuda.Stream(non_blocking=True)
-        # the snapshot must see every kernel queued so far on the compute stream
-        ready = cupy.cuda.get_current_stream().record()
-        self._stream.wait_event(ready)
-        with self._stream:
-            device_copy = a.copy()
+    The device-side snapshot is taken on the compute stream, in order with the kernels
+    that wrote ``a`` and before any later kernel overwrites it; only the transfer of that
+    private copy into pinned memory runs on ``stream``, so the next steps compute while it
+    travels. ``result()`` may be called from another thread (the run file's writer).
+    """
+
+    def __init__(self, cupy, a, stream):
+        compute = cupy.cuda.get_current_stream()
+        device_copy = a.copy()                # C order, on the compute stream: in step order
         pinned = cupy.cuda.alloc_pinned_memory(device_copy.nbytes)
         self._host = np.frombuffer(pinned, device_copy.dtype, device_copy.size).reshape(a.shape)
-        device_copy.get(stream=self._stream, out=self._host)
-        self._keep = device_copy      # alive until the copy is done
+        stream.wait_event(compute.record())   # the copy exists before the transfer starts
+        device_copy.get(stream=stream, out=self._host, blocking=False)
+        self._done = stream.record()
+        self._keep = device_copy              # alive until the transfer is done
 
     def result(self):
-        self._stream.synchronize()
+        self._done.synchronize()
         self._keep = None
         return self._host
 
@@ -114,6 +127,7 @@ class CupyBackend(Backend):
         self.cp = import_cupy()
         self.xp = self.cp
         self._libraries = {}
+        self._copy_stream = None
 
     def library(self, dtype) -> CupyKernelLibrary:
         dtype = np.dtype(dtype)
@@ -132,7 +146,11 @@ class CupyBackend(Backend):
         return self.cp.asnumpy(a) if isinstance(a, self.cp.ndarray) else np.asarray(a)
 
     def snapshot(self, a):
-        return _PendingCopy(self.cp, a)
+        # one side stream for every snapshot: the memory pool keeps a free list per stream,
+        # so a new stream per frame would strand each frame's buffer in its own list
+        if self._copy_stream is None:
+            self._copy_stream = self.cp.cuda.Stream(non_blocking=True)
+        return _PendingCopy(self.cp, a, self._copy_stream)
 
     def free_memory(self):
         # memory CuPy's pool holds but does not use is free for this run too

@@ -156,7 +156,8 @@ class KernelLibrary:
         flags = value.flags
         if not flags.c_contiguous:
             raise ValueError(f"kernel {kernel}: argument {p.name!r} must be C-contiguous")
-        if not (p.const or flags.writeable):
+        # CuPy's flags have no `writeable` (device arrays always are)
+        if not (p.const or getattr(flags, "writeable", True)):
             raise ValueError(f"kernel {kernel}: argument {p.name!r} is written and must be "
                              "writeable")
         return self._pointer(value)
