@@ -158,3 +158,16 @@ def test_every_kernel_compiles_with_nvrtc_for_sm90(real):
         nvrtc.destroyProgram(prog)
     for kernel in parse_signatures(source):
         assert re.search(rf"\.entry\s+{kernel}\s*\(", ptx), f"{kernel} missing from the PTX"
+
+
+def test_one_compiled_backend_serves_simulations_of_different_grids():
+    backend = get_backend("cpu")
+    for shape in ("[20,24]", "[31,17]", "[6,7,8]"):
+        overrides = ["experiment=quick", f"grid.shape={shape}", "backend.precision=float64"]
+        if shape.count(",") == 2:
+            overrides += ["tissue=spheroid3d", "tissue.tumour.radius=40"]
+        ref = Simulation(load_config(overrides), get_backend("numpy"))
+        got = Simulation(load_config(overrides), backend)
+        ref.step(), got.step()
+        for name in ("oxygen", "P", "M"):
+            np.testing.assert_allclose(got.field(name), ref.field(name), rtol=1e-10, atol=1e-300)

@@ -26,7 +26,7 @@ def coefficients(ops, sub, state, c_lin, blood: float):
     hindrance). The output arrays are reused from step to step."""
     xp, n = ops.xp, state.grid.size
     shape = state.grid.shape
-    D, a, b = ops.cached(("coefficients", sub.name), lambda: (
+    D, a, b = ops.cached(("coefficients", sub.name, shape, sub.cfg.hindrance > 0), lambda: (
         xp.empty(shape, ops.dtype) if sub.cfg.hindrance > 0 else None,
         xp.empty(shape, ops.dtype), xp.empty(shape, ops.dtype)))
     # blood changes with the drug schedule: the parameters travel each call (≈ 30 numbers)

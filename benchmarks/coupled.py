@@ -1,0 +1,332 @@
+"""Whole coupled steps of a reference problem on one backend: throughput, phases, kernels.
+
+One case = one problem at one grid size on one backend. It measures
+
+* whole steps (``Simulation.step``, nothing added): seconds per step, voxel-steps/s,
+  simulated days per wall-clock minute, the projected wall time of 30 days;
+* the same steps split into phases (the ops and the solver wrapped with clocks, the device
+  synchronised at each boundary): reactions, transport, each substrate's implicit solve
+  (its coefficients and its MG-PCG solve), observables, the rest;
+* output writing: one frame copied to the host and written to an HDF5 run file;
+* the hot operations one at a time (fused reaction, transport, coefficients, a stencil
+  apply, a Jacobi sweep, the observable sums) on the case's own arrays;
+* bytes moved (:mod:`benchmarks.traffic`) beside every time, so that each roofline
+  fraction can be recomputed; peak host RSS and peak device memory.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from . import traffic
+from .measure import PeakMemory, is_gpu, repeat_timed, summary_of, timed
+from .problems import build
+
+MINUTES_PER_DAY = 1440.0
+
+
+# --------------------------------------------------------------------------- phase clocks
+class _TimedOps:
+    """The simulation's ops with a clock around each hot call (attribute access passes)."""
+
+    def __init__(self, probe, ops):
+        self._probe, self._ops = probe, ops
+
+    def __getattr__(self, name):
+        return getattr(self._ops, name)
+
+    def react_cells(self, *args, **kwargs):
+        return self._probe.clock("reactions", self._ops.react_cells, *args, **kwargs)
+
+    def move_cells(self, *args, **kwargs):
+        return self._probe.clock("transport", self._ops.move_cells, *args, **kwargs)
+
+    def coefficients(self, sub, *args, **kwargs):
+        self._probe.current = sub.name
+        return self._probe.clock(f"substrate:{sub.name}:coefficients",
+                                 self._ops.coefficients, sub, *args, **kwargs)
+
+
+class PhaseProbe:
+    """Wraps a simulation's ops, implicit solve and observation with clocks while active.
+
+    The multigrid stencils inside a solve are not wrapped (they are called hundreds of
+    times a step); a substrate's solve is timed as a whole.
+    """
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.times = defaultdict(float)
+        self.current = None
+
+    def clock(self, phase, fn, *args, **kwargs):
+        seconds, out = timed(self.sim.backend, fn, *args, **kwargs)
+        self.times[phase] += seconds
+        return out
+
+    def __enter__(self):
+        sim = self.sim
+        self._ops = sim.ops
+        sim.ops = _TimedOps(self, sim.ops)
+        implicit, observe = sim._implicit, sim._observe
+        sim._implicit = lambda *a, **k: self.clock(f"substrate:{self.current}:solve",
+                                                   implicit, *a, **k)
+        sim._observe = lambda *a, **k: self.clock("observables", observe, *a, **k)
+        return self
+
+    def __exit__(self, *exc):
+        sim = self.sim
+        sim.ops = self._ops
+        del sim._implicit, sim._observe
+        return False
+
+
+# --------------------------------------------------------------------------- bytes
+def _substeps(sim, tau):
+    """Explicit transport sub-steps of each moving cell type for a half step of τ."""
+    from spatialdtp.transport import chemotactic_velocity, substeps
+
+    xp, st = sim.xp, sim.state
+    chi = sim.cfg.cells.macrophage.chemotaxis
+    v_max = 0.0
+    if chi > 0:
+        v_max = max(float(xp.abs(v).max()) for v in
+                    chemotactic_velocity(st["chemokine"], chi, sim.grid.dx, xp))
+    out = {}
+    for name, D in zip(("S", "P", "R", "F", "M"), sim.motilities):
+        drift = name == "M" and chi > 0
+        if D == 0 and not drift:
+            continue
+        out[name] = substeps(D, v_max if drift else 0.0, tau, sim.grid.dx, sim.grid.ndim)
+    return out
+
+
+def _theta_solves(scheme):
+    return {"backward_euler": (1.0, 1), "crank_nicolson": (0.5, 1),
+            "tr_bdf2": (0.5, 2)}.get(scheme, (1.0, 1))
+
+
+def step_bytes(sim, iterations, dt):
+    """Bytes of one step of ``sim`` with the given PCG iterations per substrate."""
+    theta, solves = _theta_solves(sim.cfg.numerics.scheme)
+    subs = {s.name: (s.cfg, s.kinds, s.is_drug) for s in sim.substrates}
+    return traffic.step_bytes(
+        n_voxels=sim.grid.size, itemsize=sim.dtype.itemsize,
+        n_substrates=len(sim.layout.substrates), n_fields=len(sim.layout),
+        n_drugs=len(sim.drugs), substeps=_substeps(sim, 0.5 * dt),
+        chemotaxis=sim.cfg.cells.macrophage.chemotaxis > 0, substrates=subs,
+        solver_shapes=[lev.shape for lev in sim.solver.levels], iterations=iterations,
+        picard=sim.cfg.numerics.picard_iterations, theta=theta, solves=solves)
+
+
+def field_totals(sim, names=None) -> dict:
+    """Σ of each field in float64 after the timed steps: every backend runs the same steps
+    from the same state, so these must agree (to rounding) with the NumPy reference's; the
+    report shows the largest relative difference beside each figure."""
+    names = list(sim.layout.names) if names is None else list(names)
+    data = sim.state.data
+    sums = sim.backend.to_host(data.reshape(data.shape[0], -1).sum(axis=1, dtype=np.float64))
+    return {n: float(sums[sim.layout.index[n]]) for n in names}
+
+
+# --------------------------------------------------------------------------- the case
+def run_case(problem, cfg, backend, *, min_steps=3, max_steps=10, min_seconds=3.0,
+             phase_steps=2, micro=True, output=True, max_output_bytes=2**30,
+             copy_bandwidth_Bps=None, max_build_voxels=None, log=print):
+    """Measure one problem on one backend; a JSON-ready dict."""
+    from .problems import MAX_BUILD_VOXELS
+
+    dt = float(cfg.run.dt)
+    shape = tuple(cfg.grid.shape)
+    res = {"problem": problem, "backend": backend.name, "shape": list(shape),
+           "voxels": math.prod(shape), "dx_um": cfg.grid.dx, "dt_min": dt,
+           "precision": cfg.backend.precision, "scheme": cfg.numerics.scheme,
+           "rtol": cfg.numerics.rtol}
+    with PeakMemory(backend) as mem:
+        t0 = time.perf_counter()
+        sim, how = build(cfg, backend, max_build_voxels or MAX_BUILD_VOXELS)
+        backend.synchronize()
+        res["tissue"] = how
+        res["setup_s"] = time.perf_counter() - t0
+        res["fields"] = list(sim.layout.names)
+        res["state_bytes"] = int(sim.state.data.nbytes + sim.state.vessels.nbytes)
+        res["solver_levels"] = [list(lev.shape) for lev in sim.solver.levels]
+
+        warm, _ = timed(backend, sim.step, dt)
+        res["warmup_step_s"] = warm
+
+        times, iters, step_b = [], [], []
+        start = time.perf_counter()
+        while len(times) < max_steps:
+            seconds, _ = timed(backend, sim.step, dt)
+            times.append(seconds)
+            it = dict(sim.solver_iterations)
+            iters.append(it)
+            step_b.append(sum(step_bytes(sim, it, dt).values()))
+            if len(times) >= min_steps and time.perf_counter() - start >= min_seconds:
+                break
+        res["field_totals"] = field_totals(sim)
+        t_step = statistics.median(times)
+        bytes_step = statistics.median(step_b)
+        res["step"] = {**summary_of(times), "iterations": iters, "bytes": step_b,
+                       "bytes_median": bytes_step}
+        res["voxel_steps_per_s"] = res["voxels"] / t_step
+        res["sim_days_per_wall_minute"] = (dt / MINUTES_PER_DAY) * 60.0 / t_step
+        res["projected_30_days_s"] = 30 * MINUTES_PER_DAY / dt * t_step
+        res["effective_bandwidth_Bps"] = bytes_step / t_step
+        if copy_bandwidth_Bps:
+            res["roofline_fraction"] = res["effective_bandwidth_Bps"] / copy_bandwidth_Bps
+        log(f"    {problem} {'x'.join(map(str, shape))} {backend.name}: "
+            f"{t_step * 1e3:.1f} ms/step, {res['voxel_steps_per_s']:.3g} voxel-steps/s")
+
+        if phase_steps:
+            res["phases"] = _phases(sim, dt, phase_steps, copy_bandwidth_Bps)
+        if output:
+            res["output"] = _output(sim, max_output_bytes)
+            per_frame = res["output"]["frame_s"]
+            steps_per_frame = cfg.run.output_interval_hours * 60.0 / dt
+            res["output"]["amortised_per_step_s"] = per_frame / steps_per_frame
+        if micro:
+            res["kernels"] = _kernels(sim, dt, copy_bandwidth_Bps)
+        mem.read()
+    res["memory"] = mem.as_dict()
+    del sim
+    return res
+
+
+def _phases(sim, dt, n, copy_bw):
+    """Per-phase seconds and bytes, the median over ``n`` probed steps."""
+    per_step = []
+    for _ in range(n):
+        with PhaseProbe(sim) as probe:
+            total, _ = timed(sim.backend, sim.step, dt)
+        times = dict(probe.times)
+        b = step_bytes(sim, dict(sim.solver_iterations), dt)
+        per_step.append((total, times, b, dict(sim.solver_iterations)))
+    names = sorted({k for _, t, _, _ in per_step for k in t})
+    out = {"steps": n, "step_s": statistics.median(p[0] for p in per_step),
+           "iterations": per_step[-1][3], "phases": {}}
+    for name in names:
+        s = statistics.median(p[1].get(name, 0.0) for p in per_step)
+        out["phases"][name] = {"seconds": s}
+    # bytes by phase (of the last probed step): a substrate's coefficients and solve
+    # share the substrate's count
+    for name, nbytes in per_step[-1][2].items():
+        out["phases"].setdefault(name, {"seconds": 0.0})["bytes"] = nbytes
+    for sub in (s.name for s in sim.substrates):
+        parts = [out["phases"].get(f"substrate:{sub}:{p}", {}).get("seconds", 0.0)
+                 for p in ("coefficients", "solve")]
+        out["phases"].setdefault(f"substrate:{sub}", {})["seconds"] = sum(parts)
+    out["phases"]["substrates (all)"] = {
+        "seconds": sum(out["phases"][f"substrate:{s.name}"]["seconds"] for s in sim.substrates),
+        "bytes": sum(out["phases"][f"substrate:{s.name}"].get("bytes", 0) for s in sim.substrates)}
+    counted = sum(v["seconds"] for k, v in out["phases"].items()
+                  if k in ("reactions", "transport", "observables", "substrates (all)"))
+    out["phases"]["other"] = {"seconds": max(0.0, out["step_s"] - counted)}
+    for entry in out["phases"].values():
+        if entry.get("bytes") and entry["seconds"] > 0:
+            entry["effective_bandwidth_Bps"] = entry["bytes"] / entry["seconds"]
+            if copy_bw:
+                entry["roofline_fraction"] = entry["effective_bandwidth_Bps"] / copy_bw
+    return out
+
+
+def _output(sim, max_bytes):
+    """One output frame: the device-to-host copy and the HDF5 write (gzip, as a run file).
+
+    Frames larger than ``max_bytes`` are timed on the first fields only and the write time
+    scaled by the field count (recorded as ``fields_written``).
+    """
+    from spatialdtp.io import RunWriter
+
+    names = list(sim.layout.names)
+    plane = sim.grid.size * sim.dtype.itemsize
+    k = max(1, min(len(names), max_bytes // max(plane, 1)))
+    fields = {n: {"units": "", "kind": "substrate"} for n in names[:k]}
+    attrs = {"config": "{}", "backend": sim.backend.name, "device": sim.backend.device(),
+             "seed": 0}
+    copies, writes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "frame.h5")
+        writer = RunWriter(path, grid=sim.grid, fields=fields, attrs=attrs, dtype=sim.dtype,
+                           overwrite=True)
+        frames = 2 if k * plane <= 2**26 else 1      # a big frame takes seconds: once
+        for i in range(frames):
+            sim.backend.synchronize()
+            t0 = time.perf_counter()
+            host = sim.backend.snapshot(sim.state.data).result()
+            t1 = time.perf_counter()
+            writer.write_frame(float(i + 1), {n: host[j] for j, n in enumerate(names[:k])})
+            t2 = time.perf_counter()
+            copies.append(t1 - t0)
+            writes.append(t2 - t1)
+            del host
+        writer.close()
+        size = os.path.getsize(path)
+    write = statistics.median(writes) * len(names) / k
+    copy = statistics.median(copies)
+    return {"frame_bytes": plane * len(names), "fields_written": k, "fields": len(names),
+            "to_host_s": copy, "write_s": write, "frame_s": copy + write,
+            "file_bytes_per_frame": size / frames * len(names) / k,
+            "note": "run_until writes frames on a background thread (write-behind) where "
+                    "available, overlapping the write with the next steps"}
+
+
+def _kernels(sim, dt, copy_bw):
+    """The hot operations one at a time, each with its bytes."""
+    backend, ops, st, xp = sim.backend, sim.ops, sim.state, sim.xp
+    n, item = sim.grid.size, sim.dtype.itemsize
+    batch = 5 if is_gpu(backend) else 1
+    out = {}
+
+    def record(name, fn, nbytes):
+        try:
+            seconds, calls = repeat_timed(backend, fn, batch=batch)
+        except Exception as err:      # an op a backend has not got: say so, go on
+            out[name] = {"error": f"{type(err).__name__}: {err}"}
+            return
+        entry = {"seconds": seconds, "calls": calls, "bytes": int(nbytes),
+                 "effective_bandwidth_Bps": nbytes / seconds}
+        if copy_bw:
+            entry["roofline_fraction"] = entry["effective_bandwidth_Bps"] / copy_bw
+        out[name] = entry
+
+    tau = 0.5 * dt
+    record("reaction (react_cells)",
+           lambda: ops.react_cells(st, sim.kinetics, sim.cfg.treatment, tau),
+           traffic.reaction_bytes(n, item, len(sim.layout.substrates)))
+    chi = sim.cfg.cells.macrophage.chemotaxis
+    record("transport (move_cells)", lambda: ops.move_cells(st, sim.motilities, chi, tau),
+           traffic.transport_bytes(n, item, _substeps(sim, tau), chi > 0))
+    sub = sim.substrates[0]
+    level = sim.treatment.plasma().get(sub.name, sub.cfg.blood) if sub.is_drug else sub.cfg.blood
+    record(f"coefficients ({sub.name})",
+           lambda: ops.coefficients(sub, st, st[sub.name], level),
+           traffic.coefficients_bytes(n, item, sub.cfg))
+    # the fine level holds the last substrate's system from the last step
+    solver = sim.solver
+    lev = solver.levels[0]
+    kinds = lev.modes
+    p = xp.asarray(np.random.default_rng(0).random(lev.shape), dtype=sim.dtype)
+    q = xp.empty_like(p)
+    rhs = xp.asarray(np.random.default_rng(1).random(lev.shape), dtype=sim.dtype)
+    record("stencil apply (A x)", lambda: ops.stencil(lev, p, q),
+           traffic.stencil_elems(lev.shape, kinds) * item)
+    record("stencil residual (b - A x)", lambda: ops.stencil(lev, p, q, rhs=rhs),
+           traffic.stencil_elems(lev.shape, kinds, residual=True) * item)
+    record("Jacobi sweep", lambda: ops.jacobi(lev, rhs, lev.x, lev.winv),
+           traffic.jacobi_elems(lev.shape, kinds) * item)
+    shapes = [lv.shape for lv in solver.levels]
+    record("V-cycle", lambda: solver._vcycle(lev, rhs),
+           traffic.vcycle_elems(shapes, kinds) * item)
+    near, floor = sim.observer.near_and_floor(st)
+    record("observable sums", lambda: ops.observable_sums(sim.observer, st, near, floor),
+           (5 + 2 + len(sim.drugs)) * n * item + n)
+    record("copy of one field (xp.copyto)", lambda: xp.copyto(q, p), 2 * n * item)
+    return out

@@ -1,0 +1,170 @@
+"""The benchmark suite: its quick mode (CI's smoke test) writes well-formed JSON, Markdown
+and PNG files whose roofline fractions recompute from the recorded bytes and times; the
+bytes model counts what its documentation says; the presets compose. No figure is asserted.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))          # benchmarks/ is a top-level folder, not in the wheel
+
+from benchmarks import problems, report, traffic  # noqa: E402
+
+NO_FLUX_2D = [("no_flux", "no_flux")] * 2
+
+CASE_KEYS = ("step", "voxel_steps_per_s", "sim_days_per_wall_minute", "projected_30_days_s",
+             "effective_bandwidth_Bps", "roofline_fraction", "copy_bandwidth_Bps", "memory",
+             "phases", "output", "kernels", "device")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    # passive OpenMP waiting: on a shared 2-core runner spinning threads of the cpu
+    # backend would only slow the smoke test down
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out),
+                           "--backends", "numpy,cpu,cupy", "--budget", "10"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return out, json.loads((out / "results.json").read_text()), proc.stdout
+
+
+@pytest.mark.timeout(150)
+def test_quick_mode_writes_json_with_machine_versions_commit_and_cases(quick_run):
+    _, res, _ = quick_run
+    m = res["machine"]
+    assert m["git"]["commit"] is None or len(m["git"]["commit"]) == 40
+    assert m["versions"]["numpy"] == np.__version__ and m["versions"]["python"]
+    assert m["device_slug"] and m["cpu"] and m["cores"] >= 1
+    assert res["mode"] == "quick"
+    assert res["copy_bandwidth"]["host"]["all_threads"]["bandwidth_Bps"] > 0
+    assert res["backends"]["numpy"]["available"] is True
+    cupy = res["backends"]["cupy"]           # recorded whether or not a GPU is here
+    assert cupy["available"] or cupy["reason"]
+    first = res["coupled"][0]                # the first case runs whatever the budget
+    assert first["problem"] == "section2d" and first["backend"] == "numpy"
+    for key in CASE_KEYS:
+        assert key in first, key
+    assert first["memory"]["peak_host_rss_bytes"] > 0
+    assert {"reactions", "transport", "observables", "substrates (all)"} <= set(
+        first["phases"]["phases"])
+    assert first["output"]["frame_s"] > 0
+    for entry in res["skipped"]:             # every case not measured says why
+        assert entry["reason"]
+
+
+@pytest.mark.timeout(150)
+def test_recorded_roofline_fractions_recompute_from_bytes_and_times(quick_run):
+    _, res, _ = quick_run
+    checked = 0
+    for case in res["coupled"] + res["substrates"]:
+        bw = case["copy_bandwidth_Bps"]
+        t, nbytes = case["step"]["median_s"], case["step"]["bytes_median"]
+        assert case["roofline_fraction"] == pytest.approx(nbytes / t / bw, rel=1e-9)
+        for entry in list(case.get("kernels", {}).values()) + list(
+                case.get("phases", {}).get("phases", {}).values()):
+            if "roofline_fraction" in entry:
+                assert entry["roofline_fraction"] == pytest.approx(
+                    entry["bytes"] / entry["seconds"] / bw, rel=1e-9)
+                checked += 1
+    assert checked > 0
+
+
+@pytest.mark.timeout(150)
+def test_quick_mode_writes_markdown_tables_and_png_plots(quick_run):
+    out, _, _ = quick_run
+    md = (out / "results.md").read_text()
+    assert md.startswith("# Results: ")
+    assert "| problem | grid | backend | ms/step | voxel-steps/s |" in md
+    assert "Copy bandwidth, this run" in md
+    pngs = sorted(out.glob("*.png"))
+    assert {p.name for p in pngs} >= {"scaling.png", "phases.png"}
+    import matplotlib.image as mpimg
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert mpimg.imread(p).ndim == 3
+
+
+def test_stencil_and_jacobi_bytes_count_operands_once():
+    # 4 × 5 grid: 20 voxels, 4·4 + 3·5 = 31 interior faces
+    assert traffic.interior_faces((4, 5)) == 31
+    assert traffic.stencil_elems((4, 5), NO_FLUX_2D) == 3 * 20 + 31
+    assert traffic.stencil_elems((4, 5), NO_FLUX_2D, residual=True) == 4 * 20 + 31
+    assert traffic.jacobi_elems((4, 5), NO_FLUX_2D) == 5 * 20 + 31
+    # a fixed low face and a periodic axis carry one boundary plane each
+    assert traffic.boundary_faces((4, 5), [("fixed", "no_flux"), ("periodic", "periodic")]) \
+        == 5 + 4
+    # two levels: fine 4×4 (24 faces), coarsest 2×2 inverted densely (16 + 8)
+    fine = 3 * 16 + 3 * (5 * 16 + 24) + (4 * 16 + 24) + (16 + 4) + (2 * 16 + 4)
+    assert traffic.vcycle_elems([(4, 4), (2, 2)], NO_FLUX_2D) == fine + 16 + 8
+
+
+def test_reaction_and_step_bytes_add_up_by_phase():
+    from spatialdtp.config import SubstrateConfig
+
+    n, item = 1000, 4
+    assert traffic.reaction_bytes(n, item, 5) == (5 + 11) * n * item
+    sub = SubstrateConfig(uptake={"S": 1.0}, permeability=1.0, uptake_km=2.0)
+    # reads S, vessels, c; writes a, b
+    assert traffic.coefficients_bytes(n, item, sub) == 5 * n * item
+    phases = traffic.step_bytes(
+        n_voxels=n, itemsize=item, n_substrates=1, n_fields=7, n_drugs=0,
+        substeps={"S": 1, "M": 2}, chemotaxis=True,
+        substrates={"oxygen": (sub, NO_FLUX_2D, False)}, solver_shapes=[(10, 100), (5, 50)],
+        iterations={"oxygen": 3})
+    assert phases["reactions"] == 2 * traffic.reaction_bytes(n, item, 1)
+    assert phases["transport"] == 2 * (1 * 2 + 2 * 3 + 1) * n * item
+    more = traffic.step_bytes(
+        n_voxels=n, itemsize=item, n_substrates=1, n_fields=7, n_drugs=0,
+        substeps={"S": 1, "M": 2}, chemotaxis=True,
+        substrates={"oxygen": (sub, NO_FLUX_2D, False)}, solver_shapes=[(10, 100), (5, 50)],
+        iterations={"oxygen": 4})
+    per_iteration = (traffic.pcg_iteration_elems((10, 100), NO_FLUX_2D)
+                     + traffic.vcycle_elems([(10, 100), (5, 50)], NO_FLUX_2D)) * item
+    assert more["substrate:oxygen"] - phases["substrate:oxygen"] == per_iteration
+
+
+def test_benchmark_presets_compose_with_the_documented_problems():
+    sec = problems.load("section2d")
+    assert sec.grid.shape == [1024, 1024] and sec.grid.dx == 20.0 and sec.run.dt == 10.0
+    assert sec.treatment.name == "intermittent" and list(sec.treatment.drugs) == ["drug"]
+    t3 = problems.load("tissue3d", (32, 32, 32), "float64")
+    assert t3.grid.shape == [32, 32, 32] and t3.tissue.name == "spheroid3d"
+    assert t3.backend.precision == "float64"
+    sub = problems.load("substrates3d", extra=["run.dt=6"])
+    assert sub.grid.shape == [100, 100, 100] and sub.grid.dx == 10.0 and sub.run.dt == 6.0
+    assert not sub.treatment.drugs
+
+
+def test_large_grids_are_tiled_from_a_smaller_build():
+    from spatialdtp.backends import get_backend
+
+    assert problems.tile_shape((64, 64), 32 * 32) == (32, 32)
+    assert problems.tile_shape((48, 64), 10**9) == (48, 64)
+    cfg = problems.load("section2d", (64, 64))
+    sim, how = problems.build(cfg, get_backend("numpy"), max_build_voxels=32 * 32)
+    assert how == "tiled 2x2 from 32x32"
+    P = sim.field("P")
+    np.testing.assert_array_equal(P[:32, :32], P[32:, 32:])
+    assert sim.state.data.shape[1:] == (64, 64)
+
+
+def test_readme_block_is_replaced_by_the_full_runs_tables(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- results:begin -->\nold\n<!-- results:end -->\n\ntail\n")
+    (tmp_path / "results" / "dev").mkdir(parents=True)
+    res = {"mode": "full", "machine": {"device_slug": "dev", "git": {}, "versions": {}},
+           "copy_bandwidth": {"host": {"all_threads": {"bandwidth_Bps": 1e10, "threads": 2}}},
+           "coupled": [], "substrates": [], "scaling": [], "skipped": []}
+    report.write_json(res, tmp_path / "results" / "dev")
+    report.update_readme(tmp_path / "results", readme)
+    text = readme.read_text()
+    assert "old" not in text and "### Results: dev (full mode)" in text
+    assert text.endswith("tail\n")
