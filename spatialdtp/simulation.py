@@ -68,7 +68,7 @@ class Simulation:
 
     def __init__(self, cfg: SpatialDTPConfig, backend: Backend | None = None, *,
                  restore: tuple | None = None):
-        self.backend = backend or get_backend(cfg.backend.name)
+        self.backend = backend or get_backend(cfg.backend.name, voxels=math.prod(cfg.grid.shape))
         validate(cfg, free_memory_bytes=self.backend.free_memory())
         self.cfg = cfg
         xp = self.xp = self.backend.xp

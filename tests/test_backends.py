@@ -24,6 +24,14 @@ def test_auto_picks_the_compiled_cpu_backend_without_a_gpu_and_says_so(caplog, m
     assert "no GPU in this test" in caplog.text
 
 
+def test_auto_keeps_small_grids_on_numpy_where_kernel_launches_cost_more(caplog, monkeypatch):
+    monkeypatch.setitem(backends._REGISTRY, "cupy", _unavailable("no GPU in this test"))
+    with caplog.at_level(logging.INFO, logger="spatialdtp"):
+        assert get_backend("auto", voxels=96 * 96).name == "numpy"
+        assert get_backend("auto", voxels=512 * 512).name == "cpu"
+    assert "no faster than numpy below 32768 voxels (this grid has 9216)" in caplog.text
+
+
 def test_auto_falls_back_to_numpy_without_a_compiler(caplog, monkeypatch, tmp_path):
     monkeypatch.setitem(backends._REGISTRY, "cupy", _unavailable("no GPU in this test"))
     monkeypatch.setenv("CXX", "no-such-compiler")

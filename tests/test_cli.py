@@ -29,7 +29,8 @@ def test_a_run_writes_its_run_file_summary_and_plot(tmp_path):
     assert "time_to_progression_days" in proc.stdout
     with h5py.File(run) as f:
         assert f.attrs["status"] == "complete"
-        assert f.attrs["backend"] in ("cpu", "cupy")   # backend=auto resolved (g++ here)
+        # backend=auto resolved: a 24² grid runs on numpy without a GPU (cpu is no faster)
+        assert f.attrs["backend"] in ("numpy", "cupy")
         cfg = yaml.safe_load(f.attrs["config"])
         assert cfg["backend"]["name"] == "auto"
         assert cfg["grid"]["shape"] == [24, 24]

@@ -4,7 +4,9 @@ The same sources the GPU runs are compiled by a C++ compiler (``$CXX``, default 
 with OpenMP into one shared library per precision and called through ctypes (which lets
 go of the GIL during a call, so the run-file writer thread keeps going). ``sdtp.h`` turns
 each kernel into a plain function whose voxel loop is an OpenMP parallel loop; threads
-follow ``OMP_NUM_THREADS`` (default: all cores).
+follow ``OMP_NUM_THREADS`` (default: all cores). Where other programs compete for the
+cores, set ``OMP_WAIT_POLICY=PASSIVE`` (or fewer threads): spin-waiting OpenMP threads
+then slow every loop 5–20×. On an idle machine spinning is faster, so it stays the default.
 
 Libraries are cached under ``$SPATIALDTP_KERNEL_CACHE`` (default
 ``~/.cache/spatialdtp/kernels``), keyed by the source text, compiler version and flags, so
@@ -28,7 +30,8 @@ from .numpy_backend import host_description, host_memory_available
 
 #: no -ffast-math: the kernels rely on IEEE expm1/exp and on NaN reaching the checks
 #: (-fno-trapping-math only lets selects vectorise; no value changes)
-CXX_FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared", "-std=c++17", "-x", "c++")
+CXX_FLAGS = ("-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared",
+             "-std=c++17", "-x", "c++")
 
 
 def compiler() -> str | None:
