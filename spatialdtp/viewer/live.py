@@ -141,6 +141,7 @@ class LiveSession:
         self._error: BaseException | None = None
         self._last_plot = self._last_layers = 0.0
         self._frames_pending = 0
+        self._rows_pending = 0
         self._stale: set[str] = set()
         self._fresh = None   # (frames, layer name -> meta with data) of the last update
         for layer in self.layers:
@@ -202,8 +203,11 @@ class LiveSession:
             self._last_layers = now
             self._frames_pending = 0
             self._update_layers()
-        if new_rows and (finished or now - self._last_plot >= self.PLOT_EVERY_S):
+        # rows taken in while a redraw was throttled must still be drawn at the end
+        self._rows_pending += new_rows
+        if self._rows_pending and (finished or now - self._last_plot >= self.PLOT_EVERY_S):
             self._last_plot = now
+            self._rows_pending = 0
             for widget in self.widgets:
                 widget.update_data()
         if finished and not self._finished:
