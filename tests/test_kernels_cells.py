@@ -5,7 +5,6 @@ import copy
 import numpy as np
 import pytest
 
-from spatialdtp.backends import BackendUnavailable, get_backend
 from spatialdtp.cells import CellKinetics
 from spatialdtp.config import CellsConfig, DrugConfig, TreatmentConfig
 from spatialdtp.grid import Grid
@@ -32,14 +31,6 @@ DTYPES = (np.float64, np.float32)
 # with k_max the largest rate constant. float64: 1e-12 (~4500 ulp); float32 (eps 6e-8):
 # 2e-6 (~32 ulp). A wrong index changes a flow by O(1), i.e. N by ~k·τ·N ≫ that bound.
 RTOL = {np.float64: 1e-12, np.float32: 2e-6}
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    try:
-        return get_backend("cpu")
-    except BackendUnavailable as err:      # no C++ compiler here
-        pytest.skip(str(err))
 
 
 def fast_cells(kill_model="constant"):

@@ -8,13 +8,11 @@ rows, vectorised runs) and with the GPU's one-thread-per-voxel loop
 (``SDTP_STENCIL_PER_VOXEL``), so that the index arithmetic the GPU runs is checked here too.
 """
 import itertools
-import os
-import shutil
 
 import numpy as np
 import pytest
 
-from spatialdtp.backends import BackendUnavailable, compiled_multigrid, get_backend
+from spatialdtp.backends import compiled_multigrid, get_backend
 from spatialdtp.backends.compiled_ops import CompiledOps
 from spatialdtp.diffusion import (
     Boundary,
@@ -26,7 +24,6 @@ from spatialdtp.diffusion import (
     prolong_add,
     restrict_children,
 )
-from spatialdtp.resources import kernels_dir
 
 DTYPES = (np.float64, np.float32)
 
@@ -40,40 +37,15 @@ ULPS = 32
 
 
 # --------------------------------------------------------------------------- libraries
-def _per_voxel_library(dtype, tmp):
-    """The kernels of stencil.cu built for the host with the GPU's voxel loop."""
-    from spatialdtp.backends.cpu_backend import HostKernelLibrary
-    src = tmp / "kernels"
-    src.mkdir(exist_ok=True)
-    shutil.copy(kernels_dir() / "sdtp.h", src / "sdtp.h")
-    text = (kernels_dir() / "stencil.cu").read_text()
-    (src / "stencil.cu").write_text("#define SDTP_STENCIL_PER_VOXEL 1\n" + text)
-    old = os.environ.get("SPATIALDTP_KERNEL_CACHE")
-    os.environ["SPATIALDTP_KERNEL_CACHE"] = str(tmp / "cache")
-    try:
-        return HostKernelLibrary(dtype, directory=src)
-    finally:
-        if old is None:
-            del os.environ["SPATIALDTP_KERNEL_CACHE"]
-        else:
-            os.environ["SPATIALDTP_KERNEL_CACHE"] = old
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    try:
-        return get_backend("cpu")
-    except BackendUnavailable as err:      # no C++ compiler here
-        pytest.skip(str(err))
-
-
 @pytest.fixture(scope="module", params=["rows", "per_voxel"])
-def loop(request, cpu, tmp_path_factory):
+def loop(request, cpu, per_voxel_library, tmp_path_factory):
     """{dtype: CompiledOps} for one of the two voxel loops of stencil.cu."""
     if request.param == "rows":
         return {d: cpu.ops(d) for d in DTYPES}
     tmp = tmp_path_factory.mktemp("per_voxel")
-    return {d: CompiledOps(_per_voxel_library(d, tmp), np) for d in DTYPES}
+    return {dtype: CompiledOps(per_voxel_library(dtype, tmp, "stencil.cu",
+                                                  "SDTP_STENCIL_PER_VOXEL"), np)
+            for dtype in DTYPES}
 
 
 class Launches:

@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 
-from spatialdtp.backends import BackendUnavailable, get_backend
 from spatialdtp.config import RunConfig
 from spatialdtp.grid import Grid
 from spatialdtp.observables import Observer
@@ -14,14 +13,6 @@ SHAPES = {"2d": (9, 11), "3d": (5, 7, 6)}
 DRUGS = {0: (), 1: ("osimertinib",), 3: ("osimertinib", "savolitinib", "chemo")}
 RUN = RunConfig(hypoxic_threshold=15.0)
 N_FIXED = 12            # sums before the drugs'; [8] and [10] are voxel counts
-
-
-@pytest.fixture(scope="module")
-def cpu():
-    try:
-        return get_backend("cpu")
-    except BackendUnavailable as err:
-        pytest.skip(str(err))
 
 
 def layout_with(drugs):

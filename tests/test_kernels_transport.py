@@ -4,18 +4,14 @@ The kernel comparisons run twice on the host: with the loop the ``cpu`` backend 
 rows, the inner voxels vectorised) and with the GPU's one-thread-per-voxel loop
 (``SDTP_TRANSPORT_PER_VOXEL``), so that the index arithmetic the GPU runs is checked here too.
 """
-import os
-import shutil
 
 import numpy as np
 import pytest
 
 from spatialdtp import transport
-from spatialdtp.backends import BackendUnavailable, get_backend
 from spatialdtp.backends.compiled_ops import CompiledOps
 from spatialdtp.backends.reference import ReferenceOps
 from spatialdtp.grid import Grid
-from spatialdtp.resources import kernels_dir
 from spatialdtp.state import CELL_TYPES, FieldLayout, State
 
 LAYOUT = FieldLayout(substrates=("oxygen", "glucose", "hgf", "chemokine", "drug"),
@@ -38,40 +34,15 @@ SHAPES = {"2d": (7, 9), "3d": (5, 6, 7), "3d_small": (3, 4, 3)}
 DTYPES = (np.float32, np.float64)
 
 
-@pytest.fixture(scope="module")
-def cpu():
-    try:
-        return get_backend("cpu")
-    except BackendUnavailable as err:
-        pytest.skip(str(err))
-
-
-def _per_voxel_library(dtype, tmp):
-    """transport.cu built for the host with the GPU's voxel loop."""
-    from spatialdtp.backends.cpu_backend import HostKernelLibrary
-    src = tmp / "kernels"
-    src.mkdir(exist_ok=True)
-    shutil.copy(kernels_dir() / "sdtp.h", src / "sdtp.h")
-    text = (kernels_dir() / "transport.cu").read_text()
-    (src / "transport.cu").write_text("#define SDTP_TRANSPORT_PER_VOXEL 1\n" + text)
-    old = os.environ.get("SPATIALDTP_KERNEL_CACHE")
-    os.environ["SPATIALDTP_KERNEL_CACHE"] = str(tmp / "cache")
-    try:
-        return HostKernelLibrary(dtype, directory=src)
-    finally:
-        if old is None:
-            del os.environ["SPATIALDTP_KERNEL_CACHE"]
-        else:
-            os.environ["SPATIALDTP_KERNEL_CACHE"] = old
-
-
 @pytest.fixture(scope="module", params=["rows", "per_voxel"])
-def loop(request, cpu, tmp_path_factory):
+def loop(request, cpu, per_voxel_library, tmp_path_factory):
     """{dtype: CompiledOps} for one of the two voxel loops of transport.cu."""
     if request.param == "rows":
         return {d: cpu.ops(d) for d in DTYPES}
     tmp = tmp_path_factory.mktemp("per_voxel")
-    return {d: CompiledOps(_per_voxel_library(d, tmp), np) for d in DTYPES}
+    return {dtype: CompiledOps(per_voxel_library(dtype, tmp, "transport.cu",
+                                                  "SDTP_TRANSPORT_PER_VOXEL"), np)
+            for dtype in DTYPES}
 
 
 def random_state(shape, dtype, q_amplitude, seed=0, negative=False):
