@@ -90,7 +90,7 @@ class PhaseProbe:
 # --------------------------------------------------------------------------- bytes
 def _substeps(sim, tau):
     """Explicit transport sub-steps of each moving cell type for a half step of τ."""
-    from spatialdtp.transport import chemotactic_velocity, substeps
+    from spatialdtp.numerics.transport import chemotactic_velocity, substeps
 
     xp, st = sim.xp, sim.state
     chi = sim.cfg.cells.macrophage.chemotaxis
@@ -243,7 +243,7 @@ def _output(sim, max_bytes):
     Frames larger than ``max_bytes`` are timed on the first fields only and the write time
     scaled by the field count (recorded as ``fields_written``).
     """
-    from spatialdtp.io import RunWriter
+    from spatialdtp.run.runfile import RunWriter
 
     names = list(sim.layout.names)
     plane = sim.grid.size * sim.dtype.itemsize
@@ -323,7 +323,7 @@ def _kernels(sim, dt, copy_bw):
     record("Jacobi sweep", lambda: ops.jacobi(lev, rhs, lev.x, lev.winv),
            traffic.jacobi_elems(lev.shape, kinds) * item)
     shapes = [lv.shape for lv in solver.levels]
-    record("V-cycle", lambda: solver._vcycle(lev, rhs),
+    record("V-cycle", lambda: solver.multigrid.vcycle(lev, rhs),
            traffic.vcycle_elems(shapes, kinds) * item)
     near, floor = sim.observer.near_and_floor(st)
     record("observable sums", lambda: ops.observable_sums(sim.observer, st, near, floor),

@@ -44,12 +44,12 @@ def tile_shape(shape, max_voxels: int = MAX_BUILD_VOXELS):
 
 
 def build(cfg, backend, max_build_voxels: int = MAX_BUILD_VOXELS):
-    """A :class:`~spatialdtp.simulation.Simulation` of ``cfg`` on ``backend``, and a note
+    """A :class:`~spatialdtp.run.simulation.Simulation` of ``cfg`` on ``backend``, and a note
     saying how its tissue was made (built, or tiled from a smaller build)."""
     import copy
 
     from spatialdtp.backends import get_backend
-    from spatialdtp.simulation import Simulation
+    from spatialdtp.run.simulation import Simulation
 
     shape = tuple(cfg.grid.shape)
     tile = tile_shape(shape, max_build_voxels)

@@ -20,8 +20,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import coupled, machine, problems, substrate_only
-from .measure import (BACKENDS, DESCRIPTIONS, device_copy_bandwidth, host_copy_bandwidth,
-                      host_threads, make_backend, omp_threads)
+from .measure import (
+    BACKENDS,
+    DESCRIPTIONS,
+    device_copy_bandwidth,
+    host_copy_bandwidth,
+    host_threads,
+    make_backend,
+    omp_threads,
+)
 
 #: projected times are the rate of the largest case so far times this (iterations grow)
 SAFETY = 1.3

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 CELL_TYPES = ("S", "P", "R", "F", "M")
-JACOBI_SWEEPS = 2   # pre- and post-smoothing sweeps of spatialdtp.diffusion's V-cycle
+JACOBI_SWEEPS = 2   # pre- and post-smoothing sweeps of spatialdtp.numerics.implicit.multigrid's V-cycle
 
 
 # --------------------------------------------------------------------------- grid helpers

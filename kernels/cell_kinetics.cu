@@ -1,6 +1,6 @@
 /* cell_kinetics.cu: one reaction sub-step of the five cell densities, substrates frozen.
  *
- * Reference: spatialdtp.reactions.react_state (treatment.drug_effects, then
+ * Reference: spatialdtp.numerics.cell_kinetics.react_state (model.treatment.drug_effects, then
  * cells.CellKinetics.environment/per_capita/switching, then reactions.integrate_cells).
  *
  * Drugs (per drug d: E_d = emax r/(1 + r), r = min(max(c_d, 0)/EC50, 1e30^(1/max(h,1)))^h):

@@ -1,6 +1,6 @@
 /* observables.cu: every sum the per-step observables are made of, in one pass.
  *
- * Reference: spatialdtp.observables.Observer.sums_reference. With T = S + P + R (summed in
+ * Reference: spatialdtp.run.observables.Observer.sums_reference. With T = S + P + R (summed in
  * the field dtype, as the reference does, so that the tumour test below decides the same
  * voxels), tumour(x) = T >= floor and T > 0, near(x) the niche mask:
  *

@@ -9,7 +9,7 @@
  *
  * A fixed face has no neighbour (x_j = 0: its boundary value is a source of the rhs); a
  * periodic axis couples its first and last cells through one wrap face; a no-flux face adds
- * nothing. References: spatialdtp.diffusion.apply_stencil and jacobi_sweep. The terms are
+ * nothing. References: spatialdtp.numerics.implicit.stencil.apply_stencil and jacobi_sweep. The terms are
  * added in the reference's order (mass, then per axis: the upper face, the lower face, the
  * boundary faces), each as the same product, so float64 results agree to the last bit
  * wherever the compiler does not contract a multiply-add.

@@ -6,7 +6,7 @@
  *     a(x) = λ + v(x) p + φ Σ_j u_j n_j(x) · K/(K + max(c*, 0))   (K < 0: linear, factor 1)
  *     b(x) = v(x) p c_blood + φ Σ_j s_j n_j(x)
  *
- * Reference: spatialdtp.substrates.Substrate.coefficients. One thread per voxel reads the
+ * Reference: spatialdtp.model.substrate_coefficients.Substrate.coefficients. One thread per voxel reads the
  * five cell densities, the vessel map and the linearisation point once and writes D, a, b.
  *
  * p (real[]): [λ, p, c_blood, φ, K, D0, h, capacity, n_up, n_sec,

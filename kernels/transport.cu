@@ -11,7 +11,7 @@
  *
  * and, on the last sub-step of a half-step, n_new ← max(n_new, 0).
  *
- * Reference: spatialdtp.transport.move_cells (_tendency, chemotactic_velocity, substeps).
+ * Reference: spatialdtp.numerics.transport.move_cells (_tendency, chemotactic_velocity, substeps).
  * Every operation is the reference's, in its order and in the field dtype, so that on the
  * host float32 and float64 results agree with it to rounding (on the GPU, up to the FMAs
  * that NVRTC contracts). One thread per voxel reads n at itself and its 2·ndim neighbours

@@ -1,4 +1,4 @@
-"""``spatialdtp-run``: the Hydra application (the only module that imports Hydra).
+"""``spatialdtp-run``: the Hydra application, and the only module that imports Hydra.
 
     spatialdtp-run                                   # the default 2D demo on the CPU
     spatialdtp-run treatment=intermittent run.days=42 grid.shape=[256,256]
@@ -7,12 +7,15 @@
 
 The composed config is turned into the dataclasses of :mod:`spatialdtp.config` and
 checked before anything is allocated; the run file is written in Hydra's run directory.
+The other faces use Hydra through this module: :func:`compose` (the Python API's configs)
+and :func:`expand_basic_sweep` (the jobs a sweep has planned, for ``spatialdtp-summarize``).
 """
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -21,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, SpatialDTPConfig
 from .resources import conf_dir
+from .units import MINUTES_PER_DAY
 
 log = logging.getLogger("spatialdtp")
 
@@ -32,9 +36,9 @@ def to_config(cfg: DictConfig) -> SpatialDTPConfig:
 
 
 def _run(cfg: DictConfig):
-    from .objective import objective_value
-    from .observables import format_summary
-    from .simulation import NonFiniteError, RunInterrupted, Simulation
+    from .run.simulation import NonFiniteError, RunInterrupted, Simulation
+    from .run.summary import format_summary
+    from .studies.objective import objective_value
 
     config = to_config(cfg)
     try:
@@ -43,7 +47,7 @@ def _run(cfg: DictConfig):
             days = config.run.days if _overridden("run.days") else None
             sim = Simulation.resume(config.resume, days=days)
             path = Path(config.resume)
-            log.info("resuming %s at t = %.3f days", path, sim.t / 1440)
+            log.info("resuming %s at t = %.3f days", path, sim.t / MINUTES_PER_DAY)
         else:
             sim = Simulation(config)
             path = Path(HydraConfig.get().runtime.output_dir) / config.run.output
@@ -132,6 +136,32 @@ def _overridden(key: str) -> bool:
 def _accept_plus_resume(argv: list[str]) -> list[str]:
     """``+resume=PATH`` is the documented spelling; the schema already has ``resume``."""
     return [("resume=" + a[len("+resume="):]) if a.startswith("+resume=") else a for a in argv]
+
+
+def expand_basic_sweep(arguments: list[str]) -> list[list[str]] | None:
+    """Every job's overrides, as Hydra's basic sweeper expands the sweep's override
+    ``arguments`` (comma lists, ``range``, ...), job number = list index; None where the
+    expansion needs Hydra's config loader (``glob``)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(arguments))
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except Exception:  # e.g. glob() needs Hydra's config loader: then no pending list
+        return None
+    return [list(job) for batch in batches for job in batch]
+
+
+def compose(overrides: Iterable[str] = (), config_name: str = "config") -> SpatialDTPConfig:
+    """``conf/<config_name>.yaml`` composed with command-line style overrides, as the typed
+    (not yet validated) config: what :mod:`spatialdtp.api` and the experiments run."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    return to_config(cfg)
 
 
 def main() -> None:

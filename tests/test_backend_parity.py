@@ -13,7 +13,7 @@ import pytest
 
 from spatialdtp.api import load_config
 from spatialdtp.backends import get_backend
-from spatialdtp.simulation import Simulation
+from spatialdtp.run.simulation import Simulation
 
 COMPILED = ["cpu", pytest.param("cupy", marks=pytest.mark.gpu)]
 

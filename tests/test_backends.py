@@ -12,7 +12,7 @@ from spatialdtp.api import load_config
 from spatialdtp.backends import BackendUnavailable, get_backend
 from spatialdtp.backends.kernels import kernel_sources, module_source, parse_signatures
 from spatialdtp.config import ConfigError
-from spatialdtp.simulation import Simulation
+from spatialdtp.run.simulation import Simulation
 
 
 def test_auto_picks_the_compiled_cpu_backend_without_a_gpu_and_says_so(caplog, monkeypatch):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from spatialdtp.cells import CellKinetics, Environment
 from spatialdtp.config import CellsConfig
-from spatialdtp.reactions import integrate_cells, phi1
+from spatialdtp.model.cells import CellKinetics, Environment
+from spatialdtp.numerics.cell_kinetics import integrate_cells, phi1
 
 CAP = 3.2
 

@@ -11,7 +11,8 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from spatialdtp.diffusion import Boundary, ImplicitSolver, SolveInfo
+from spatialdtp.model.boundary import Boundary
+from spatialdtp.numerics.implicit import ImplicitSolver, SolveInfo
 
 F64 = np.float64
 

@@ -30,7 +30,7 @@ def run(experiment: str, arm: str, days: float, *extra: str) -> ex.ArmRun:
     cfg.run.output_interval_hours = cfg.run.checkpoint_interval_hours = 24.0
     key = repr(cfg)
     if key not in _cache:
-        from spatialdtp.simulation import Simulation
+        from spatialdtp.run.simulation import Simulation
 
         sim = Simulation(cfg)
         initial = {c: sim.field(c) for c in ("S", "P", "R")}

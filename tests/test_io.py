@@ -13,10 +13,16 @@ import numpy as np
 import pytest
 import yaml
 
-from spatialdtp.grid import Grid
-from spatialdtp.io import (RunWriter, fields_from_layout, is_run_file, read_checkpoint,
-                           read_observables, read_run)
-from spatialdtp.state import FieldLayout
+from spatialdtp.model.grid import Grid
+from spatialdtp.model.state import FieldLayout
+from spatialdtp.run.runfile import (
+    RunWriter,
+    fields_from_layout,
+    is_run_file,
+    read_checkpoint,
+    read_observables,
+    read_run,
+)
 
 FIELDS = {
     "oxygen": {"units": "mmHg", "long_name": "oxygen partial pressure", "kind": "substrate"},
@@ -107,8 +113,8 @@ def test_round_trip_reads_back_with_plain_h5py(tmp_path, shape, dtype):
 CRASHING_WRITER = textwrap.dedent("""
     import os, sys
     import numpy as np
-    from spatialdtp.grid import Grid
-    from spatialdtp.io import RunWriter
+    from spatialdtp.model.grid import Grid
+    from spatialdtp.run.runfile import RunWriter
     fields = {"oxygen": {"units": "mmHg", "kind": "substrate"},
               "S": {"units": "cells/voxel", "kind": "cell"}}
     grid = Grid((16, 12), 10.0)

@@ -1,15 +1,15 @@
 """The fused cell-kinetics kernel (kernels/cell_kinetics.cu) against its NumPy reference,
-:func:`spatialdtp.reactions.react_state`, on random states that reach every branch."""
+:func:`spatialdtp.numerics.cell_kinetics.react_state`, on random states that reach every branch."""
 import copy
 
 import numpy as np
 import pytest
 
-from spatialdtp.cells import CellKinetics
-from spatialdtp.config import CellsConfig, DrugConfig, TreatmentConfig
-from spatialdtp.grid import Grid
-from spatialdtp.reactions import react_state
-from spatialdtp.state import CELL_TYPES, FieldLayout, State
+from spatialdtp.config import CELL_TYPES, CellsConfig, DrugConfig, TreatmentConfig
+from spatialdtp.model.cells import CellKinetics
+from spatialdtp.model.grid import Grid
+from spatialdtp.model.state import FieldLayout, State
+from spatialdtp.numerics.cell_kinetics import react_state
 
 CAP = 3.2
 SHAPES = {2: (17, 23), 3: (5, 7, 9)}       # odd sizes: no accidental alignment

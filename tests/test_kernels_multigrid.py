@@ -1,5 +1,5 @@
 """The multigrid kernels (kernels/stencil.cu) against their NumPy references in
-spatialdtp.diffusion: apply_stencil (operator and residual), jacobi_sweep, and the
+spatialdtp.numerics.implicit.stencil: apply_stencil (operator and residual), jacobi_sweep, and the
 transfers restrict_children / prolong_add; then whole ImplicitSolver steps with the
 kernels against the same steps with the references.
 
@@ -14,9 +14,10 @@ import pytest
 
 from spatialdtp.backends import compiled_multigrid, get_backend
 from spatialdtp.backends.compiled_ops import CompiledOps
-from spatialdtp.diffusion import (
-    Boundary,
-    ImplicitSolver,
+from spatialdtp.model.boundary import Boundary
+from spatialdtp.numerics.implicit import ImplicitSolver
+from spatialdtp.numerics.implicit.multigrid import Multigrid
+from spatialdtp.numerics.implicit.stencil import (
     _Level,
     _with,
     apply_stencil,
@@ -102,9 +103,9 @@ def solver_levels(shape, kinds, dtype, rng):
     bc = Boundary(kinds, 1.0)
     D = rng.uniform(0.5, 2.0, shape).astype(dtype)
     a = rng.uniform(0.0, 1.0, shape).astype(dtype)
-    solver._setup_fine(D, bc, 1.0 / 100.0)
-    solver._scale_fine(3.0)
-    solver._setup_hierarchy(a, 3.0, bc.kinds)
+    solver.multigrid.setup_fine(D, bc, 1.0 / 100.0)
+    solver.multigrid.scale_fine(3.0)
+    solver.multigrid.setup(a, 3.0, bc.kinds)
     return solver.levels
 
 
@@ -259,7 +260,7 @@ def make_transfer_level(shape, axes, dtype):
     cshape = tuple((n + 1) // 2 if k in axes else n for k, n in enumerate(shape))
     fine.coarse = _Level(cshape, [np.ones(n) for n in cshape], np, dtype)
     fine.coarse_axes = axes
-    fine.pairs = ImplicitSolver._transfer_slices(shape, axes)
+    fine.pairs = Multigrid._transfer_slices(shape, axes)
     return fine
 
 
@@ -363,9 +364,9 @@ def test_gpu_multigrid_kernels_match_reference(dtype):
         for kinds in kinds_covering(len(shape))[:4]:
             solver = ImplicitSolver(shape, 10.0, xp=cupy, dtype=dtype)
             bc = Boundary(kinds, 1.0)
-            solver._setup_fine(cupy.asarray(rng.uniform(0.5, 2.0, shape).astype(dtype)), bc,
+            solver.multigrid.setup_fine(cupy.asarray(rng.uniform(0.5, 2.0, shape).astype(dtype)), bc,
                                0.01)
-            solver._setup_hierarchy(cupy.asarray(rng.uniform(0, 1, shape).astype(dtype)),
+            solver.multigrid.setup(cupy.asarray(rng.uniform(0, 1, shape).astype(dtype)),
                                     3.0, bc.kinds)
             for lev in solver.levels:
                 x = cupy.asarray(rng.standard_normal(lev.shape).astype(dtype))

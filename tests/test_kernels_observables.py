@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from spatialdtp.config import RunConfig
-from spatialdtp.grid import Grid
-from spatialdtp.observables import Observer
-from spatialdtp.state import FieldLayout, State
+from spatialdtp.model.grid import Grid
+from spatialdtp.model.state import FieldLayout, State
+from spatialdtp.run.observables import Observer
 
 SHAPES = {"2d": (9, 11), "3d": (5, 7, 6)}
 DRUGS = {0: (), 1: ("osimertinib",), 3: ("osimertinib", "savolitinib", "chemo")}

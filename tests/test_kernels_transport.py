@@ -1,4 +1,4 @@
-"""kernels/transport.cu (backend cpu) against its reference, spatialdtp.transport.move_state.
+"""kernels/transport.cu (backend cpu) against its reference, spatialdtp.numerics.transport.move_state.
 
 The kernel comparisons run twice on the host: with the loop the ``cpu`` backend uses (whole
 rows, the inner voxels vectorised) and with the GPU's one-thread-per-voxel loop
@@ -8,11 +8,12 @@ rows, the inner voxels vectorised) and with the GPU's one-thread-per-voxel loop
 import numpy as np
 import pytest
 
-from spatialdtp import transport
 from spatialdtp.backends.compiled_ops import CompiledOps
 from spatialdtp.backends.reference import ReferenceOps
-from spatialdtp.grid import Grid
-from spatialdtp.state import CELL_TYPES, FieldLayout, State
+from spatialdtp.config import CELL_TYPES
+from spatialdtp.model.grid import Grid
+from spatialdtp.model.state import FieldLayout, State
+from spatialdtp.numerics import transport
 
 LAYOUT = FieldLayout(substrates=("oxygen", "glucose", "hgf", "chemokine", "drug"),
                      drugs=("drug",))

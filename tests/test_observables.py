@@ -5,12 +5,18 @@ import re
 import numpy as np
 import pytest
 
-import spatialdtp.observables as observables
+import spatialdtp.run.observables as observables
 from spatialdtp.config import RunConfig
-from spatialdtp.grid import Grid
-from spatialdtp.observables import (BallDilation, Observer, ball_offsets, distance_to_mask,
-                                    format_summary, niche_profile, summarize)
-from spatialdtp.state import FieldLayout, State
+from spatialdtp.model.grid import Grid
+from spatialdtp.model.state import FieldLayout, State
+from spatialdtp.run.niche import (
+    BallDilation,
+    ball_offsets,
+    distance_to_mask,
+    niche_profile,
+)
+from spatialdtp.run.observables import Observer
+from spatialdtp.run.summary import format_summary, summarize
 
 DAY = 1440.0
 LAYOUT = FieldLayout(substrates=("oxygen", "glucose", "hgf", "chemokine", "drug"), drugs=("drug",))
@@ -65,8 +71,8 @@ def test_names_fix_the_order_and_every_name_has_a_unit():
 
 def test_one_host_transfer_per_step(monkeypatch):
     calls = []
-    real = observables._to_host
-    monkeypatch.setattr(observables, "_to_host", lambda a: calls.append(a.shape) or real(a))
+    real = observables.host_array
+    monkeypatch.setattr(observables, "host_array", lambda a: calls.append(a.shape) or real(a))
     st = make_state((5, 5))
     observe(st)
     assert len(calls) == 1 and len(calls[0]) == 1     # one small vector
@@ -297,7 +303,7 @@ def synthetic_run(treated, n=43):
 
 @pytest.mark.parametrize("treated", [True, False])
 def test_plot_summary_writes_a_png(tmp_path, treated):
-    from spatialdtp.plotting import plot_summary
+    from spatialdtp.run.summary_plot import plot_summary
     t, obs, drugs = synthetic_run(treated)
     s = summarize(t, obs, RunConfig())
     path = tmp_path / "summary.png"
@@ -309,7 +315,7 @@ def test_plot_summary_writes_a_png(tmp_path, treated):
 def test_plot_summary_shades_drug_periods(tmp_path):
     from matplotlib.image import imread
 
-    from spatialdtp.plotting import plot_summary
+    from spatialdtp.run.summary_plot import plot_summary
     t, obs, drugs = synthetic_run(True)
     plot_summary(tmp_path / "on.png", t, obs, summarize(t, obs, RunConfig()), drugs)
     obs_off = {**obs, "on_drug": np.zeros_like(t), "on_met": np.zeros_like(t)}
@@ -322,7 +328,7 @@ def test_plot_summary_shades_drug_periods(tmp_path):
 
 
 def test_plot_summary_survives_a_single_time_point(tmp_path):
-    from spatialdtp.plotting import plot_summary
+    from spatialdtp.run.summary_plot import plot_summary
     t, obs = np.array([0.0]), {"S": np.array([5.0]), "P": np.array([1.0]), "R": np.array([0.0]),
                                "burden": np.array([6.0]), "niche_index": np.array([np.nan]),
                                "on_drug": np.array([1.0]), "plasma_drug": np.array([2.0])}

@@ -4,7 +4,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from spatialdtp.api import load_config
-from spatialdtp.simulation import NonFiniteError, Simulation
+from spatialdtp.run.simulation import NonFiniteError, Simulation
 
 SHAPE = (4, 5)
 
@@ -209,7 +209,7 @@ def test_on_flags_stand_for_the_coming_step_of_an_adaptive_schedule():
 
 def test_an_interrupt_inside_a_step_keeps_the_last_consistent_checkpoint(tmp_path):
     """A second Ctrl-C lands mid-step; the checkpoint must still resume."""
-    from spatialdtp.simulation import RunInterrupted
+    from spatialdtp.run.simulation import RunInterrupted
 
     sim = Simulation(quick(["run.days=1.0", "treatment=adaptive"]))
     calls = {"n": 0}

@@ -17,9 +17,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from spatialdtp.cli import expand_basic_sweep
 from spatialdtp.config import ObjectiveConfig
-from spatialdtp.objective import check_objective, objective_value, plasma_exposure
-from spatialdtp.sweeps import gather, kaplan_meier, km_median
+from spatialdtp.studies.objective import (
+    check_objective,
+    objective_value,
+    plasma_exposure,
+)
+from spatialdtp.studies.sweeps import gather, kaplan_meier, km_median
 
 TINY = ["experiment=quick", "run.days=0.25"]
 
@@ -191,7 +196,7 @@ def test_the_slurm_preset_submits_one_gpu_per_run_as_an_array(tmp_path):
     for line in ("#SBATCH --gpus-per-node=1", "#SBATCH --array=0-2%2",
                  "#SBATCH --partition=gpu", "#SBATCH --time=240", "#SBATCH --ntasks-per-node=1"):
         assert line in text, text
-    sw = gather(tmp_path / "sweep")       # submitted, nothing started: all pending
+    sw = gather(tmp_path / "sweep", expand=expand_basic_sweep)   # submitted, none started: pending
     assert [j.status for j in sw.jobs] == ["pending"] * 3
 
 

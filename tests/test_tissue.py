@@ -7,10 +7,9 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from spatialdtp.config import TissueConfig
-from spatialdtp.grid import Grid
-from spatialdtp.state import CELL_TYPES
-from spatialdtp.tissue import TAM_REACH, build_tissue, load_array
+from spatialdtp.config import CELL_TYPES, TissueConfig
+from spatialdtp.model.grid import Grid
+from spatialdtp.model.tissue import TAM_REACH, build_tissue, load_array
 
 CAP = 8000.0 / 2494.0          # default capacity: a 20 µm voxel over the cell volume
 SUBSTRATES = {"oxygen": 38.0, "glucose": 5.0, "hgf": 0.0, "chemokine": 0.0}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from spatialdtp.transport import move_cells, substeps
+from spatialdtp.numerics.transport import move_cells, substeps
 
 DX = 10.0
 

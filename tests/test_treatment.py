@@ -1,4 +1,4 @@
-"""Schedules, pharmacokinetics and drug effects (spatialdtp.treatment).
+"""Schedules, pharmacokinetics and drug effects (spatialdtp.model.treatment).
 
 Expected values come from closed forms worked by hand, from scipy.integrate (quad for
 step averages, solve_ivp for the oral ODE), or from the rule as the papers state it.
@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 from scipy.integrate import quad, solve_ivp
 
-from spatialdtp.config import (ConfigError, DrugConfig, PKConfig, ScheduleConfig,
-                               TreatmentConfig)
-from spatialdtp.treatment import DrugEffects, Treatment, drug_effects, hill
+from spatialdtp.config import (
+    ConfigError,
+    DrugConfig,
+    PKConfig,
+    ScheduleConfig,
+    TreatmentConfig,
+)
+from spatialdtp.model.treatment import DrugEffects, Treatment, drug_effects, hill
 
 DAY = 1440.0
 HOUR = 60.0
@@ -431,7 +436,7 @@ def test_bad_config_and_state_are_refused_by_name():
 
 def test_hsa_takes_the_largest_persister_hazard_within_a_class():
     from spatialdtp.config import DrugConfig, TreatmentConfig
-    from spatialdtp.treatment import drug_effects
+    from spatialdtp.model.treatment import drug_effects
 
     drugs = {n: DrugConfig(drug_class="oxphos", ec50=1.0, kill_rate=1e-3) for n in ("a", "b")}
     drugs["c"] = DrugConfig(drug_class="gpx4", ec50=1.0, kill_rate=2e-3)

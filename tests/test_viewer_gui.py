@@ -24,8 +24,9 @@ from qtpy.QtCore import QTimer  # noqa: E402
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
 from spatialdtp import api  # noqa: E402
-from spatialdtp.simulation import RunInterrupted  # noqa: E402
-from spatialdtp.viewer import app, layers as vlayers  # noqa: E402
+from spatialdtp.run.simulation import RunInterrupted  # noqa: E402
+from spatialdtp.viewer import app  # noqa: E402
+from spatialdtp.viewer import layers as vlayers
 from spatialdtp.viewer.live import LiveSession, run_live  # noqa: E402
 from spatialdtp.viewer.runfile import RunFile, RunFileWarning  # noqa: E402
 from spatialdtp.viewer.widgets import NicheWidget, PopulationWidget  # noqa: E402

@@ -16,8 +16,7 @@ pytest.importorskip("dask", reason="the viewer needs dask (pip install 'spatiald
 from spatialdtp import api  # noqa: E402
 from spatialdtp.viewer import maps  # noqa: E402
 from spatialdtp.viewer.layers import CELL_DECADES, TimeAxis, source_of  # noqa: E402
-from spatialdtp.viewer.reader import (  # noqa: E402
-    napari_get_reader, read_for_napari, read_run)
+from spatialdtp.viewer.reader import napari_get_reader, read_for_napari, read_run  # noqa: E402
 from spatialdtp.viewer.runfile import RunFile, RunFileWarning  # noqa: E402
 
 CELL_LAYERS = ["F CAF (log₁₀)", "M TAM (log₁₀)", "S sensitive (log₁₀)", "P persister (log₁₀)",

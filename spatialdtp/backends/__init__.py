@@ -21,13 +21,18 @@ compiled for the host with g++ and OpenMP), ``cupy`` (the same kernels on an NVI
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict
 
-import numpy as np
+from . import cpu_backend, cupy_backend, numpy_backend  # noqa: F401  (each registers itself)
+from .base import (
+    _REGISTRY,
+    Backend,
+    BackendUnavailable,
+    available,
+    host_array,
+    register,
+)
 
 log = logging.getLogger("spatialdtp")
-
-_REGISTRY: Dict[str, Callable[[], "Backend"]] = {}
 
 #: the order ``auto`` tries, fastest first
 AUTO_ORDER = ("cupy", "cpu", "numpy")
@@ -35,73 +40,6 @@ AUTO_ORDER = ("cupy", "cpu", "numpy")
 #: ~500 kernel launches per step costs ~10–40 µs of Python, as much as the loop itself
 #: (measured: 96² default job 51 s on cpu, 41 s on numpy; 512² step 1.6× faster on cpu)
 AUTO_CPU_MIN_VOXELS = 32768
-
-
-class BackendUnavailable(RuntimeError):
-    """The requested backend cannot run here (no device, library or compiler missing)."""
-
-
-class Backend:
-    name = "abstract"
-    xp = np
-
-    def __init__(self):
-        self._ops = {}
-
-    def ops(self, dtype):
-        """The hot loops for arrays of ``dtype`` (float32 or float64), built once."""
-        dtype = np.dtype(dtype)
-        if dtype not in self._ops:
-            self._ops[dtype] = self._make_ops(dtype)
-        return self._ops[dtype]
-
-    def _make_ops(self, dtype):
-        from .reference import ReferenceOps
-        return ReferenceOps(self.xp)
-
-    def asarray(self, a, dtype=None):
-        return self.xp.asarray(a, dtype=dtype)
-
-    def to_host(self, a) -> np.ndarray:
-        return np.asarray(a)
-
-    def snapshot(self, a):
-        """A copy of ``a`` for the output writer; ``.result()`` gives it as a host array.
-
-        The GPU backend starts the device-to-host copy without waiting for it, so that a
-        frame is written while the next steps compute.
-        """
-        return _Ready(np.array(self.to_host(a)))
-
-    def free_memory(self) -> int | None:
-        """Bytes free for the state on this backend's device (None: unknown)."""
-        return None
-
-    def device(self) -> str:
-        return "unknown"
-
-    def synchronize(self) -> None:
-        pass
-
-
-class _Ready:
-    def __init__(self, value):
-        self._value = value
-
-    def result(self):
-        return self._value
-
-
-def register(name: str):
-    def deco(factory):
-        _REGISTRY[name] = factory
-        return factory
-    return deco
-
-
-def available() -> list[str]:
-    """Registered backend names (whether they can run here is known only on creation)."""
-    return sorted(_REGISTRY) + ["auto"]
 
 
 def get_backend(name: str, voxels: int | None = None) -> Backend:
@@ -137,6 +75,5 @@ def _auto(voxels: int | None = None) -> Backend:
     raise BackendUnavailable("no backend works here: " + " | ".join(reasons))
 
 
-from . import numpy_backend  # noqa: E402,F401  (registers "numpy")
-from . import cpu_backend  # noqa: E402,F401  (registers "cpu")
-from . import cupy_backend  # noqa: E402,F401  (registers "cupy")
+__all__ = ["AUTO_CPU_MIN_VOXELS", "AUTO_ORDER", "Backend", "BackendUnavailable", "available",
+           "get_backend", "host_array", "register"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..state import CELL_TYPES
+from ..config import CELL_TYPES
 
 
 # --------------------------------------------------------------------------- coefficients
@@ -45,8 +45,10 @@ def _kinetics_params(state, kinetics, treatment_cfg):
     """The ``p`` (reals) and ``q`` (indices) lists of ``cell_kinetics``, in the order of the
     kernel's ``CkParam``/``CkIndex`` enums. Constants that the reference combines in Python
     (double) before they meet an array are combined here too, so that rounding matches."""
-    from ..config import COMBINATION_RULES, _choice
-    _choice("treatment.combination", treatment_cfg.combination, COMBINATION_RULES)
+    from ..config import COMBINATION_RULES
+    from ..config.checks import choice
+
+    choice("treatment.combination", treatment_cfg.combination, COMBINATION_RULES)
     c = kinetics.cfg
     e, sw, m = c.environment, c.switching, c.macrophage
     p = [e.o2_proliferation_threshold,
@@ -81,7 +83,7 @@ def _kinetics_params(state, kinetics, treatment_cfg):
 
 def react_cells(ops, state, kinetics, treatment_cfg, tau: float) -> None:
     """Advance the five cell densities of ``state`` by ``tau`` minutes in place, substrates
-    frozen: one pass of ``cell_kinetics`` (reference: :func:`spatialdtp.reactions.react_state`).
+    frozen: one pass of ``cell_kinetics`` (reference: :func:`spatialdtp.numerics.cell_kinetics.react_state`).
 
     The packed parameters depend on the kinetics, the treatment config and the field layout
     only, not on τ: built once per run. The cache entry keeps those objects alive, so that

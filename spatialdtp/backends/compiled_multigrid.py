@@ -1,17 +1,17 @@
 """Launchers of the multigrid kernels (``kernels/stencil.cu``): the operator/residual, the
-damped-Jacobi sweep and the two transfers of one level of :mod:`spatialdtp.diffusion`.
+damped-Jacobi sweep and the two transfers of one level of :mod:`spatialdtp.numerics.implicit.stencil`.
 
 A level is handed to the kernels padded to three axes (a 2D level is ``(1, ny, nx)``), each
 axis as its interior faces, its two boundary faces (``None``: none there) and a periodic
 flag. What the kernels do not take (a batch axis, a view that is not C-contiguous, another
-dtype) goes to the references in :mod:`spatialdtp.diffusion` (``apply_stencil``,
+dtype) goes to the references in :mod:`spatialdtp.numerics.implicit.stencil` (``apply_stencil``,
 ``jacobi_sweep``, ``restrict_children``, ``prolong_add``).
 """
 from __future__ import annotations
 
 import numbers
 
-from .. import diffusion
+from ..numerics.implicit import stencil as reference
 
 
 def _padded_shape(level):
@@ -59,7 +59,7 @@ def stencil(ops, level, x, out, rhs=None, mass=None):
     rhs_array = None if rhs is None or isinstance(rhs, numbers.Real) else rhs
     faces = _faces(level)
     if not (_fits(ops, level, x, out, mass_array, rhs_array) and _faces_fit(ops, level, faces)):
-        return diffusion.apply_stencil(ops.xp, level, x, out, rhs, mass)
+        return reference.apply_stencil(ops.xp, level, x, out, rhs, mass)
     rhs_value = 0.0 if rhs is None or rhs_array is not None else float(rhs)
     mass_value = 0.0 if mass_array is not None else float(mass)
     ops.lib.launch("stencil_apply", level.size, *_padded_shape(level), x, out,
@@ -78,7 +78,7 @@ def jacobi(ops, level, b, x, omega_over_diag):
     faces = _faces(level)
     if not (_fits(ops, level, b, x, omega_over_diag, level.mass, level.r)
             and _faces_fit(ops, level, faces)):
-        diffusion.jacobi_sweep(ops.xp, level, b, x, omega_over_diag)
+        reference.jacobi_sweep(ops.xp, level, b, x, omega_over_diag)
         return
     swap = x is level.x and b is not level.r and omega_over_diag is not level.r
     x_new = level.r if swap else ops.xp.empty_like(x)
@@ -103,7 +103,7 @@ def restrict(ops, level, fine, coarse):
     """``coarse`` = the sum of the children of each coarse cell of ``fine`` (on ``level``)."""
     args = _transfer_args(ops, level, fine, coarse)
     if args is None:
-        return diffusion.restrict_children(ops.xp, level, fine, coarse)
+        return reference.restrict_children(ops.xp, level, fine, coarse)
     ops.lib.launch("restrict_sum", level.coarse.size, *args, fine, coarse)
     return coarse
 
@@ -112,6 +112,6 @@ def prolong(ops, level, coarse, fine):
     """``fine`` += the value of each fine cell's parent in ``coarse``."""
     args = _transfer_args(ops, level, fine, coarse)
     if args is None:
-        return diffusion.prolong_add(ops.xp, level, coarse, fine)
+        return reference.prolong_add(ops.xp, level, coarse, fine)
     ops.lib.launch("prolong_add", level.size, *args, coarse, fine)
     return fine

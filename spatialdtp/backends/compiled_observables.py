@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..state import CELL_TYPES
+from ..config import CELL_TYPES
+from .base import host_array
 
 _FIXED = 12          # sums before the drugs' (see kernels/observables.cu)
-
-
-def _to_host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def observable_sums(ops, observer, state, near, tumour_floor):
@@ -28,4 +25,4 @@ def observable_sums(ops, observer, state, near, tumour_floor):
     near = xp.ascontiguousarray(near)
     ops.lib.launch("observable_sums", chunks, n, state.data, planes, len(drugs), near,
                    float(tumour_floor), float(observer.run_cfg.hypoxic_threshold), partial)
-    return _to_host(partial.sum(axis=1))                         # the one transfer
+    return host_array(partial.sum(axis=1))                         # the one transfer

@@ -8,7 +8,12 @@ launcher in the module named after it.
 """
 from __future__ import annotations
 
-from . import compiled_cells, compiled_multigrid, compiled_observables, compiled_transport
+from . import (
+    compiled_cells,
+    compiled_multigrid,
+    compiled_observables,
+    compiled_transport,
+)
 
 
 class CompiledOps:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from ..state import CELL_TYPES
-from ..transport import substeps
+from ..config import CELL_TYPES
+from ..numerics.transport import substeps
 
 
 def _grid3(state):
@@ -28,7 +28,7 @@ def max_face_speed(ops, q, chi: float, dx: float, dims) -> float:
 
 def move_cells(ops, state, motilities, chi, tau):
     """Advance every cell plane of ``state`` by ``tau`` minutes in place, as
-    :func:`spatialdtp.transport.move_state`: the same sub-step counts, each sub-step one
+    :func:`spatialdtp.numerics.transport.move_state`: the same sub-step counts, each sub-step one
     kernel pass from one buffer to the other, the last one writing the state's plane with
     the clamp to >= 0 fused in."""
     xp, n = ops.xp, state.grid.size

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import Backend, BackendUnavailable, register
+from .base import Backend, BackendUnavailable, register
 from .kernels import KernelLibrary, module_source, source_digest
 from .numpy_backend import host_description, host_memory_available
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Backend, BackendUnavailable, register
+from .base import Backend, BackendUnavailable, register
 from .kernels import KernelLibrary, module_source
 
 INSTALL_HINT = ("install the GPU extra: pip install 'spatialdtp[gpu]' (CuPy for CUDA 12), or "

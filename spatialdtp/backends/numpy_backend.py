@@ -6,7 +6,7 @@ import platform
 
 import numpy as np
 
-from . import Backend, register
+from .base import Backend, register
 
 
 def host_memory_available() -> int | None:

@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 
-
 VOLUME_VIEW = (-30.0, 35.0, 150.0)  # camera Euler angles (degrees): volumes seen at a slant
 
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..state import CELL_TYPES
+from ..config import CELL_TYPES
 from . import maps
 
 MINUTES_PER_DAY = 1440.0

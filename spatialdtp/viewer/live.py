@@ -49,7 +49,7 @@ class LiveRun:
     frames and observables kept in memory, appended from the window's thread."""
 
     def __init__(self, sim, name: str = "live run"):
-        from ..io import fields_from_layout
+        from ..run.runfile import fields_from_layout
 
         self.name = name
         self.cfg = sim.cfg
@@ -113,8 +113,8 @@ class LiveSession:
 
     def __init__(self, sim, path, viewer, *, days: float | None = None,
                  widgets: bool = True):
-        from qtpy.QtCore import QTimer
         from napari.layers import Layer
+        from qtpy.QtCore import QTimer
 
         from .layers import layer_data
 

@@ -47,8 +47,8 @@ def protection(hgf, drugs: dict, cfg) -> np.ndarray:
     of the same frame, needed for the met-class drugs (others may be left out);
     ``cfg``: the run's :class:`~spatialdtp.config.SpatialDTPConfig`.
     """
-    from ..cells import CellKinetics
-    from ..treatment import drug_effects
+    from ..model.cells import CellKinetics
+    from ..model.treatment import drug_effects
 
     hgf = np.asarray(hgf)
     missing = [d for d, dc in cfg.treatment.drugs.items()

@@ -30,8 +30,8 @@ import weakref
 import h5py
 import numpy as np
 
-from .. import io as runio
-from ..grid import Grid
+from ..model.grid import Grid
+from ..run import runfile as runio
 
 MINUTES_PER_DAY = 1440.0
 _TRUNCATED = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
@@ -161,8 +161,9 @@ class RunFile:
     """
 
     def __init__(self, path):
-        from ..config import from_dict
         import yaml
+
+        from ..config import from_dict
 
         self.path = os.fspath(path)
         if not looks_like_run_file(self.path):
@@ -180,7 +181,7 @@ class RunFile:
         self.cfg = from_dict(yaml.safe_load(self.attrs["config"]))
         self.capacity = float(self.attrs.get("capacity", math.nan))
         if not math.isfinite(self.capacity):
-            from ..simulation import capacity_of
+            from ..run.simulation import capacity_of
 
             self.capacity = capacity_of(self.cfg)
         self.drugs = tuple(self.attrs.get("drugs") or self.cfg.treatment.drugs)
@@ -195,7 +196,7 @@ class RunFile:
         n = self._whole_frames(len(times))
         self.times = np.asarray(times[:n], dtype=np.float64)
         try:
-            self._observables = runio._read_observables(f)
+            self._observables = runio.observables_of(f)
         except (OSError, KeyError, ValueError) as exc:  # lost with a truncated file's end
             self._observables = {"time": np.zeros(0)}
             self.problems.append(f"its per-step observables cannot be read ({exc})")

@@ -20,9 +20,9 @@ from matplotlib.patches import Patch
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..observables import niche_profile
-from ..plotting import DRUG_COLOURS, POPULATION_STYLE, _positive, on_periods
-from ..state import CELL_TYPES
+from ..config import CELL_TYPES
+from ..run.niche import niche_profile
+from ..run.summary_plot import DRUG_COLOURS, POPULATION_STYLE, _positive, on_periods
 from .layers import MINUTES_PER_DAY, TimeAxis, source_of
 
 MARKER = dict(color="0.2", lw=1.2, ls="-", zorder=5)

@@ -16,9 +16,9 @@ exchange(τ/2) growth(τ/2), which keeps the whole sub-step second order in τ.
 """
 from __future__ import annotations
 
-from .cells import CellKinetics, Environment
-from .state import CELL_TYPES
-from .treatment import drug_effects
+from ..config import CELL_TYPES
+from ..model.cells import CellKinetics, Environment
+from ..model.treatment import drug_effects
 
 
 def phi1(x, xp):

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import CELL_TYPES
 from .grid import Grid
 
-CELL_TYPES = ("S", "P", "R", "F", "M")
 CELL_LONG_NAMES = {
     "S": "drug-sensitive cycling cells",
     "P": "reversible drug-tolerant persisters",

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .observables import MINUTES_PER_DAY
+from ..units import MINUTES_PER_DAY
 
 POPULATION_STYLE = (("S", "tab:blue", "S (sensitive)"), ("P", "tab:orange", "P (persister)"),
                     ("R", "tab:red", "R (resistant)"), ("burden", "black", "burden S+P+R"))

@@ -147,8 +147,8 @@ def _iso(mtime: float) -> str:
 
 def _run_config_objects(config: dict):
     """(RunConfig, ObjectiveConfig, treatment start in minutes) of a stored config dict."""
-    from .config import from_dict
-    from .simulation import treatment_start_minutes
+    from ..config import from_dict
+    from ..run.simulation import treatment_start_minutes
 
     cfg = from_dict(config)
     return cfg.run, cfg.objective, treatment_start_minutes(cfg)
@@ -158,10 +158,10 @@ def _read_run_file(job: Job, keep_curves: bool) -> None:
     """Fill status, summary, exposure, objective and curves from the job's run file."""
     import yaml
 
-    from .config import ObjectiveConfig
-    from .io import read_observables, read_run
+    from ..config import ObjectiveConfig
+    from ..run.runfile import read_observables, read_run
+    from ..run.summary import summarize
     from .objective import objective_value, plasma_exposure
-    from .observables import summarize
 
     run = read_run(job.run_file)
     status = str(run.attrs.get("status", "running"))
@@ -221,7 +221,7 @@ def read_job(job_dir, keep_curves: bool = True) -> Job:
     run_file = job_dir / output
     job.updated = _iso((run_file if run_file.exists() else job_dir).stat().st_mtime)
     if run_file.exists():
-        from .io import is_run_file
+        from ..run.runfile import is_run_file
 
         if is_run_file(run_file):
             job.run_file = run_file
@@ -264,24 +264,20 @@ def sweep_settings(sweep_dir, dirs: Sequence[Path] = ()) -> dict:
     return (_load_yaml(path) or {}).get("hydra", {}) or {}
 
 
-def planned_overrides(sweep_dir) -> Optional[list[list[str]]]:
+def planned_overrides(sweep_dir, expand=None) -> Optional[list[list[str]]]:
     """Every job's overrides as the basic sweeper expands ``multirun.yaml`` (job number =
-    list index), or None when the sweep is not a basic sweep (Optuna decides as it goes)."""
+    list index), or None when the sweep is not a basic sweep (Optuna decides as it goes).
+
+    ``expand(arguments)`` turns the sweep's override arguments into the jobs' overrides
+    (Hydra's grammar: :func:`spatialdtp.cli.expand_basic_sweep`); without it no job is
+    known to be pending.
+    """
     settings = sweep_settings(sweep_dir)
     sweeper = settings.get("sweeper") or {}
-    if sweeper.get("_target_") != BASIC_SWEEPER:
+    if sweeper.get("_target_") != BASIC_SWEEPER or expand is None:
         return None
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-    arguments = params + list((settings.get("overrides") or {}).get("task") or [])
-    try:
-        parsed = OverridesParser.create().parse_overrides(arguments)
-        batches = BasicSweeper.split_arguments(parsed, None)
-    except Exception:  # e.g. glob() needs Hydra's config loader: then no pending list
-        return None
-    return [list(job) for batch in batches for job in batch]
+    return expand(params + list((settings.get("overrides") or {}).get("task") or []))
 
 
 @dataclass
@@ -304,8 +300,9 @@ class Sweep:
         return [j for j in self.jobs if j.status in statuses]
 
 
-def gather(sweep_dir, keep_curves: bool = True) -> Sweep:
-    """Read every job of ``sweep_dir``; planned jobs not started yet are ``pending``."""
+def gather(sweep_dir, keep_curves: bool = True, expand=None) -> Sweep:
+    """Read every job of ``sweep_dir``; planned jobs not started yet are ``pending``
+    (known through ``expand``, see :func:`planned_overrides`)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {os.fspath(sweep_dir)!r} does not exist")
@@ -315,7 +312,7 @@ def gather(sweep_dir, keep_curves: bool = True) -> Sweep:
         raise ValueError(f"{os.fspath(sweep_dir)!r} is not a sweep directory: it has no "
                          f"{MULTIRUN_FILE} and no job directories (with .hydra/overrides.yaml)")
     seen = {j.num for j in jobs}
-    for num, overrides in enumerate(planned_overrides(sweep_dir) or []):
+    for num, overrides in enumerate(planned_overrides(sweep_dir, expand) or []):
         if num not in seen:
             jobs.append(Job(num=num, dir=None, overrides=overrides, status="pending"))
     jobs.sort(key=lambda j: (j.num is None, j.num if j.num is not None else 0,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import CellsConfig
+from ..config import CellsConfig
 
 
 def ramp(x, xp):

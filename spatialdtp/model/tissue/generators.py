@@ -1,16 +1,7 @@
-"""The initial tissue: vessel map and cell densities S, P, R, F, M (cells/voxel).
+"""Tissue generators: vessels, the tumour nest, CAF stroma and TAMs on the grid.
 
-Built once on the host in NumPy (float64); the simulator converts and moves it to its
-backend. Every random choice comes from the ``rng`` the caller passes, so a seed fixes the
-tissue. Three sources, applied in this order:
-
-1. **Generators** (:class:`~spatialdtp.config.TissueConfig` ``vessels``, ``tumour``,
-   ``stroma``, ``macrophages``), or, when ``labels.path`` is set, a **label image** that
-   replaces all four generators.
-2. **Files** (``files``): arrays that overwrite single fields (a substrate, a cell type or
-   ``vessels``) after step 1.
-3. **Capacity**: wherever ``S + P + R + F + M > capacity`` all five are scaled down by the
-   same factor, so the ratios between cell types are kept.
+Built on the host in NumPy (float64); every random choice comes from the ``rng`` the
+caller passes, so a seed fixes the tissue.
 
 Geometry (µm, voxel centres at ``(i + 1/2) dx``; axes ``(y, x)`` or ``(z, y, x)``):
 
@@ -48,81 +39,25 @@ Geometry (µm, voxel centres at ``(i + 1/2) dx``; axes ``(y, x)`` or ``(z, y, x)
 - *TAMs*: ``M = density · capacity`` in every voxel within :data:`TAM_REACH` µm of a CAF
   voxel (``near="stroma"``) or a vessel voxel (``"vessels"``), or everywhere
   (``"uniform"``).
-
-Label image (``labels.path``, integer values, the grid's shape; ``labels.mapping`` maps
-label value → role): ``vessel`` sets vessels = 1, ``tumour`` sets S/P/R as in the tumour
-block (w = 1), ``caf`` sets F = caf_density · capacity, ``tam`` sets
-M = macrophages.density · capacity, ``background`` leaves the voxel empty. Label 0 is
-background unless mapped; any other unmapped value is background too, with one warning
-listing them.
 """
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
 
-from .config import TissueConfig
-from .grid import Grid
-from .state import CELL_TYPES
+from ...config import TissueConfig
+from ..grid import Grid
 
 TAM_REACH = 50.0          # µm: "near" a CAF patch or vessel for TAM seeding
 VESSEL_LENGTH = 3.0       # network vessel length, in units of spacing
 NODE_STEP = 0.25          # network walk node spacing, in units of spacing
 TURN = 0.35               # network walk: direction noise per node (std of the kick)
 CLUSTER_DISTANCE = (0.7, 1.1)  # CAF cluster centres, in units of the tumour radius
-ROLES = ("vessel", "tumour", "caf", "tam", "background")
 _CHUNK = 50_000           # sample points rasterised at once (bounds memory)
 
 
-# --------------------------------------------------------------------------- files
-def load_array(path: str, shape: tuple, key: str) -> np.ndarray:
-    """Read a ``.npy`` (numpy.load) or ``.tif``/``.tiff`` (tifffile.imread) array.
-
-    ``key`` names the config entry (e.g. ``"tissue.files.oxygen"``) in every error; the
-    array's shape must equal ``shape`` (the grid's).
-    """
-    shape = tuple(int(n) for n in shape)
-    ext = os.path.splitext(str(path))[1].lower()
-    if ext not in (".npy", ".tif", ".tiff"):
-        raise ValueError(f"{key}={path!r}: unsupported file type {ext or '(none)'!r}; "
-                         "allowed are .npy, .tif, .tiff")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{key}={path!r}: no such file")
-    if ext == ".npy":
-        array = np.load(path, allow_pickle=False)
-    else:
-        import tifffile  # only needed when a TIFF is actually given
-
-        array = tifffile.imread(path)
-    array = np.asarray(array)
-    if array.shape != shape:
-        raise ValueError(f"{key}={path!r}: array has shape {array.shape} but the grid "
-                         f"shape is {shape}")
-    return array
-
-
-def _check_values(array: np.ndarray, key: str, path: str, name: str) -> np.ndarray:
-    """Initial values must be finite and >= 0; a vessel map must lie in [0, 1]."""
-    if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
-        raise ValueError(f"{key}={path!r}: dtype {array.dtype} is not numeric")
-    array = array.astype(np.float64)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        raise ValueError(f"{key}={path!r}: {int(bad.sum())} values are NaN or infinite; "
-                         "initial values must be finite")
-    if array.min() < 0:
-        raise ValueError(f"{key}={path!r}: {int((array < 0).sum())} values are negative "
-                         f"(min {array.min():g}); initial values must be >= 0")
-    if name == "vessels" and array.max() > 1:
-        raise ValueError(f"{key}={path!r}: vessel map values must lie in [0, 1] "
-                         f"(max {array.max():g})")
-    return array
-
-
-# --------------------------------------------------------------------------- geometry
 def _centre_distance(grid: Grid, point) -> np.ndarray:
     """Distance (µm) from every voxel centre to ``point`` (µm, axis order)."""
     coords = grid.coordinates()
@@ -134,7 +69,7 @@ def _centre_distance(grid: Grid, point) -> np.ndarray:
     return np.sqrt(d2)
 
 
-def _soft_ball(grid: Grid, centre, radius: float, out=None) -> np.ndarray:
+def soft_ball(grid: Grid, centre, radius: float, out=None) -> np.ndarray:
     """Occupancy in [0, 1] of a disc/ball with a one-voxel linear edge,
     ``w = clip((radius - d)/dx + 1/2, 0, 1)``, max-combined into ``out`` if given.
 
@@ -251,7 +186,7 @@ def _network_points(spacing: float, radius: float, grid: Grid,
     return (a[:, None, :] + t * (b - a)[:, None, :]).reshape(-1, ndim)
 
 
-def _vessels(cfg: TissueConfig, grid: Grid, tumour_centre, rng) -> np.ndarray:
+def vessels(cfg: TissueConfig, grid: Grid, tumour_centre, rng) -> np.ndarray:
     v = cfg.vessels
     if v.kind == "none":
         return np.zeros(grid.shape)
@@ -282,7 +217,7 @@ def _vessels(cfg: TissueConfig, grid: Grid, tumour_centre, rng) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- stroma, TAMs
-def _stroma(cfg: TissueConfig, grid: Grid, capacity: float, tumour_centre,
+def stroma(cfg: TissueConfig, grid: Grid, capacity: float, tumour_centre,
             rng) -> np.ndarray:
     s = cfg.stroma
     if s.kind == "none" or (s.kind == "clusters" and s.n_clusters <= 0):
@@ -293,7 +228,7 @@ def _stroma(cfg: TissueConfig, grid: Grid, capacity: float, tumour_centre,
             direction = _unit(rng.standard_normal(grid.ndim))
             distance = rng.uniform(*CLUSTER_DISTANCE) * cfg.tumour.radius
             centre = np.asarray(tumour_centre) + distance * direction
-            _soft_ball(grid, centre, s.cluster_radius, out=weight)
+            soft_ball(grid, centre, s.cluster_radius, out=weight)
     else:  # bands normal to x; exact covered fraction of each voxel's x-interval
         period, width = s.band_spacing, min(s.band_width, s.band_spacing)
         phase = rng.uniform(0.0, period)
@@ -308,7 +243,7 @@ def _stroma(cfg: TissueConfig, grid: Grid, capacity: float, tumour_centre,
     return s.caf_density * capacity * weight
 
 
-def _macrophages(cfg: TissueConfig, grid: Grid, capacity: float, F: np.ndarray,
+def macrophages(cfg: TissueConfig, grid: Grid, capacity: float, F: np.ndarray,
                  vessels: np.ndarray) -> np.ndarray:
     m = cfg.macrophages
     if m.density <= 0:
@@ -321,117 +256,3 @@ def _macrophages(cfg: TissueConfig, grid: Grid, capacity: float, F: np.ndarray,
                       f"{'CAFs' if m.near == 'stroma' else 'vessels'}, so no TAMs are seeded",
                       stacklevel=3)
     return m.density * capacity * _within(source, TAM_REACH, grid.dx)
-
-
-# --------------------------------------------------------------------------- labels
-def _from_labels(cfg: TissueConfig, grid: Grid, capacity: float) -> dict:
-    key = "tissue.labels.path"
-    labels = load_array(cfg.labels.path, grid.shape, key)
-    if labels.dtype == bool:
-        labels = labels.astype(np.int64)
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not (np.issubdtype(labels.dtype, np.floating) and np.isfinite(labels).all()
-                and np.array_equal(labels, np.rint(labels))):
-            raise ValueError(f"{key}={cfg.labels.path!r}: a label image holds integer "
-                             f"values, found dtype {labels.dtype} with non-integer values")
-        labels = labels.astype(np.int64)
-    out = {name: np.zeros(grid.shape) for name in ("vessels",) + CELL_TYPES}
-    t = cfg.tumour
-    tumour_level = t.density * capacity
-    fill = {"vessel": {"vessels": 1.0},
-            "tumour": {"S": tumour_level * (1 - t.persister_fraction - t.resistant_fraction),
-                       "P": tumour_level * t.persister_fraction,
-                       "R": tumour_level * t.resistant_fraction},
-            "caf": {"F": cfg.stroma.caf_density * capacity},
-            "tam": {"M": cfg.macrophages.density * capacity},
-            "background": {}}
-    mapped = set()
-    for label, role in cfg.labels.mapping.items():
-        where = f"tissue.labels.mapping.{label}"
-        try:
-            value = int(str(label))
-        except ValueError:
-            raise ValueError(f"{where}={role!r}: keys are integer label values") from None
-        if role not in ROLES:
-            raise ValueError(f"{where}={role!r}: allowed roles are {list(ROLES)}")
-        mapped.add(value)
-        region = labels == value
-        for name, level in fill[role].items():
-            out[name][region] = level
-    unknown = sorted(set(np.unique(labels).tolist()) - mapped - {0})
-    if unknown:
-        warnings.warn(f"{key}={cfg.labels.path!r}: label values {unknown} are not in "
-                      "tissue.labels.mapping; treated as background", stacklevel=3)
-    return out
-
-
-# --------------------------------------------------------------------------- assembly
-def _check_choices(cfg: TissueConfig, grid: Grid, capacity: float):
-    """The checks build_tissue relies on (config.validate repeats them for whole runs)."""
-    for key, value, allowed in (("tissue.vessels.kind", cfg.vessels.kind,
-                                 ("network", "points", "none")),
-                                ("tissue.stroma.kind", cfg.stroma.kind,
-                                 ("clusters", "bands", "none")),
-                                ("tissue.macrophages.near", cfg.macrophages.near,
-                                 ("stroma", "vessels", "uniform"))):
-        if value not in allowed:
-            raise ValueError(f"{key}={value!r}: allowed values are {list(allowed)}")
-    if not (math.isfinite(capacity) and capacity > 0):
-        raise ValueError(f"capacity={capacity!r}: must be a finite number > 0 (cells/voxel)")
-    if len(cfg.tumour.center) < grid.ndim:
-        raise ValueError(f"tissue.tumour.center={list(cfg.tumour.center)}: needs "
-                         f"{grid.ndim} fractions for a {grid.ndim}D grid")
-    for key, value in (("tissue.vessels.spacing", cfg.vessels.spacing),
-                       ("tissue.vessels.radius", cfg.vessels.radius),
-                       ("tissue.stroma.band_spacing", cfg.stroma.band_spacing)):
-        if not value > 0:
-            raise ValueError(f"{key}={value!r}: must be > 0 µm")
-
-
-def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dict[str, float],
-                 rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Return {"vessels": 0..1 map, "S","P","R","F","M": densities, and any substrate
-    named in cfg.files}. `substrates` maps every substrate name to its uniform initial
-    value (the caller fills the rest); `capacity` is cells per voxel.
-
-    All arrays are float64 with the grid's shape; densities in cells/voxel, at most
-    ``capacity`` in total per voxel.
-    """
-    capacity = float(capacity)
-    _check_choices(cfg, grid, capacity)
-    known = set(substrates) | set(CELL_TYPES) | {"vessels"}
-    for name, path in cfg.files.items():
-        if name not in known:
-            raise ValueError(f"tissue.files.{name}={path!r}: fields that can be loaded "
-                             f"are {sorted(known)}")
-
-    tumour_centre = [f * e for f, e in zip(cfg.tumour.center[:grid.ndim], grid.extent)]
-    if cfg.labels.path:
-        out = _from_labels(cfg, grid, capacity)
-    else:
-        out = {"vessels": _vessels(cfg, grid, tumour_centre, rng)}
-        t = cfg.tumour
-        tumour = t.density * capacity * _soft_ball(grid, tumour_centre, t.radius)
-        out["S"] = (1.0 - t.persister_fraction - t.resistant_fraction) * tumour
-        out["P"] = t.persister_fraction * tumour
-        out["R"] = t.resistant_fraction * tumour
-        out["F"] = _stroma(cfg, grid, capacity, tumour_centre, rng)
-        out["M"] = _macrophages(cfg, grid, capacity, out["F"], out["vessels"])
-
-    for name, path in cfg.files.items():
-        key = f"tissue.files.{name}"
-        out[name] = _check_values(load_array(path, grid.shape, key), key, path, name)
-
-    total = sum(out[c] for c in CELL_TYPES)
-    over = total > capacity
-    if over.any():
-        scale = np.where(over, capacity / np.where(over, total, 1.0), 1.0)
-        for c in CELL_TYPES:
-            out[c] = out[c] * scale
-        loaded = [c for c in CELL_TYPES if c in cfg.files]
-        if loaded:
-            warnings.warn(f"tissue.files ({', '.join(loaded)}): S+P+R+F+M exceeds the "
-                          f"capacity {capacity:g} cells/voxel in {int(over.sum())} voxels "
-                          f"(max {total.max():g}); cell densities there were scaled down "
-                          "proportionally", stacklevel=2)
-    return out

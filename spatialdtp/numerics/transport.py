@@ -82,7 +82,7 @@ def move_state(state, motilities, chi, tau):
 
     The reference of ``kernels/transport.cu``.
     """
-    from .state import CELL_TYPES
+    from ..config import CELL_TYPES
 
     cells = [state[n] for n in CELL_TYPES]
     moved = move_cells(cells, motilities, state["chemokine"], chi, tau, state.grid.dx, state.xp)

@@ -21,10 +21,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .config import ObjectiveConfig
+from ..config import CENSORED_RUN_DAYS, ObjectiveConfig, check_objective
 
 MINUTES_PER_DAY = 1440.0
-CENSORED_RUN_DAYS = "run_days"
 
 
 def plasma_exposure(observables: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -54,21 +53,6 @@ def censored_value(objective: ObjectiveConfig, summary: Mapping[str, float],
         raise ValueError(f"objective.censored_value={objective.censored_value!r}: must be "
                          f"{CENSORED_RUN_DAYS!r} or a number") from None
 
-
-def check_objective(objective: ObjectiveConfig) -> None:
-    """Refuse values that cannot give a number, before a run starts (ValueError naming the key)."""
-    if objective.censored_value != CENSORED_RUN_DAYS:
-        try:
-            float(objective.censored_value)
-        except (TypeError, ValueError):
-            raise ValueError(f"objective.censored_value={objective.censored_value!r}: must be "
-                             f"{CENSORED_RUN_DAYS!r} or a number") from None
-    cap = objective.dose_cap
-    if cap is not None and not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap >= 0):
-        raise ValueError(f"objective.dose_cap={cap!r}: must be null or a finite number >= 0 "
-                         "(µM·day)")
-    if not (isinstance(objective.penalty, (int, float)) and math.isfinite(objective.penalty)):
-        raise ValueError(f"objective.penalty={objective.penalty!r}: must be a finite number")
 
 
 def objective_value(objective: ObjectiveConfig, summary: Mapping[str, float],

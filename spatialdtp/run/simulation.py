@@ -19,16 +19,17 @@ from typing import Callable
 
 import numpy as np
 
-from .backends import Backend, get_backend
-from .cells import CellKinetics
-from .config import SpatialDTPConfig, all_substrates, to_dict, validate
-from .diffusion import ImplicitSolver
-from .grid import Grid
-from .observables import Observer, summarize
-from .state import CELL_LONG_NAMES, CELL_TYPES, FieldLayout, State, auc_name
-from .substrates import Substrate
-from .tissue import build_tissue
-from .treatment import Treatment
+from ..backends import Backend, get_backend
+from ..config import CELL_TYPES, SpatialDTPConfig, all_substrates, to_dict, validate
+from ..model.cells import CellKinetics
+from ..model.grid import Grid
+from ..model.state import CELL_LONG_NAMES, FieldLayout, State, auc_name
+from ..model.substrate_coefficients import Substrate
+from ..model.tissue import build_tissue
+from ..model.treatment import Treatment
+from ..numerics.implicit import ImplicitSolver
+from .observables import Observer
+from .summary import summarize
 
 log = logging.getLogger("spatialdtp")
 
@@ -265,7 +266,7 @@ class Simulation:
         from the thread that runs the loop. A non-finite field raises NonFiniteError after
         recording where it happened.
         """
-        from .io import RunWriter, WriteBehind
+        from .runfile import RunWriter, WriteBehind
 
         run = self.cfg.run
         t_end = (run.days if days is None else days) * MINUTES_PER_DAY
@@ -370,7 +371,7 @@ class Simulation:
 
     def plot(self, png, summary=None):
         """Draw the population dynamics and dose schedule (PNG)."""
-        from .plotting import plot_summary
+        from .summary_plot import plot_summary
 
         obs = self.observables()
         plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs)
@@ -379,7 +380,7 @@ class Simulation:
     def _create_writer(self, path: Path):
         import yaml
 
-        from .io import RunWriter
+        from .runfile import RunWriter
 
         fields = {}
         for name in self.layout.names:
@@ -420,8 +421,8 @@ class Simulation:
     def resume(cls, path, backend: Backend | None = None, days: float | None = None,
                cfg: SpatialDTPConfig | None = None) -> "Simulation":
         """Rebuild a simulation from a run file's checkpoint (its stored config by default)."""
-        from .config import from_dict
-        from .io import read_checkpoint, read_observables, read_run
+        from ..config import from_dict
+        from .runfile import read_checkpoint, read_observables, read_run
 
         if cfg is None:
             import yaml

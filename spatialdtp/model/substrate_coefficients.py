@@ -15,8 +15,8 @@ linear, u·c. The vessel term v p (c_blood − c) is split as −(v p) c + v p c
 """
 from __future__ import annotations
 
-from .config import SubstrateConfig, boundary_of
-from .diffusion import Boundary
+from ..config import SubstrateConfig, boundary_of
+from .boundary import Boundary
 from .grid import Grid
 from .state import CELL_TYPES
 

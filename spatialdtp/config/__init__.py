@@ -1,0 +1,83 @@
+"""The configuration schema: plain dataclasses, one module per section, checked before
+anything is allocated.
+
+=================  ===========================================================
+module             sections
+=================  ===========================================================
+``substrates``     ``substrates.<name>`` (and each drug's ``transport``)
+``cells``          ``cells`` (and the cell types S, P, R, F, M)
+``treatment``      ``treatment`` (drugs, PK, schedules)
+``tissue``         ``tissue`` (generators, label images, arrays from files)
+``run``            ``grid``, ``run``, ``numerics``, ``backend``, ``viewer``, ``objective``
+``schema``         :class:`SpatialDTPConfig` (all of them) and :func:`validate`
+``checks``         :class:`ConfigError` and the checks the sections share
+=================  ===========================================================
+
+Everything public is importable from here: ``from spatialdtp.config import CellsConfig``.
+"""
+from .cells import (
+           CELL_TYPES,
+           KILL_MODELS,
+           CellsConfig,
+           EnvironmentResponseConfig,
+           FibroblastConfig,
+           MacrophageConfig,
+           ResistantCellConfig,
+           SwitchingConfig,
+           TumourCellConfig,
+)
+from .checks import ConfigError
+from .run import (
+           BACKENDS,
+           CENSORED_RUN_DAYS,
+           PRECISIONS,
+           SCHEMES,
+           BackendConfig,
+           GridConfig,
+           NumericsConfig,
+           ObjectiveConfig,
+           RunConfig,
+           ViewerConfig,
+           check_objective,
+)
+from .schema import (
+           SpatialDTPConfig,
+           all_substrates,
+           estimate_memory,
+           from_dict,
+           n_fields,
+           to_dict,
+           validate,
+)
+from .substrates import BASE_SUBSTRATES, BOUNDARY_KINDS, SubstrateConfig, boundary_of
+from .tissue import (
+           LabelImageConfig,
+           MacrophageSeedConfig,
+           StromaConfig,
+           TissueConfig,
+           TumourConfig,
+           VesselConfig,
+)
+from .treatment import (
+           COMBINATION_RULES,
+           DRUG_CLASSES,
+           PK_MODELS,
+           SCHEDULE_KINDS,
+           DrugConfig,
+           PKConfig,
+           ScheduleConfig,
+           TreatmentConfig,
+           validate_drug,
+)
+
+__all__ = ["BACKENDS", "BASE_SUBSTRATES", "BOUNDARY_KINDS", "BackendConfig", "CELL_TYPES",
+           "CENSORED_RUN_DAYS", "COMBINATION_RULES", "CellsConfig", "ConfigError",
+           "DRUG_CLASSES", "DrugConfig", "EnvironmentResponseConfig", "FibroblastConfig",
+           "GridConfig", "KILL_MODELS", "LabelImageConfig", "MacrophageConfig",
+           "MacrophageSeedConfig", "NumericsConfig", "ObjectiveConfig", "PKConfig",
+           "PK_MODELS", "PRECISIONS", "ResistantCellConfig", "RunConfig", "SCHEDULE_KINDS",
+           "SCHEMES", "ScheduleConfig", "SpatialDTPConfig", "StromaConfig", "SubstrateConfig",
+           "SwitchingConfig", "TissueConfig", "TreatmentConfig", "TumourCellConfig",
+           "TumourConfig", "VesselConfig", "ViewerConfig", "all_substrates", "boundary_of",
+           "check_objective", "estimate_memory", "from_dict", "n_fields", "to_dict",
+           "validate", "validate_drug"]

@@ -1,0 +1,130 @@
+"""The schema of a run's machinery: grid, stepping and outputs, numerics, backend, viewer,
+and the objective a sweep's run returns.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .checks import ConfigError, choice, fail, nonneg, positive
+
+PRECISIONS = ("float32", "float64")
+BACKENDS = ("auto", "numpy", "cpu", "cupy")
+SCHEMES = ("backward_euler", "tr_bdf2", "crank_nicolson")
+#: objective.censored_value that means "the simulated days since treatment start"
+CENSORED_RUN_DAYS = "run_days"
+
+
+@dataclass
+class NumericsConfig:
+    # Substrate time stepping: backward_euler (1st order, L-stable, positivity preserving,
+    # exact steady states), tr_bdf2 (2nd order, L-stable; two solves a step) or
+    # crank_nicolson (2nd order, not L-stable: stiff transients ring; for smooth problems).
+    scheme: str = "backward_euler"
+    rtol: float = 1.0e-6               # relative residual of the implicit substrate solve
+    max_iterations: int = 200
+    # Michaelis–Menten uptake is linearised at the start of the step; each extra pass
+    # re-linearises at the step's midpoint value (1 pass keeps tr_bdf2 second order).
+    picard_iterations: int = 0
+
+
+@dataclass
+class GridConfig:
+    shape: List[int] = field(default_factory=lambda: [128, 128])
+    dx: float = 20.0                   # µm
+
+
+@dataclass
+class BackendConfig:
+    name: str = "auto"                 # auto | numpy | cpu | cupy
+    precision: str = "float32"         # float32 | float64
+
+
+@dataclass
+class RunConfig:
+    days: float = 21.0                 # simulated time
+    dt: float = 10.0                   # minutes per step
+    output_interval_hours: float = 12.0  # how often field frames are written
+    checkpoint_interval_hours: float = 24.0
+    progression_factor: float = 1.2    # progression: burden > factor × baseline
+    niche_distance: float = 50.0       # µm, "near a niche" for the niche index
+    niche_threshold: float = 0.1       # F + M (cells/voxel) that makes a voxel a niche
+    hypoxic_threshold: float = 15.0    # mmHg, for the hypoxic fraction
+    mrd_threshold: float = 1.0e-3      # minimal residual disease: burden / baseline below this
+    output: str = "run.h5"             # run file name, inside the Hydra run directory
+    progress: bool = True
+    plot: bool = True
+
+
+@dataclass
+class ViewerConfig:
+    mode: str = "none"                 # none | live (napari follows the run as it goes)
+
+
+@dataclass
+class ObjectiveConfig:
+    """What a sweep's run returns to Hydra (the Optuna sweeper maximises or minimises it)."""
+    metric: str = "time_to_progression_days"   # a key of the end-of-run summary
+    censored_value: str = "run_days"           # value when the metric is NaN (never progressed)
+    dose_cap: Optional[float] = None           # cap on cumulative plasma exposure, µM·day
+    penalty: float = 0.0                       # value returned when the cap is exceeded
+
+
+def validate_run(cfg) -> int:
+    """Grid, run, seed, numerics, backend and viewer of ``cfg``; returns the grid's ndim."""
+    g = cfg.grid
+    if not (isinstance(g.shape, (list, tuple)) and len(g.shape) in (2, 3)
+            and all(isinstance(n, int) and n >= 3 for n in g.shape)):
+        fail("grid.shape", list(g.shape) if isinstance(g.shape, (list, tuple)) else g.shape,
+             "2 or 3 integers >= 3: [ny, nx] or [nz, ny, nx]")
+    ndim = len(g.shape)
+    positive("grid.dx", g.dx)
+    r = cfg.run
+    positive("run.days", r.days)
+    positive("run.dt", r.dt)
+    positive("run.output_interval_hours", r.output_interval_hours)
+    positive("run.checkpoint_interval_hours", r.checkpoint_interval_hours)
+    positive("run.progression_factor", r.progression_factor)
+    nonneg("run.niche_distance", r.niche_distance)
+    nonneg("run.niche_threshold", r.niche_threshold)
+    positive("run.mrd_threshold", r.mrd_threshold)
+    nonneg("run.hypoxic_threshold", r.hypoxic_threshold)
+    if not (isinstance(cfg.seed, int) and cfg.seed >= 0):
+        fail("seed", cfg.seed, "must be an integer >= 0")
+    n = cfg.numerics
+    choice("numerics.scheme", n.scheme, SCHEMES)
+    positive("numerics.rtol", n.rtol)
+    if not (isinstance(n.picard_iterations, int) and 0 <= n.picard_iterations <= 10):
+        fail("numerics.picard_iterations", n.picard_iterations, "must be an integer in [0, 10]")
+    if not (isinstance(n.max_iterations, int) and n.max_iterations >= 1):
+        fail("numerics.max_iterations", n.max_iterations, "must be an integer >= 1")
+    choice("backend.name", cfg.backend.name, BACKENDS)
+    choice("backend.precision", cfg.backend.precision, PRECISIONS)
+    choice("viewer.mode", cfg.viewer.mode, ("none", "live"))
+    return ndim
+
+
+def check_objective(objective: ObjectiveConfig) -> None:
+    """Refuse values that cannot give a number, before a run starts (ValueError naming the key)."""
+    if objective.censored_value != CENSORED_RUN_DAYS:
+        try:
+            float(objective.censored_value)
+        except (TypeError, ValueError):
+            raise ValueError(f"objective.censored_value={objective.censored_value!r}: must be "
+                             f"{CENSORED_RUN_DAYS!r} or a number") from None
+    cap = objective.dose_cap
+    if cap is not None and not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap >= 0):
+        raise ValueError(f"objective.dose_cap={cap!r}: must be null or a finite number >= 0 "
+                         "(µM·day)")
+    if not (isinstance(objective.penalty, (int, float)) and math.isfinite(objective.penalty)):
+        raise ValueError(f"objective.penalty={objective.penalty!r}: must be a finite number")
+
+
+def validate_objective(objective: ObjectiveConfig, metrics) -> None:
+    """The objective section; ``metrics``: the summary keys ``metric`` may name."""
+    try:
+        check_objective(objective)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    choice("objective.metric", objective.metric, list(metrics))

@@ -1,0 +1,98 @@
+"""The schema of the substrates: what diffuses, decays, leaks from vessels, is taken up and
+secreted (oxygen mmHg, glucose mM, HGF ng/mL, chemokine nM; the drugs, in µM, through
+their ``transport`` section). The equations are in
+:mod:`spatialdtp.model.substrate_coefficients`; every default's source is in
+``docs/parameters.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from .cells import CELL_TYPES
+from .checks import choice, fail, nonneg, positive
+
+BOUNDARY_KINDS = ("no_flux", "fixed", "periodic")
+BASE_SUBSTRATES = ("oxygen", "glucose", "hgf", "chemokine")
+
+
+@dataclass
+class SubstrateConfig:
+    units: str = "a.u."
+    diffusion: float = 1000.0          # µm²/min
+    decay: float = 0.0                 # 1/min
+    blood: float = 0.0                 # level in blood (drugs: set by pharmacokinetics)
+    permeability: float = 0.0          # 1/min, exchange rate through a vessel voxel
+    initial: float = 0.0               # initial value everywhere (tissue files may override)
+    # Uptake by each cell type: first-order rate per cell (1/min, PhysiCell's convention,
+    # scaled by cell volume / voxel volume). With uptake_km set, uptake saturates:
+    # rate = u·K·c/(K + c) (Michaelis–Menten with Vmax = u·K); with null it stays linear u·c.
+    uptake: Dict[str, float] = field(default_factory=dict)
+    uptake_km: Optional[float] = None
+    # Secretion by each cell type: units/min raised in the cell's own volume (PhysiCell's
+    # convention), scaled by cell volume / voxel volume.
+    secretion: Dict[str, float] = field(default_factory=dict)
+    # Desmoplastic hindrance: D(x) = D / (1 + hindrance · F(x)/capacity).
+    hindrance: float = 0.0
+    # Boundary per face: keys "default" or a face such as "x-", "x+", "y-", "z+".
+    boundary: Dict[str, str] = field(default_factory=lambda: {"default": "no_flux"})
+    boundary_value: Optional[float] = None  # for "fixed" faces; null means the blood level
+
+
+def _oxygen():
+    return SubstrateConfig(units="mmHg", diffusion=1.0e5, decay=0.1, blood=38.0,
+                           permeability=1000.0, initial=38.0,
+                           uptake={"S": 10.0, "P": 10.0, "R": 10.0, "F": 10.0, "M": 10.0})
+
+
+def _glucose():
+    return SubstrateConfig(units="mM", diffusion=2340.0, decay=0.0, blood=5.0,
+                           permeability=1.0, initial=5.0,
+                           uptake={"S": 1.3, "P": 0.65, "R": 1.3, "F": 0.65, "M": 0.65},
+                           uptake_km=2.0)
+
+
+def _hgf():
+    return SubstrateConfig(units="ng/mL", diffusion=600.0, decay=0.027, blood=0.0,
+                           permeability=0.0, initial=0.0,
+                           uptake={"S": 0.005, "P": 0.005, "R": 0.005},
+                           secretion={"F": 1.4, "M": 0.7}, hindrance=1.0)
+
+
+def _chemokine():
+    return SubstrateConfig(units="nM", diffusion=1000.0, decay=0.016, blood=0.0,
+                           permeability=0.0, initial=0.0, secretion={"P": 0.1})
+
+
+def default_substrates():
+    return {"oxygen": _oxygen(), "glucose": _glucose(), "hgf": _hgf(),
+            "chemokine": _chemokine()}
+
+
+def validate_substrate(key: str, s: SubstrateConfig, ndim: int):
+    for attr in ("diffusion", "decay", "blood", "permeability", "initial", "hindrance"):
+        nonneg(f"{key}.{attr}", getattr(s, attr))
+    if s.uptake_km is not None:
+        positive(f"{key}.uptake_km", s.uptake_km)
+    for kind in ("uptake", "secretion"):
+        for cell, rate in getattr(s, kind).items():
+            if cell not in CELL_TYPES:
+                fail(f"{key}.{kind}.{cell}", rate, f"cell types are {list(CELL_TYPES)}")
+            nonneg(f"{key}.{kind}.{cell}", rate)
+    axes = ("z", "y", "x")[3 - ndim:]
+    faces = [a + s_ for a in axes for s_ in "-+"]
+    for face, kind in s.boundary.items():
+        if face != "default" and face not in faces:
+            fail(f"{key}.boundary.{face}", kind, f"faces of a {ndim}D grid are {['default'] + faces}")
+        choice(f"{key}.boundary.{face}", kind, BOUNDARY_KINDS)
+    for ax in axes:
+        lo, hi = boundary_of(s, ax + "-"), boundary_of(s, ax + "+")
+        if (lo == "periodic") != (hi == "periodic"):
+            fail(f"{key}.boundary.{ax}", [lo, hi], "periodic must be set on both faces of an axis")
+    if s.boundary_value is not None:
+        nonneg(f"{key}.boundary_value", s.boundary_value)
+
+
+def boundary_of(s: SubstrateConfig, face: str) -> str:
+    return s.boundary.get(face, s.boundary.get("default", "no_flux"))
+

@@ -1,0 +1,96 @@
+"""The initial tissue: vessel map and cell densities S, P, R, F, M (cells/voxel).
+
+Built once on the host in NumPy (float64); the simulator converts and moves it to its
+backend. Three sources, applied in this order:
+
+1. **Generators** (:class:`~spatialdtp.config.TissueConfig` ``vessels``, ``tumour``,
+   ``stroma``, ``macrophages``; :mod:`.generators`), or, when ``labels.path`` is set, a
+   **label image** that replaces all four generators (:mod:`.files`).
+2. **Files** (``files``): arrays that overwrite single fields (a substrate, a cell type or
+   ``vessels``) after step 1 (:mod:`.files`).
+3. **Capacity**: wherever ``S + P + R + F + M > capacity`` all five are scaled down by the
+   same factor, so the ratios between cell types are kept.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ...config import CELL_TYPES, TissueConfig
+from ..grid import Grid
+from .files import check_values, from_labels, load_array
+from .generators import macrophages, soft_ball, stroma, vessels
+
+
+def _check_choices(cfg: TissueConfig, grid: Grid, capacity: float):
+    """The checks build_tissue relies on (config.validate repeats them for whole runs)."""
+    for key, value, allowed in (("tissue.vessels.kind", cfg.vessels.kind,
+                                 ("network", "points", "none")),
+                                ("tissue.stroma.kind", cfg.stroma.kind,
+                                 ("clusters", "bands", "none")),
+                                ("tissue.macrophages.near", cfg.macrophages.near,
+                                 ("stroma", "vessels", "uniform"))):
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r}: allowed values are {list(allowed)}")
+    if not (math.isfinite(capacity) and capacity > 0):
+        raise ValueError(f"capacity={capacity!r}: must be a finite number > 0 (cells/voxel)")
+    if len(cfg.tumour.center) < grid.ndim:
+        raise ValueError(f"tissue.tumour.center={list(cfg.tumour.center)}: needs "
+                         f"{grid.ndim} fractions for a {grid.ndim}D grid")
+    for key, value in (("tissue.vessels.spacing", cfg.vessels.spacing),
+                       ("tissue.vessels.radius", cfg.vessels.radius),
+                       ("tissue.stroma.band_spacing", cfg.stroma.band_spacing)):
+        if not value > 0:
+            raise ValueError(f"{key}={value!r}: must be > 0 µm")
+
+
+def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dict[str, float],
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Return {"vessels": 0..1 map, "S","P","R","F","M": densities, and any substrate
+    named in cfg.files}. `substrates` maps every substrate name to its uniform initial
+    value (the caller fills the rest); `capacity` is cells per voxel.
+
+    All arrays are float64 with the grid's shape; densities in cells/voxel, at most
+    ``capacity`` in total per voxel.
+    """
+    capacity = float(capacity)
+    _check_choices(cfg, grid, capacity)
+    known = set(substrates) | set(CELL_TYPES) | {"vessels"}
+    for name, path in cfg.files.items():
+        if name not in known:
+            raise ValueError(f"tissue.files.{name}={path!r}: fields that can be loaded "
+                             f"are {sorted(known)}")
+
+    tumour_centre = [f * e for f, e in zip(cfg.tumour.center[:grid.ndim], grid.extent)]
+    if cfg.labels.path:
+        out = from_labels(cfg, grid, capacity)
+    else:
+        out = {"vessels": vessels(cfg, grid, tumour_centre, rng)}
+        t = cfg.tumour
+        tumour = t.density * capacity * soft_ball(grid, tumour_centre, t.radius)
+        out["S"] = (1.0 - t.persister_fraction - t.resistant_fraction) * tumour
+        out["P"] = t.persister_fraction * tumour
+        out["R"] = t.resistant_fraction * tumour
+        out["F"] = stroma(cfg, grid, capacity, tumour_centre, rng)
+        out["M"] = macrophages(cfg, grid, capacity, out["F"], out["vessels"])
+
+    for name, path in cfg.files.items():
+        key = f"tissue.files.{name}"
+        out[name] = check_values(load_array(path, grid.shape, key), key, path, name)
+
+    total = sum(out[c] for c in CELL_TYPES)
+    over = total > capacity
+    if over.any():
+        scale = np.where(over, capacity / np.where(over, total, 1.0), 1.0)
+        for c in CELL_TYPES:
+            out[c] = out[c] * scale
+        loaded = [c for c in CELL_TYPES if c in cfg.files]
+        if loaded:
+            warnings.warn(f"tissue.files ({', '.join(loaded)}): S+P+R+F+M exceeds the "
+                          f"capacity {capacity:g} cells/voxel in {int(over.sum())} voxels "
+                          f"(max {total.max():g}); cell densities there were scaled down "
+                          "proportionally", stacklevel=2)
+    return out
+

@@ -1,0 +1,110 @@
+"""Tissue from files: arrays of initial values for any field, and label images.
+
+Arrays are ``.npy`` (``numpy.load``) or ``.tif``/``.tiff`` (``tifffile.imread``) with the
+grid's shape; initial values must be finite and >= 0, a vessel map in [0, 1].
+
+Label image (``labels.path``, integer values, the grid's shape; ``labels.mapping`` maps
+label value → role): ``vessel`` sets vessels = 1, ``tumour`` sets S/P/R as the tumour
+generator does (full density), ``caf`` sets F = caf_density · capacity, ``tam`` sets
+M = macrophages.density · capacity, ``background`` leaves the voxel empty. Label 0 is
+background unless mapped; any other unmapped value is background too, with one warning
+listing them.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ...config import CELL_TYPES, TissueConfig
+from ..grid import Grid
+
+ROLES = ("vessel", "tumour", "caf", "tam", "background")
+
+
+def load_array(path: str, shape: tuple, key: str) -> np.ndarray:
+    """Read a ``.npy`` (numpy.load) or ``.tif``/``.tiff`` (tifffile.imread) array.
+
+    ``key`` names the config entry (e.g. ``"tissue.files.oxygen"``) in every error; the
+    array's shape must equal ``shape`` (the grid's).
+    """
+    shape = tuple(int(n) for n in shape)
+    ext = os.path.splitext(str(path))[1].lower()
+    if ext not in (".npy", ".tif", ".tiff"):
+        raise ValueError(f"{key}={path!r}: unsupported file type {ext or '(none)'!r}; "
+                         "allowed are .npy, .tif, .tiff")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{key}={path!r}: no such file")
+    if ext == ".npy":
+        array = np.load(path, allow_pickle=False)
+    else:
+        import tifffile  # only needed when a TIFF is actually given
+
+        array = tifffile.imread(path)
+    array = np.asarray(array)
+    if array.shape != shape:
+        raise ValueError(f"{key}={path!r}: array has shape {array.shape} but the grid "
+                         f"shape is {shape}")
+    return array
+
+
+def check_values(array: np.ndarray, key: str, path: str, name: str) -> np.ndarray:
+    """Initial values must be finite and >= 0; a vessel map must lie in [0, 1]."""
+    if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
+        raise ValueError(f"{key}={path!r}: dtype {array.dtype} is not numeric")
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(f"{key}={path!r}: {int(bad.sum())} values are NaN or infinite; "
+                         "initial values must be finite")
+    if array.min() < 0:
+        raise ValueError(f"{key}={path!r}: {int((array < 0).sum())} values are negative "
+                         f"(min {array.min():g}); initial values must be >= 0")
+    if name == "vessels" and array.max() > 1:
+        raise ValueError(f"{key}={path!r}: vessel map values must lie in [0, 1] "
+                         f"(max {array.max():g})")
+    return array
+
+
+
+def from_labels(cfg: TissueConfig, grid: Grid, capacity: float) -> dict:
+    key = "tissue.labels.path"
+    labels = load_array(cfg.labels.path, grid.shape, key)
+    if labels.dtype == bool:
+        labels = labels.astype(np.int64)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not (np.issubdtype(labels.dtype, np.floating) and np.isfinite(labels).all()
+                and np.array_equal(labels, np.rint(labels))):
+            raise ValueError(f"{key}={cfg.labels.path!r}: a label image holds integer "
+                             f"values, found dtype {labels.dtype} with non-integer values")
+        labels = labels.astype(np.int64)
+    out = {name: np.zeros(grid.shape) for name in ("vessels",) + CELL_TYPES}
+    t = cfg.tumour
+    tumour_level = t.density * capacity
+    fill = {"vessel": {"vessels": 1.0},
+            "tumour": {"S": tumour_level * (1 - t.persister_fraction - t.resistant_fraction),
+                       "P": tumour_level * t.persister_fraction,
+                       "R": tumour_level * t.resistant_fraction},
+            "caf": {"F": cfg.stroma.caf_density * capacity},
+            "tam": {"M": cfg.macrophages.density * capacity},
+            "background": {}}
+    mapped = set()
+    for label, role in cfg.labels.mapping.items():
+        where = f"tissue.labels.mapping.{label}"
+        try:
+            value = int(str(label))
+        except ValueError:
+            raise ValueError(f"{where}={role!r}: keys are integer label values") from None
+        if role not in ROLES:
+            raise ValueError(f"{where}={role!r}: allowed roles are {list(ROLES)}")
+        mapped.add(value)
+        region = labels == value
+        for name, level in fill[role].items():
+            out[name][region] = level
+    unknown = sorted(set(np.unique(labels).tolist()) - mapped - {0})
+    if unknown:
+        warnings.warn(f"{key}={cfg.labels.path!r}: label values {unknown} are not in "
+                      "tissue.labels.mapping; treated as background", stacklevel=3)
+    return out
+

@@ -1,0 +1,208 @@
+"""One figure per experiment (``experiment.png``), from its arm runs."""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .arms import EXPERIMENTS, ArmRun
+from .readouts import (
+    by_arm,
+    near_far,
+    niche_profile_of,
+    paired_near_far_ratio,
+    paired_profile_ratio,
+    schedule_windows,
+    value_at,
+)
+
+COLOURS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
+           "tab:brown", "tab:pink")
+
+
+def short(arm: str, experiment: str = "") -> str:
+    """Axis label of an arm: a combination preset "targeted_kdm5i" reads "+ kdm5i"; where
+    the targeted drug alone is compared with partners (combinations, niche) its preset
+    "continuous" reads "targeted"."""
+    if experiment in ("combinations", "niche"):
+        arm = arm.replace("continuous", "targeted")
+    return "\n".join(p.replace("targeted_", "+ ") for p in arm.split(" + "))
+
+
+def _figure(size):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _positive(a):
+    a = np.asarray(a, dtype=float)
+    return np.where(a > 0, a, np.nan)
+
+
+def _curves(ax, groups: dict[str, list[ArmRun]], quantity, ylabel: str, log: bool = True,
+            label=short):
+    """Each arm's seeds as thin lines and their geometric (log) or arithmetic mean bold."""
+    for k, (arm, runs) in enumerate(groups.items()):
+        colour = COLOURS[k % len(COLOURS)]
+        n = min(len(r.days) for r in runs)
+        ys = np.array([quantity(r)[:n] for r in runs], dtype=float)
+        for y, r in zip(ys, runs):
+            ax.plot(r.days[:n], _positive(y) if log else y, color=colour, lw=0.6, alpha=0.35)
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN columns (a 0 on a log axis)
+            centre = np.exp(np.nanmean(np.log(_positive(ys)), axis=0)) if log else ys.mean(axis=0)
+        ax.plot(runs[0].days[:n], centre, color=colour, lw=1.8,
+                label=f"{label(arm)} (n={len(runs)})".replace("\n", " "))
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("days since treatment start")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _shade_windows(ax, run: ArmRun, colour="tab:green"):
+    for a, b in schedule_windows(run):
+        ax.axvspan(a, b, color=colour, alpha=0.08, lw=0)
+
+
+def _points(ax, groups: dict[str, list[ArmRun]], value, ylabel: str, log: bool = True,
+            label=short):
+    """One column per arm: each seed a dot, the mean a bar outline."""
+    names = list(groups)
+    for k, arm in enumerate(names):
+        vals = np.array([value(r) for r in groups[arm]], dtype=float)
+        colour = COLOURS[k % len(COLOURS)]
+        ax.scatter(np.full(vals.size, k) + np.linspace(-0.12, 0.12, vals.size), vals,
+                   color=colour, s=18, zorder=3)
+        fin = vals[np.isfinite(vals) & ((vals > 0) if log else True)]
+        if fin.size:
+            centre = np.exp(np.log(fin).mean()) if log else fin.mean()
+            ax.hlines(centre, k - 0.3, k + 0.3, color=colour, lw=2)
+    ax.set_xticks(range(len(names)), [label(n) for n in names], fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", which="major", alpha=0.3)
+
+
+def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
+    """The experiment's figure (PNG) from its runs (any number of seeds per arm)."""
+    groups = by_arm(runs)
+    if not groups:
+        raise ValueError("runs=[]: nothing to plot")
+    title = {"schedules": "Dosing schedules", "combinations": "Combinations with the targeted drug",
+             "niche": "The CAF/TAM niche", "persister_origin":
+             "Pre-existing vs drug-induced persisters through a drug holiday"}[experiment]
+    first = next(iter(groups.values()))[0]
+
+    def lab(arm):
+        return short(arm, experiment)
+
+    if experiment == "schedules":
+        fig = _figure((13, 3.8))
+        axes = fig.subplots(1, 4)
+        _curves(axes[0], groups, lambda r: r.observables["burden"] / r.baseline,
+                "burden / baseline", label=lab)
+        axes[0].axhline(1.2, color="grey", ls="--", lw=0.8)
+        for ax in axes[:3]:
+            ax.axvline(0.0, color="grey", ls=":", lw=0.8)      # treatment start
+        _curves(axes[1], groups, lambda r: r.observables["P"], "persisters P (cells)", label=lab)
+        _curves(axes[2], groups, lambda r: r.observables["R"], "resistant R (cells)", label=lab)
+        _points(axes[3], groups, lambda r: r.summary.get("time_to_progression_days", math.nan),
+                "time to progression (days)", log=False, label=lab)
+        end = float(first.days[-1])
+        axes[3].axhline(end, color="grey", ls=":", lw=0.8)
+        axes[3].text(0.02, end, "end of run (never progressed: not drawn)", fontsize=7,
+                     va="bottom", transform=axes[3].get_yaxis_transform())
+        axes[0].legend(fontsize=7)
+    elif experiment == "combinations":
+        fig = _figure((13, 3.8))
+        axes = fig.subplots(1, 3)
+        _curves(axes[0], groups, lambda r: r.observables["P"], "persisters P (cells)", label=lab)
+        _points(axes[1], groups, lambda r: value_at(r, "P", r.days[-1]) / r.baseline,
+                f"P / baseline burden at day {first.days[-1]:g}", label=lab)
+        control = groups.get("continuous")
+        if control:
+            ctrl = {r.seed: r for r in control}
+            names = [a for a in groups if a != "continuous"]
+            width = 0.38
+            for j, label in enumerate(("within niche_distance of a niche", "farther")):
+                cut = [[100.0 * (1.0 - paired_near_far_ratio(r, ctrl[r.seed])[j])
+                        for r in groups[a] if r.seed in ctrl] for a in names]
+                axes[2].bar(np.arange(len(names)) + (j - 0.5) * width,
+                            [np.mean(c) if c else np.nan for c in cut], width, label=label,
+                            color=("tab:red", "tab:grey")[j])
+            axes[2].set_xticks(range(len(names)), [lab(n) for n in names])
+            axes[2].set_yscale("log")
+            axes[2].set_ylabel(f"persisters removed vs targeted alone (%), day {first.days[-1]:g}")
+            axes[2].set_ylim(top=1000.0)      # room for the legend above the 100 % bars
+            axes[2].legend(fontsize=7, title="tumour voxels", title_fontsize=7,
+                           loc="upper center")
+            axes[2].grid(True, axis="y", which="both", alpha=0.3)
+        axes[0].legend(fontsize=7)
+    elif experiment == "niche":
+        fig = _figure((16, 3.8))
+        axes = fig.subplots(1, 4)
+        _curves(axes[0], groups, lambda r: r.observables["P"] / r.baseline,
+                "P / baseline burden", label=lab)
+        _points(axes[1], groups, lambda r: value_at(r, "P", r.days[-1]) / r.baseline,
+                f"P / baseline burden at day {first.days[-1]:g}", label=lab)
+        edges = np.array([0.0, 20.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0])
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        for k, (arm, rs) in enumerate(groups.items()):
+            colour, label = COLOURS[k % len(COLOURS)], lab(arm).replace("\n", " ")
+            profiles = np.array([niche_profile_of(r, edges) for r in rs])
+            if np.isfinite(profiles).any():
+                with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)    # all-NaN bins
+                    axes[2].plot(centres, np.nanmean(profiles, axis=0), "o-", color=colour,
+                                 label=label)
+            else:   # no niche: the whole tumour bed's mean, for reference
+                axes[2].axhline(np.mean([near_far(r)[1] for r in rs]), color=colour, ls="--",
+                                lw=1.2, label=f"{label} (no niche: bed mean)")
+        axes[2].set_ylabel(f"mean P density at day {first.days[-1]:g} (cells/voxel)")
+        control, treated = groups.get("section + continuous"), groups.get("section + targeted_meti")
+        if control and treated:
+            ctrl = {r.seed: r for r in control}
+            ratios = np.array([paired_profile_ratio(r, ctrl[r.seed], edges) for r in treated
+                               if r.seed in ctrl])
+            for ratio in ratios:
+                axes[3].plot(centres, ratio, color="tab:blue", lw=0.6, alpha=0.4)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)    # all-NaN bins
+                axes[3].plot(centres, np.nanmean(ratios, axis=0), "o-", color="tab:blue",
+                             label="section: P with / without MET inhibitor")
+            axes[3].axhline(1.0, color="black", lw=0.8)
+            axes[3].set_ylabel(f"P ratio at day {first.days[-1]:g}, voxel by voxel")
+            axes[3].legend(fontsize=7)
+        for ax in axes[2:]:
+            ax.axvline(first.niche_distance, color="grey", ls="--", lw=0.8)
+            ax.set_xlabel("distance to the nearest CAF/TAM niche voxel (µm)")
+            ax.grid(True, alpha=0.3)
+        axes[2].legend(fontsize=7)
+        axes[0].legend(fontsize=7)
+    elif experiment == "persister_origin":
+        fig = _figure((13, 3.8))
+        axes = fig.subplots(1, 3)
+        _curves(axes[0], groups, lambda r: r.observables["P"], "persisters P (cells)", label=lab)
+        _curves(axes[1], groups, lambda r: r.observables["S"], "sensitive S (cells)", label=lab)
+        _curves(axes[2], groups, lambda r: r.observables["P"] / (r.observables["S"]
+                                                                  + r.observables["P"]),
+                "P / (S + P)", label=lab)
+        for ax in axes:
+            _shade_windows(ax, first)
+        axes[0].legend(fontsize=7)
+    else:
+        raise ValueError(f"experiment={experiment!r}: known experiments are {list(EXPERIMENTS)}")
+    fig.suptitle(f"{title} — {len(runs)} runs; seeds {sorted({r.seed for r in runs})}",
+                 fontsize=10)
+    png = Path(png)
+    fig.savefig(png, dpi=110)
+    return png

@@ -1,0 +1,17 @@
+"""Units shared by every layer: time conversions, and the units of the end-of-run summary.
+
+Internally time is in minutes; configs give days and hours, outputs report days.
+"""
+MINUTES_PER_DAY = 1440.0
+MINUTES_PER_HOUR = 60.0
+
+#: the end-of-run summary's keys and their units (``cumulative_on_days_<drug>``, one per
+#: drug, comes on top, in days); ``objective.metric`` names one of them
+SUMMARY_UNITS = {
+    "treatment_start_day": "days", "baseline_burden": "cells", "progression_threshold": "cells",
+    "time_to_progression_days": "days", "nadir": "cells", "nadir_day": "days",
+    "nadir_fraction": "of baseline", "mrd_reached": "1 = yes", "final_burden": "cells",
+    "final_fraction": "of baseline", "final_resistant_fraction": "of burden",
+    "final_persister_fraction": "of burden", "final_P": "cells", "final_R": "cells",
+    "mean_niche_index": "P near / P far",
+}
