@@ -114,6 +114,10 @@ class KernelLibrary:
     conversions and ``_call(name, n, converted_args)``.
     """
 
+    #: a :class:`~spatialdtp.numerics.counters.Counters` that counts every launch (set by
+    #: the ops that use this library)
+    counters = None
+
     def __init__(self, dtype, source: str):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -145,6 +149,8 @@ class KernelLibrary:
                 converted.append(self._real(float(value)))
         n = int(args[0])
         if n > 0:
+            if self.counters is not None:
+                self.counters.launch(name)
             self._call(name, n, converted)
 
     def _checked(self, kernel, p: Param, value):

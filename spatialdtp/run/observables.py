@@ -95,7 +95,8 @@ class Observer:
         (``TUMOUR_FLOOR`` × the current peak of S+P+R) that makes a voxel tumour."""
         xp = self.xp
         niche = (state["F"] + state["M"]) >= self.run_cfg.niche_threshold
-        peak = float(xp.max(state["S"] + state["P"] + state["R"]))
+        peak = float(self.ops.read(xp.max(state["S"] + state["P"] + state["R"]),
+                                   "niche: tumour peak"))
         return self.dilate(niche, xp), TUMOUR_FLOOR * peak
 
     def sums_reference(self, state, near, tumour_floor):
