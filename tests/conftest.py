@@ -7,6 +7,7 @@ duration of a ``gpu`` test (or one asking for the ``double`` fixture), so every 
 sees a machine without a GPU, as before. A ``gpu`` test fails if the double recorded an
 error it could not raise in place (memory freed under a pending copy).
 """
+import contextlib
 import functools
 import os
 import sys
@@ -28,16 +29,38 @@ def _real_gpu() -> bool:
         return False
 
 
+def _cupy_modules() -> list:
+    return [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]
+
+
 REAL_GPU = _real_gpu()
+#: an installed CuPy without a GPU, set aside for its NVRTC (see real_cupy_modules)
+REAL_CUPY_MODULES = {}
 if not REAL_GPU:
-    # a real CuPy without a GPU may have been imported above: the double replaces it
-    for _name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
-        del sys.modules[_name]
+    REAL_CUPY_MODULES = {m: sys.modules.pop(m) for m in _cupy_modules()}
     sys.path.insert(0, str(DOUBLE_DIR))
     import cupy as _double_cupy  # noqa: E402
     DOUBLE = _double_cupy._double
+    DOUBLE.disable()            # SPATIALDTP_CUPY_DOUBLE=1 is for subprocesses; here per test
 else:
     DOUBLE = None
+
+
+@contextlib.contextmanager
+def real_cupy_modules():
+    """Within the block ``cupy`` is the installed CuPy (if any), not the double: CuPy's
+    NVRTC bindings (``cupy_backends``) look up ``cupy._environment`` when they load."""
+    if REAL_GPU:
+        yield
+        return
+    double = {m: sys.modules.pop(m) for m in _cupy_modules()}
+    sys.modules.update(REAL_CUPY_MODULES)
+    try:
+        yield
+    finally:
+        for m in _cupy_modules():
+            del sys.modules[m]
+        sys.modules.update(double)
 
 
 def gpu_env(**extra) -> dict:
@@ -70,6 +93,13 @@ def gpu_unavailable_reason():
 
 
 def pytest_collection_modifyitems(config, items):
+    # longer validation (``slow``) runs only where asked for: -m slow (or an expression
+    # naming it)
+    if "slow" not in (config.getoption("markexpr") or ""):
+        skip_slow = pytest.mark.skip(reason="slow validation: run it with -m slow")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return
@@ -93,6 +123,7 @@ def _device_double_for_gpu_tests(request):
     try:
         yield
     finally:
+        DOUBLE.drain()
         DOUBLE.disable()
         errors = DOUBLE.errors[seen:]
         del DOUBLE.errors[seen:]

@@ -28,7 +28,8 @@ INSTALL_HINT = ("install the GPU extra: pip install 'spatialdtp[gpu]' (CuPy for 
                 "pip install 'spatialdtp[gpu13]' (cupy-cuda13x) for CUDA 13; it needs an "
                 "NVIDIA GPU and driver")
 
-_THREADS = 256
+_THREADS = 256          # threads per block
+_BLOCKS_PER_SM = 32     # the grid's cap: enough blocks in flight; kernels stride beyond it
 
 
 def import_cupy():
@@ -110,7 +111,7 @@ class CupyKernelLibrary(KernelLibrary):
         return a
 
     def _call(self, name, n, args):
-        blocks = min((n + _THREADS - 1) // _THREADS, 32 * self.sms)
+        blocks = min((n + _THREADS - 1) // _THREADS, _BLOCKS_PER_SM * self.sms)
         self.function(name)((blocks,), (_THREADS,), tuple(args))
 
 

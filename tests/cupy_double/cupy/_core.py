@@ -164,7 +164,7 @@ def device_call(what, fn, args=(), kwargs=None, *, writes=(), host_ok=False, syn
         else:
             res = _wrap(r, stream, fresh)
         if fresh or wmems:
-            DEVICE.counters["array_launches"] += 1
+            DEVICE.count_launch(what)
         return res
 
 

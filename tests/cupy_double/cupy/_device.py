@@ -331,6 +331,7 @@ class DeviceDouble:
         self.counters = collections.Counter({k: 0 for k in COUNTERS})
         self.kernel_counts = collections.Counter()
         self.sync_sites = collections.Counter()
+        self.array_ops = collections.Counter()     # with trace: launches by operation and site
         self.trace_syncs = False
         self.errors = []
         self.host_clock = {}
@@ -358,6 +359,7 @@ class DeviceDouble:
             self.counters[k] = 0
         self.kernel_counts.clear()
         self.sync_sites.clear()
+        self.array_ops.clear()
 
     def snapshot(self) -> dict:
         return dict(self.counters)
@@ -365,12 +367,12 @@ class DeviceDouble:
     def count_sync(self, what):
         self.counters["host_syncs"] += 1
         if self.trace_syncs:
-            frames = [f for f in traceback.extract_stack()[:-2]
-                      if "/cupy_double/" not in f.filename]
-            site = frames[-1] if frames else None
-            key = f"{what} at {os.path.basename(site.filename)}:{site.lineno} ({site.name})" \
-                if site else what
-            self.sync_sites[key] += 1
+            self.sync_sites[_site(what)] += 1
+
+    def count_launch(self, what):
+        self.counters["array_launches"] += 1
+        if self.trace_syncs:
+            self.array_ops[_site(what)] += 1
 
     # streams --------------------------------------------------------------------
     def current_stream(self) -> Stream:
@@ -387,6 +389,17 @@ class DeviceDouble:
 
     def _set_current(self, stream):
         self._local.stack = [stream]
+
+    def drain(self):
+        """Run every queued copy (a test's end: nothing may leak into the next test)."""
+        with self.lock:
+            for s in list(STREAMS):
+                while s.pending:
+                    try:
+                        s._flush()
+                    except UseAfterFreeError as err:
+                        if err not in self.errors:
+                            self.errors.append(err)
 
     def new_stream(self, stream):
         if not stream.non_blocking:
@@ -450,6 +463,14 @@ class DeviceDouble:
         for m in mems:
             m.deferred += 1
         stream.pending.append((seq, run, [weakref.ref(m) for m in mems]))
+
+
+def _site(what):
+    """``what at file:line (function)`` of the first caller outside the double."""
+    frames = [f for f in traceback.extract_stack()[:-2] if "/cupy_double/" not in f.filename]
+    site = frames[-1] if frames else None
+    return f"{what} at {os.path.basename(site.filename)}:{site.lineno} ({site.name})" \
+        if site else what
 
 
 def _stream_name(sid):
