@@ -85,8 +85,10 @@ export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 if ! "$PY" -c "import hydra, omegaconf" 2>/dev/null; then
   if ls .whl/*.whl >/dev/null 2>&1; then
     SITE=$(mktemp -d /tmp/spatialdtp-site.XXXX)
-    step "install hydra-core from .whl" 120 "$PY" -m pip install -q --no-index --find-links .whl \
-      --target "$SITE" hydra-core
+    # --no-deps: with --target pip would look for packaging and PyYAML among the wheels
+    # too; the device has them
+    step "install hydra-core from .whl" 120 "$PY" -m pip install -q --no-index --no-deps \
+      --no-compile --no-cache-dir --target "$SITE" .whl/*.whl
     export PYTHONPATH=$SITE:$PYTHONPATH
   else
     log "== hydra-core is missing and .whl/ holds no wheels: copy ../shared/device-wheels/*.whl" \

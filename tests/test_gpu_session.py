@@ -9,10 +9,23 @@ import pytest
 
 from conftest import DOUBLE, ROOT, gpu_env
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(DOUBLE is None, reason="on a GPU, run the session itself")]
 
 
+def test_the_session_measures_the_gpu_plan_the_issue_names():
+    """Device copy bandwidth (every suite run), 128³ and 256³ bench_tissue3d, the 1024²
+    section, substrate-only, on cupy and cupy-arrays (tiny sizes cannot show this)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_session import session_plan
+
+    plan = session_plan(170.0)
+    assert plan.coupled == [("section2d", [(1024, 1024)]),
+                            ("tissue3d", [(128, 128, 128), (256, 256, 256)])]
+    assert plan.substrate_shape == (100, 100, 100) and plan.scaling2d == []
+    assert set(plan.max_step_s) == {"cupy", "cupy-arrays"} and plan.mode == "full"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(DOUBLE is None, reason="on a GPU, run the session itself")
 def test_the_gpu_session_runs_every_step_and_writes_at_most_8_files(tmp_path):
     out = tmp_path / "out"
     env = gpu_env(OUT=str(out), SESSION_SIZE="tiny", PYTHON=sys.executable)
