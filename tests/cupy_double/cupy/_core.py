@@ -275,24 +275,6 @@ class ndarray:
     def tolist(self):
         return self.get().tolist()
 
-    def __float__(self):
-        return float(self.get())
-
-    def __int__(self):
-        return int(self.get())
-
-    def __complex__(self):
-        return complex(self.get())
-
-    def __bool__(self):
-        return bool(self.get())
-
-    def __repr__(self):
-        return repr(self.get())
-
-    def __str__(self):
-        return str(self.get())
-
     def __format__(self, spec):
         return format(self.get(), spec)
 
@@ -425,6 +407,12 @@ for _op, _uf in {"add": np.add, "sub": np.subtract, "mul": np.multiply,
 for _op, _uf in {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
                  "gt": np.greater, "ge": np.greater_equal}.items():
     setattr(ndarray, f"__{_op}__", _binary(_uf))
+
+
+# conversions through the host, as CuPy's: each waits for the device (get())
+for _name, _convert in {"__float__": float, "__int__": int, "__complex__": complex,
+                        "__bool__": bool, "__repr__": repr, "__str__": str}.items():
+    setattr(ndarray, _name, lambda self, convert=_convert: convert(self.get()))
 
 
 def _unary(np_ufunc):
