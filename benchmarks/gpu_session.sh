@@ -19,7 +19,8 @@
 #   summary.md: every step's status and time, and what to do with the results.
 #
 # SESSION_SIZE=tiny runs the same steps at tiny sizes (CI runs it so on the CuPy device
-# double: tests/test_gpu_session.py). PYTHON picks the interpreter (default python3).
+# double: tests/test_gpu_session.py). PYTHON picks the interpreter (default python3);
+# SESSION_SECONDS (default 530) is the whole session's time, each step cut to what is left.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
