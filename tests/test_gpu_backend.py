@@ -118,7 +118,6 @@ def test_kernels_that_do_not_compile_make_cupy_unavailable_and_auto_falls_back(m
                                                                               caplog):
     import logging
 
-    from spatialdtp import backends
     from spatialdtp.backends import BackendUnavailable
 
     good = cupy_backend.module_source

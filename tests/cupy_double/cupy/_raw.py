@@ -331,8 +331,8 @@ class RawKernel:
 def _packed(arg, param, label):
     """(struct format, value, memory) of one argument, as CuPy packs it, checked against
     the kernel's parameter (kind, size, pointee kind, pointee size, const)."""
-    kind, size, pkind, psize, _const = (chr(param[0]), param[1], chr(param[2]) if param[2]
-                                        else "", param[3], param[4])
+    kind, size, psize = chr(param[0]), param[1], param[3]
+    pkind = chr(param[2]) if param[2] else ""
     want = f"{_C_TYPE.get((pkind, psize), 'void')}*" if kind == "p" \
         else _C_TYPE.get((kind, size), "?")
     # ---- CuPy's packing (cupy/cuda/function.pyx: _pointer; _scalar.pyx: CScalar)
