@@ -302,7 +302,7 @@ def _kernels(sim, dt, copy_bw):
            lambda: ops.react_cells(st, sim.kinetics, sim.cfg.treatment, tau),
            traffic.reaction_bytes(n, item, len(sim.layout.substrates)))
     chi = sim.cfg.cells.macrophage.chemotaxis
-    record("transport (move_cells)", lambda: ops.move_cells(st, sim.motilities, chi, tau),
+    record("transport (move_cells)", lambda: ops.move_cells(st, sim.motilities, chi, tau, sim.capacity),
            traffic.transport_bytes(n, item, _substeps(sim, tau), chi > 0))
     sub = sim.substrates[0]
     level = sim.treatment.plasma().get(sub.name, sub.cfg.blood) if sub.is_drug else sub.cfg.blood

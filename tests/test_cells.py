@@ -23,6 +23,7 @@ def cfg_fast():
     c.persister.growth, c.persister.kill = 2e-4, 5e-4
     c.switching.alpha0, c.switching.alpha_drug = 1e-4, 1e-3
     c.switching.rho0, c.switching.mu = 5e-4, 2e-4
+    c.fibroblast.growth, c.fibroblast.death = 3e-4, 1e-4     # CAF turnover, off by default
     return c
 
 
@@ -39,13 +40,15 @@ def reference_rhs(c: CellsConfig, e: Environment, cap: float):
         S, P, R, F, M = y
         free = max(0.0, 1 - (S + P + R + F + M) / cap)
         ns = g * free if c.kill_model == "norton_simon" else 1.0
-        dS = (c.sensitive.growth * g * free * S - c.sensitive.kill * E * ns * S
+        dS = (c.sensitive.growth * g * free * S
+              - c.sensitive.kill * E * ns * (1 - sw.theta_sensitive * H) * S
               - c.sensitive.death * S - dth * S - alpha * S + rho * P)
         dP = (c.persister.growth * g * free * P - c.persister.kill * E * ns * (1 - sw.theta * H) * P
               - pk * P - c.persister.death * P - dth * P + alpha * S - rho * P - sw.mu * E * P)
         dR = (c.sensitive.growth * (1 - c.resistant.fitness_cost) * g * free * R
               - c.resistant.kill * E * ns * R - c.resistant.death * R - dth * R + sw.mu * E * P)
-        dF = c.fibroblast.growth * free * F - c.fibroblast.death * F
+        K_F = c.fibroblast.carrying_density * cap
+        dF = c.fibroblast.growth * max(0.0, 1 - F / K_F) * F - c.fibroblast.death * F
         dM = rec * free - c.macrophage.death * M
         return [dS, dP, dR, dF, dM]
     return rhs
@@ -113,6 +116,8 @@ def test_without_drug_persisters_relax_to_alpha_over_alpha_plus_rho():
 
 def test_environment_gates_by_hand():
     c = CellsConfig()
+    c.switching.hgf_k = 20.0
+    c.macrophage.baseline_recruitment, c.macrophage.recruitment = 2e-4, 1e-3
     kin = CellKinetics(c, CAP, np.array([1.0, 1.0, 1.0]))
 
     class NoDrug:
@@ -128,7 +133,8 @@ def test_environment_gates_by_hand():
     # necrosis 5 → 2.5 mmHg at 1/360 per min, starvation below 0.05 mM
     np.testing.assert_allclose(e.env_death, [1 / 360, 0.0, (0.04 / 0.05) / 360])
     np.testing.assert_allclose(e.met_signal, [0.5, 0.0, 0.75])
-    np.testing.assert_allclose(e.recruitment, [0.0, 1e-3 * 0.5, 1e-3 * 0.75])
+    # TAM influx at vessel voxels: baseline ψ0 plus ψ q/(q + 1 nM)
+    np.testing.assert_allclose(e.recruitment, [2e-4, 2e-4 + 1e-3 * 0.5, 2e-4 + 1e-3 * 0.75])
 
 
 def test_norton_simon_spares_quiescent_cells():

@@ -29,7 +29,6 @@ from .arms import (
            load_sweep,
            preset_path,
            sweep_params,
-           tumour_bed,
 )
 from .figures import plot_experiment
 from .readouts import (
@@ -45,10 +44,11 @@ from .readouts import (
            readouts,
            schedule_windows,
            value_at,
+           zone_means,
 )
 
 __all__ = ["ArmRun", "EXPERIMENTS", "arm_keys", "arm_label", "arms", "by_arm",
            "holiday_readouts", "load_sweep", "near_far", "niche_contrast",
            "niche_distance_map", "niche_profile_of", "paired_near_far_ratio",
            "paired_profile_ratio", "plot_experiment", "preset_path", "readout_table",
-           "readouts", "schedule_windows", "sweep_params", "tumour_bed", "value_at"]
+           "readouts", "schedule_windows", "sweep_params", "value_at", "zone_means"]
