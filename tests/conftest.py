@@ -1,4 +1,5 @@
-"""Shared test set-up: tests marked ``gpu`` skip, with the reason, where CuPy has no GPU."""
+"""Shared test set-up: tests marked ``gpu`` skip, with the reason, where CuPy has no GPU;
+tests marked ``slow`` run only under ``pytest -m slow``."""
 import functools
 
 import pytest
@@ -17,6 +18,12 @@ def gpu_unavailable_reason():
 
 
 def pytest_collection_modifyitems(config, items):
+    # longer validation runs only when asked for (pytest -m slow), keeping CI fast
+    if "slow" not in (config.option.markexpr or ""):
+        skip_slow = pytest.mark.skip(reason="longer validation: run with pytest -m slow")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return

@@ -255,3 +255,24 @@ def test_a_new_simulation_never_appends_to_another_runs_file(tmp_path):
     sim.run_until(days=0.5, path=path, progress=False)       # continuing its own file is fine
     with h5py.File(path) as f:
         assert f["time"][-1] == pytest.approx(720.0)
+
+
+@pytest.mark.slow
+def test_untreated_default_tissue_keeps_its_stroma_and_its_tumour_for_30_days():
+    """The default section (96×96, 500-µm nest) without drug: quiescent CAFs stay exactly
+    put; TAMs, recruited at the baseline rate calibrated to the seeded density, stay within
+    5 % of their start (the steady state of test_cells.py's vessel-voxel balance, summed
+    over the tissue); the tumour, seeded at its oxygen-limited density, stays within 10 %
+    and grows over the last two weeks. (The fast rules behind it: test_cells.py's
+    homeostasis tests.)"""
+    cfg = load_config(["treatment=none", "run.dt=30", "run.progress=false", "run.plot=false",
+                       "backend=numpy"])
+    sim = Simulation(cfg)
+    sim.run_until(days=30.0)
+    o = sim.observables()
+    days = o["time"] / 1440.0
+    assert np.all(o["F"] == o["F"][0])
+    assert np.max(np.abs(o["M"] / o["M"][0] - 1)) < 0.05
+    burden = o["burden"] / o["burden"][0]
+    assert burden.min() > 0.9
+    assert burden[-1] > burden[np.searchsorted(days, 16.0)]

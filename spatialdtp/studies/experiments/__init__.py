@@ -30,6 +30,7 @@ from .arms import (
            preset_path,
            sweep_params,
 )
+from .estimate import two_zone_estimate, zone_environments
 from .figures import plot_experiment
 from .readouts import (
            by_arm,
@@ -51,4 +52,5 @@ __all__ = ["ArmRun", "EXPERIMENTS", "arm_keys", "arm_label", "arms", "by_arm",
            "holiday_readouts", "load_sweep", "near_far", "niche_contrast",
            "niche_distance_map", "niche_profile_of", "paired_near_far_ratio",
            "paired_profile_ratio", "plot_experiment", "preset_path", "readout_table",
-           "readouts", "schedule_windows", "sweep_params", "value_at", "zone_means"]
+           "readouts", "schedule_windows", "sweep_params", "two_zone_estimate", "value_at",
+           "zone_environments", "zone_means"]

@@ -25,9 +25,9 @@ from ...units import MINUTES_PER_DAY
 
 EXPERIMENTS = ("schedules", "combinations", "niche", "persister_origin")
 CELL_FIELDS = ("S", "P", "R", "F", "M")
-#: the last frame's fields an arm run keeps: the cells, and oxygen and free HGF (to show
-#: what a partner drug did, or did not, change)
-FRAME_FIELDS = CELL_FIELDS + ("oxygen", "hgf")
+#: the last frame's fields an arm run keeps: the cells and the substrates (to show what a
+#: partner drug did, or did not, change, and for the two-zone estimate); the drugs too
+FRAME_FIELDS = CELL_FIELDS + ("oxygen", "glucose", "hgf", "chemokine")
 
 
 # --------------------------------------------------------------------------- the arms
@@ -82,9 +82,10 @@ class ArmRun:
     seed: int
     days: np.ndarray                       # days since treatment start, one per step
     observables: dict[str, np.ndarray]     # per step (cells, fractions, µM)
-    fields: dict[str, np.ndarray]          # last frame: FRAME_FIELDS (cells/voxel, mmHg, ng/mL)
+    fields: dict[str, np.ndarray]          # last frame: FRAME_FIELDS and the drugs
     tumour_start: np.ndarray               # S + P + R at treatment start (cells/voxel)
     geometry: niche.NicheGeometry          # the niche measure's settings of the run
+    cfg: object = None                     # the run's SpatialDTPConfig
     summary: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -118,34 +119,33 @@ class ArmRun:
                              f"({start / MINUTES_PER_DAY:g} d)")
         return cls(arm=arm, seed=int(sim.cfg.seed),
                    days=(obs["time"] - start) / MINUTES_PER_DAY, observables=obs,
-                   fields={c: sim.field(c) for c in FRAME_FIELDS},
+                   fields={c: sim.field(c) for c in FRAME_FIELDS + sim.drugs},
                    tumour_start=sim.backend.to_host(ref.T0).astype(np.float64),
-                   geometry=sim.observer.geometry, summary=sim.summary())
+                   geometry=sim.observer.geometry, cfg=sim.cfg, summary=sim.summary())
 
     @classmethod
     def from_run_file(cls, path, arm: str = "") -> "ArmRun":
         """From a run file. The tumour at treatment start is its ``/static/tumour_start``
         map; a file written before that map existed falls back to its first frame."""
-        from ...config import RunConfig
+        from ...config import from_dict
         from ...run.runfile import read_run
 
         run = read_run(path)
-        cfg = run.config_dict()
+        cfg = from_dict(run.config_dict())
         obs = run.read_observables()
         start = float(run.summary.get("treatment_start_day", 0.0) or 0.0)
+        names = FRAME_FIELDS + tuple(cfg.treatment.drugs)
         with run:
-            fields = {c: np.asarray(run.frame(c, -1), dtype=np.float64) for c in FRAME_FIELDS}
+            fields = {c: np.asarray(run.frame(c, -1), dtype=np.float64) for c in names}
             if "tumour_start" in run.static:
                 T0 = np.asarray(run.static_map("tumour_start"), dtype=np.float64)
             else:
                 T0 = sum(np.asarray(run.frame(c, 0), dtype=np.float64) for c in ("S", "P", "R"))
-        known = {f for f in RunConfig.__dataclass_fields__}
-        run_cfg = RunConfig(**{k: v for k, v in cfg["run"].items() if k in known})
-        geometry = niche.NicheGeometry.of(run_cfg, float(run.attrs["capacity"]),
+        geometry = niche.NicheGeometry.of(cfg.run, float(run.attrs["capacity"]),
                                           float(run.attrs["dx"]))
-        return cls(arm=arm, seed=int(cfg.get("seed", 0)),
+        return cls(arm=arm, seed=int(cfg.seed),
                    days=obs["time"] / MINUTES_PER_DAY - start, observables=obs, fields=fields,
-                   tumour_start=T0, geometry=geometry, summary=dict(run.summary))
+                   tumour_start=T0, geometry=geometry, cfg=cfg, summary=dict(run.summary))
 
 
 # --------------------------------------------------------------------------- sweeps
