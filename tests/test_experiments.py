@@ -2,11 +2,13 @@
 
 Each test composes the arms of a preset in ``conf/experiment/`` (through
 :func:`spatialdtp.experiments.arms`, i.e. ``api.load_config``) on a 32×32 section
-(0.64 mm, a 200-µm tumour nest) with 2-hour steps (P and R within 1 % of 30-min steps
-at day 14), runs them for two to five weeks and checks the result the README reports for
-the full-size sweeps (64×64, seeds 0–2). The seed here (7) is not one of the sweeps'
-seeds. Runs shared between tests (the targeted drug alone on the same section) are
-computed once. Each assertion was checked to fail with the compared arms swapped.
+(0.64 mm, a 200-µm tumour nest; 40×40 with a 300-µm nest and three CAF clusters where the
+niche contrast needs tumour both near and far from niches) with 2-hour steps, runs them for
+two to five weeks and checks the result the README reports for the full-size sweeps. The
+seed here (7) is not one of the sweeps' seeds. Runs shared between tests (the targeted drug
+alone on the same section) are computed once. Each assertion states the rule it follows
+from; each was checked to fail with the compared arms swapped (and the niche test with the
+HGF–MET signal removed from the model).
 """
 from __future__ import annotations
 

@@ -137,12 +137,14 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
                 cut = [[100.0 * (1.0 - paired_near_far_ratio(r, ctrl[r.seed])[j])
                         for r in groups[a] if r.seed in ctrl] for a in names]
                 axes[2].bar(np.arange(len(names)) + (j - 0.5) * width,
-                            [np.mean(c) if c else np.nan for c in cut], width, label=label,
+                            [np.nanmean(c) if np.isfinite(c).any() else np.nan for c in cut],
+                            width, label=label,
                             color=("tab:red", "tab:grey")[j])
             axes[2].set_xticks(range(len(names)), [lab(n) for n in names])
             axes[2].set_yscale("log")
             axes[2].set_ylabel(f"persisters removed vs targeted alone (%), day {first.days[-1]:g}")
-            axes[2].set_ylim(top=1000.0)      # room for the legend above the 100 % bars
+            # room for the legend above the 100 % bars; down to 0.3 % for small cuts
+            axes[2].set_ylim(0.3, 1000.0)
             axes[2].legend(fontsize=7, title="tumour voxels", title_fontsize=7,
                            loc="upper center")
             axes[2].grid(True, axis="y", which="both", alpha=0.3)
