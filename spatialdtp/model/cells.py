@@ -26,7 +26,8 @@ rate ψ0 plus the rate the persister chemokine q adds, and die at d_M.
     α = (α0 + α_E E (1 + β_H H)(1 + β_hyp hyp)) (1 − E_epi)         entry into the DTP state
     ρ = ρ0 (1 − E)                                                  reversion when drug is gone
 
-Everything here is pointwise; how it is integrated in time is :mod:`spatialdtp.numerics.cell_kinetics`.
+Everything here is pointwise; how it is integrated in time is
+:mod:`spatialdtp.numerics.cell_kinetics`.
 """
 from __future__ import annotations
 

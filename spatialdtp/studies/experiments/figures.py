@@ -133,7 +133,8 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
             ctrl = {r.seed: r for r in control}
             names = [a for a in groups if a != "continuous"]
             width = 0.38
-            for j, label in enumerate(("within niche_distance of a niche", "beyond niche_far_distance")):
+            zones = ("within niche_distance of a niche", "beyond niche_far_distance")
+            for j, label in enumerate(zones):
                 cut = [[100.0 * (1.0 - paired_near_far_ratio(r, ctrl[r.seed])[j])
                         for r in groups[a] if r.seed in ctrl] for a in names]
                 axes[2].bar(np.arange(len(names)) + (j - 0.5) * width,
