@@ -5,7 +5,8 @@ everywhere else on the CuPy device double of ``tests/cupy_double`` (imported as 
 in this process; see its package docstring). The double's device is enabled only for the
 duration of a ``gpu`` test (or one asking for the ``double`` fixture), so every other test
 sees a machine without a GPU, as before. A ``gpu`` test fails if the double recorded an
-error it could not raise in place (memory freed under a pending copy).
+error it could not raise in place (memory freed under a pending copy). Tests marked
+``slow`` run only under ``pytest -m slow``.
 """
 import contextlib
 import functools

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..config import CELL_TYPES
-from ..numerics.transport import substeps
+from ..numerics.transport import others_total, substeps
 
 
 def _grid3(state):
@@ -26,15 +26,16 @@ def max_face_speed(ops, q, chi: float, dx: float, dims) -> float:
     return float(real(chi) * real(float(xp.max(partial))) / real(dx))
 
 
-def move_cells(ops, state, motilities, chi, tau):
+def move_cells(ops, state, motilities, chi, tau, capacity):
     """Advance every cell plane of ``state`` by ``tau`` minutes in place, as
     :func:`spatialdtp.numerics.transport.move_state`: the same sub-step counts, each sub-step one
     kernel pass from one buffer to the other, the last one writing the state's plane with
-    the clamp to >= 0 fused in."""
+    the clamp to >= 0 fused in. The other cell types' total, which sets the room a voxel
+    offers, is summed once per moving cell type, in the reference's order."""
     xp, n = ops.xp, state.grid.size
     dims = _grid3(state)
     dx, ndim = float(state.grid.dx), state.grid.ndim
-    chi, tau = float(chi), float(tau)
+    chi, tau, capacity = float(chi), float(tau), float(capacity)
     q = state["chemokine"]
     drift_of = len(CELL_TYPES) - 1                 # M, the last cell type
     v_max = max_face_speed(ops, q, chi, dx, dims) if chi > 0 else 0.0
@@ -54,6 +55,7 @@ def move_cells(ops, state, motilities, chi, tau):
             buffers = ops.cached(("transport_buffers", state.grid.shape), lambda: (
                 xp.empty(state.grid.shape, ops.dtype), xp.empty(state.grid.shape, ops.dtype)))
         a, b = buffers
+        others = xp.ascontiguousarray(others_total([state[c] for c in CELL_TYPES], i, xp))
         src = plane
         if m == 1:                             # the one sub-step must not write its input
             xp.copyto(a, plane)
@@ -61,6 +63,6 @@ def move_cells(ops, state, motilities, chi, tau):
         for k in range(m):
             last = k == m - 1
             dst = plane if last else (a if src is not a else b)
-            ops.lib.launch("transport_substep", n, *dims, src, q if drift else None, dst,
-                           -D, chi, dx, h, 1 if last else 0)
+            ops.lib.launch("transport_substep", n, *dims, src, others, q if drift else None,
+                           dst, D, chi, dx, capacity, h, 1 if last else 0)
             src = dst
