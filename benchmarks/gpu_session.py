@@ -131,7 +131,11 @@ def kernels(shape: int) -> int:
     backend.synchronize()
     ops, st, lev = sim.ops, sim.state, sim.solver.levels[0]
     sub = sim.substrates[0]
-    near, floor = sim.observer.near_and_floor(st)
+    observer = sim.observer
+    if observer.reference is None:
+        observer.capture_reference(st)
+    labels = observer.niche_labels(st)
+    n_labels = 2 * observer.reference.n_strata
     chi = float(sim.cfg.cells.macrophage.chemotaxis)
     motility_m = (0.0,) * 4 + (sim.motilities[4],)
     launched = {}
@@ -148,7 +152,8 @@ def kernels(shape: int) -> int:
             # the TAMs' chemotaxis: transport_max_jump, then one transport_substep
             ("transport_max_jump+transport_substep",
              lambda: ops.move_cells(st, motility_m, chi, 1.0)),
-            ("observable_sums", lambda: ops.observable_sums(sim.observer, st, near, floor)),
+            ("observable_sums", lambda: ops.observable_sums(observer, st, labels, observer.reference.T0,
+                                                          n_labels)),
         ]
         for name, fn in steps:
             t0 = time.perf_counter()
