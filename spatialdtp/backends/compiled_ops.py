@@ -49,8 +49,10 @@ class CompiledOps:
     def react_cells(self, state, kinetics, treatment_cfg, tau: float) -> None:
         compiled_cells.react_cells(self, state, kinetics, treatment_cfg, tau)
 
-    def move_cells(self, state, motilities, chi: float, tau: float) -> None:
-        compiled_transport.move_cells(self, state, motilities, chi, tau)  # syncs via read
+    def move_cells(self, state, motilities, chi: float, tau: float, capacity: float,
+                   pressure: float = 0.0) -> None:
+        # one sync via ops.read: the largest chemotactic drift speed
+        compiled_transport.move_cells(self, state, motilities, chi, tau, capacity, pressure)
 
     def coefficients(self, substrate, state, c_lin, blood: float, out=None):
         return compiled_cells.coefficients(self, substrate, state, c_lin, blood, out)
@@ -67,7 +69,8 @@ class CompiledOps:
     def prolong(self, level, coarse, fine):
         return compiled_multigrid.prolong(self, level, coarse, fine)
 
-    def observable_sums(self, observer, state, near, tumour_floor):
+    def observable_sums(self, observer, state, labels, T0, n_labels: int):
         """One host read (the sums), counted here: the launcher returns them on the host."""
         self.counters.sync("observable sums")
-        return compiled_observables.observable_sums(self, observer, state, near, tumour_floor)
+        return compiled_observables.observable_sums(self, observer, state, labels, T0,
+                                                    n_labels)

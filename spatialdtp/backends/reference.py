@@ -32,15 +32,18 @@ class ReferenceOps(ArrayStencils):
         """Pointwise cell kinetics over τ minutes, substrates frozen (in place)."""
         cell_kinetics.react_state(state, kinetics, treatment_cfg, tau)
 
-    def move_cells(self, state, motilities, chi: float, tau: float) -> None:
-        """Motility of every cell type and TAM chemotaxis over τ minutes (in place).
+    def move_cells(self, state, motilities, chi: float, tau: float, capacity: float,
+                   pressure: float = 0.0) -> None:
+        """The tumour's pressure-driven expansion (mobility ``pressure``, µm²/min), then
+        crowding-limited motility of every cell type and TAM chemotaxis, over τ minutes (in
+        place); ``capacity`` in cells per voxel.
 
         With chemotaxis the reference reads the largest drift speed back to the host once
         (``float(...)`` in :func:`~spatialdtp.numerics.transport.move_cells`, which has no
         ops to count through): counted here."""
         if chi > 0:
             self.counters.sync("transport: largest drift speed")
-        transport.move_state(state, motilities, chi, tau)
+        transport.move_state(state, motilities, chi, tau, capacity, pressure)
 
     # substrates -------------------------------------------------------------------
     def coefficients(self, substrate, state, c_lin, blood: float, out=None):
@@ -58,8 +61,8 @@ class ReferenceOps(ArrayStencils):
         return out
 
     # observables ------------------------------------------------------------------
-    def observable_sums(self, observer, state, near, tumour_floor):
+    def observable_sums(self, observer, state, labels, T0, n_labels: int):
         """The float64 sums the observables are made of, as one host array (one read,
         counted here: :meth:`~spatialdtp.run.observables.Observer.sums_reference` makes it)."""
         self.counters.sync("observable sums")
-        return observer.sums_reference(state, near, tumour_floor)
+        return observer.sums_reference(state, labels, T0, n_labels)
