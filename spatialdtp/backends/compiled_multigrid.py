@@ -355,9 +355,14 @@ class BatchedKernels:
                         omega, None if getattr(self.lib, "cp", None) is not None else scratch)
 
     def coarsest_solve(self, level, b, x, active=None):
+        """On a coarse level every row at once (one product, one write): a converged
+        substrate's coarse correction is computed but never read (the prolongation skips
+        its row). On a grid that is its own coarsest level ``x`` is the state: only the
+        active rows are written."""
         from ..numerics.implicit import batched_multigrid as bmg
 
-        return bmg.coarsest_solve(self.xp, level, b, x, active)
+        coarse = self._index.get(id(level), 0) > 0
+        return bmg.coarsest_solve(self.xp, level, b, x, None if coarse else active)
 
     def residual_norms(self, level, x, b, clamp=False):
         i = self._index.get(id(level), 0)

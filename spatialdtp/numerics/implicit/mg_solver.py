@@ -83,6 +83,11 @@ class MultigridSolver:
             lev.x, lev.b, lev.y = block(lev), block(lev), block(lev)
         self.plan = [FIRST_PLAN] * B
         self.batch = None
+        #: cumulative work of every solve so far, for the launch and sync budgets: batch
+        #: cycles ("rounds": one launch per level and operator for all active substrates)
+        #: and residual checks (one norms launch and one device→host read each)
+        self.rounds = 0
+        self.checks = 0
 
     # ------------------------------------------------------------------ set-up
     def prepare(self, batch: bmg.Batch) -> None:
@@ -156,12 +161,14 @@ class MultigridSolver:
                 on = [active[s] and j < plan[s] for s in range(B)]
                 record = j == 0 and any(first[s] and on[s] for s in range(B))
                 norms = self._cycle(x, on, record)
+                self.rounds += 1
                 if record:
                     start = norms
                 for s in range(B):
                     cycles[s] += on[s]
                     since[s] += on[s]
             final = ops.residual_norms(self.levels[0], x, self.rhs, clamp=theta == 1.0)
+            self.checks += 1
             p_host, s_host, f_host = self._read(plain, start, final)
             for s in range(B):
                 if not active[s]:
