@@ -224,22 +224,24 @@ def markdown(results, plots=(), level: int = 1, brief: bool = False) -> str:
             ph = r.get("phases", {}).get("phases", {})
             if not ph:
                 continue
-            subs = [k for k in ph if k.startswith("substrate:") and k.count(":") == 1]
+            its = r["phases"].get("iterations", {})
             out = r.get("output", {})
             rows.append([r["problem"], _grid(r["shape"]), f"`{r['backend']}`",
                          _ms(r["phases"]["step_s"]),
                          _ms(ph.get("reactions", {}).get("seconds")),
                          _ms(ph.get("transport", {}).get("seconds")),
-                         ", ".join(f"{k.split(':')[1]} {_ms(ph[k]['seconds'])} "
-                                   f"({r['phases']['iterations'].get(k.split(':')[1], '?')} it)"
-                                   for k in subs),
+                         f"{_ms(ph.get('substrates (all)', {}).get('seconds'))} "
+                         f"(coefficients {_ms(ph.get('substrates:coefficients', {}).get('seconds'))}; "
+                         f"{r.get('solver', 'pcg')} "
+                         f"{'/'.join(str(v) for v in its.values())} it)",
                          _ms(ph.get("observables", {}).get("seconds")),
                          _ms(ph.get("other", {}).get("seconds")),
                          f"{_ms(out.get('frame_s'))} ({_ms(out.get('amortised_per_step_s'))}/step)"
                          if out else "–"])
         if rows:
-            lines += [f"{h2} Phases of one step (ms; substrates: coefficients + MG-PCG solve, "
-                      "PCG iterations in brackets)", "",
+            lines += [f"{h2} Phases of one step (ms; substrates: coefficients + the "
+                      "solve, its iterations per substrate in brackets: V-cycles "
+                      "(multigrid) or CG iterations (pcg))", "",
                       _table(["problem", "grid", "backend", "step", "reactions (×2)",
                               "transport (×2)", "substrates", "observables", "other",
                               "output frame (amortised)"], rows), ""]
@@ -286,7 +288,7 @@ def markdown(results, plots=(), level: int = 1, brief: bool = False) -> str:
                   f"{_si(PEER['voxel_substrate_updates_per_s'][4])} (4 substrates) "
                   f"voxel-substrate updates/s, from {PEER['source']}.", "",
                   _table(["substrates", "dt (min)", "precision", "backend", "ms/step",
-                          "PCG iterations", "voxel-substrate updates/s", "vs BioFVM",
+                          "iterations", "voxel-substrate updates/s", "vs BioFVM",
                           "eff. bandwidth", "roofline", "peak host RSS",
                           "Δ totals vs numpy"], rows), ""]
 

@@ -80,6 +80,10 @@ class SubstrateStep:
         self.last_dt = None
         self.report = SolverReport(self.names)
         self.warm_rtol, self.cold_rtol = tolerances(numerics.rtol, numerics.scheme)
+        #: what the last step's solves did, for the traffic model and the budgets:
+        #: ``checks`` and ``rounds`` (multigrid), ``restarts`` per substrate and whether the
+        #: step started from the predictor
+        self.work = {"checks": 0, "rounds": 0, "restarts": {}, "predictor": False}
 
     # ------------------------------------------------------------------ coefficients
     def _coefficients(self, state, c_lin, blood):
@@ -106,18 +110,21 @@ class SubstrateStep:
                      [c[1] for c in coeffs], [c[2] for c in coeffs], blocks=self.blocks)
 
     # ------------------------------------------------------------------ the step
-    def step(self, state, dt, blood, t):
+    def step(self, state, dt, blood, t, planes=None):
         """Advance every substrate plane of ``state`` by ``dt`` minutes (in place) and the
-        drugs' exposure maps; ``blood``: each drug's plasma level over the step."""
+        drugs' exposure maps; ``blood``: each drug's plasma level over the step.
+        ``planes``: the (n, *grid) planes this step's substrates live in (default the
+        state's substrate planes; the substrate-only benchmark steps the first few)."""
         xp = self.xp
         self.report.begin_step()
-        x = state.substrates                          # (n, *grid), updated in place
+        x = state.substrates if planes is None else planes   # (n, *grid), in place
         scheme = self.num.scheme
         beta = dt / self.last_dt if (self.history and scheme == "backward_euler") else None
         rtol = self.warm_rtol if beta is not None else self.cold_rtol
         rtols = [rtol] * len(self.subs)
         start = self._start = None
         saved = xp.copy(x) if self.num.picard_iterations else None
+        before = (self.mg.checks, self.mg.rounds) if self.mg is not None else (0, 0)
         try:
             for p in range(self.num.picard_iterations + 1):
                 c_lin = x if p == 0 else 0.5 * (start + x)
@@ -135,6 +142,13 @@ class SubstrateStep:
             elif self._start is not None:
                 x[...] = self._start
             raise
+        if self.mg is not None:
+            self.work = {"checks": self.mg.checks - before[0],
+                         "rounds": self.mg.rounds - before[1]}
+        else:
+            self.work = {"checks": 0, "rounds": 0}
+        self.work["restarts"] = {name: info.restarts for name, info in zip(self.names, infos)}
+        self.work["predictor"] = beta is not None
         for s, (name, info) in enumerate(zip(self.names, infos)):
             self.report.record(name, info, t)
             if info.diverged:            # no usable result: keep the step's start, and fail
