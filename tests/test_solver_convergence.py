@@ -182,3 +182,17 @@ def test_numerics_solver_is_validated_by_name():
         load_config(["numerics.solver=gmres"])
     with pytest.raises(ConfigError, match=r"numerics.rtol=2.0"):
         load_config(["numerics.rtol=2.0"])
+
+
+def test_one_cycle_that_raises_the_max_norm_residual_is_not_a_stall():
+    """The max-norm of the residual is not monotone under a V-cycle: on the default job's
+    oxygen (96², float32) the first cycle from the predictor raises it by up to ×1.2 now
+    and then, and the next cycles contract it by ≈ 0.5 each (measured standalone). A
+    solver that called that one ratio a stall fell back to PCG 25 times in 300 steps; with
+    the contraction measured over STALL_CYCLES cycles it must never fall back here."""
+    cfg = load_config(["run.progress=false", "run.plot=false", "backend=numpy"])
+    sim = Simulation(cfg)
+    for _ in range(120):
+        sim.step()
+    assert sim.summary()["solver_fallbacks"] == 0
+    assert sim.summary()["unconverged_solves"] == 0

@@ -34,7 +34,8 @@ what this argument bounds: they run without a predictor at ``rtol²`` relative t
 plain warm start.
 
 **Never silently wrong.** A residual that grows or turns non-finite, a convergence factor
-above :data:`STALL` per cycle, or ``max_cycles`` reached sends that substrate to the
+above :data:`STALL` per cycle (measured over at least :data:`STALL_CYCLES`), or
+``max_cycles`` reached sends that substrate to the
 caller's fallback (the robust PCG of :mod:`.solver`, from ``c_n``); its :class:`SolveInfo`
 says what happened and the caller counts and reports it.
 """
@@ -49,6 +50,12 @@ from .convergence import SolveInfo, diverging, target
 
 #: a measured contraction above this per cycle is a stall: fall back rather than cycle on
 STALL = 0.9
+#: cycles a contraction is measured over before it may count as a stall: the max-norm of
+#: the residual is not monotone under a V-cycle (one cycle from a predictor can raise it a
+#: little, e.g. ×1.2 on the default job's oxygen, while the next ones contract by ≈ 0.5
+#: each), so one cycle's ratio says nothing; over three cycles a factor of 0.9 per cycle is
+#: a stall whatever the first one did
+STALL_CYCLES = 3
 #: most extra cycles planned at once after a check (then checked again)
 MAX_EXTRA = 8
 #: cycles planned for a substrate that has no history yet
@@ -201,10 +208,13 @@ class MultigridSolver:
                     reason = "diverged"
                 elif cycles[s] >= max_cycles:
                     reason = f"reached max_iterations={max_cycles} cycles"
-                elif rho > STALL:
+                elif rho > STALL and since[s] >= STALL_CYCLES:
                     reason = f"stalled (contraction {rho:.2f} per cycle)"
                 if reason is None:
-                    need = math.log(goal / R) / math.log(rho) if 0 < rho < 1 else MAX_EXTRA
+                    if 0 < rho < 1:
+                        need = math.log(goal / R) / math.log(rho)
+                    else:                  # no contraction yet: enough cycles to measure one
+                        need = max(1, STALL_CYCLES - since[s])
                     plan[s] = int(min(MAX_EXTRA, max_cycles - cycles[s],
                                       max(1, math.ceil(need))))
                     continue
