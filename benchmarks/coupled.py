@@ -152,26 +152,38 @@ def step_work(sim):
             **{k: (dict(v) if isinstance(v, dict) else v) for k, v in step.work.items()}}
 
 
-def step_bytes(sim, work, dt):
-    """Bytes of one step of ``sim`` that did ``work`` (:func:`step_work`)."""
+def step_bytes(sim, work, dt, shape=None):
+    """Bytes of one step of ``sim`` that did ``work`` (:func:`step_work`). ``shape``: the
+    same step on another grid (the same configs, sub-step counts and solver work; the
+    levels and the niche distance's shifts of that grid): the traffic of a grid too large
+    to run here, from the work counted on this one."""
+    from spatialdtp.numerics.implicit.batched_multigrid import hierarchy
     from spatialdtp.numerics.transport import pressure_substeps
 
     theta, solves = _theta_solves(sim.cfg.numerics.scheme)
     subs = {s.name: (s.cfg, s.kinds, s.is_drug) for s in sim.substrates}
     mobility = sim.cfg.cells.pressure_mobility
     tau = 0.5 * dt
+    if shape is None:
+        shape, levels, shifts = tuple(sim.grid.shape), solver_levels(sim), niche_shifts(sim)
+    else:
+        shape = tuple(int(n) for n in shape)
+        levels = [lev.shape for lev in hierarchy(shape)]     # both solvers' hierarchy
+        shifts = niche_shifts(sim)
+        if shifts:
+            shifts = [min(n - 1, max(shifts)) for n in shape]
     return traffic.step_bytes(
-        n_voxels=sim.grid.size, itemsize=sim.dtype.itemsize,
+        n_voxels=math.prod(shape), itemsize=sim.dtype.itemsize,
         n_substrates=len(sim.layout.substrates), n_fields=len(sim.layout),
         n_drugs=len(sim.drugs), substeps=_substeps(sim, tau),
         chemotaxis=sim.cfg.cells.macrophage.chemotaxis > 0, substrates=subs,
-        solver_shapes=solver_levels(sim), iterations=work["iterations"],
+        solver_shapes=levels, iterations=work["iterations"],
         picard=sim.cfg.numerics.picard_iterations, theta=theta, solves=solves,
         solver=work["solver"], checks=work.get("checks", 0),
         restarts=work.get("restarts", {}), predictor=work.get("predictor", False),
         pressure_substeps=(pressure_substeps(mobility, tau, sim.grid.dx, sim.grid.ndim)
                            if mobility > 0 else 0),
-        shape=tuple(sim.grid.shape), niche_shifts=niche_shifts(sim))
+        shape=shape, niche_shifts=shifts)
 
 
 def field_totals(sim, names=None) -> dict:
