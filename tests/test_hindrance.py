@@ -1,7 +1,8 @@
 """Desmoplastic hindrance D(x) = D/(1 + h F/capacity) through the whole model path.
 
 A 1D slab of stroma (3 × 60 voxels of 10 µm, CAFs at half the capacity everywhere, no
-tumour) takes HGF from a fixed face at x = 0 (value 1 ng/mL) and loses it by decay λ; the
+tumour) takes HGF from a fixed face at x = 0 (value 1 ng/mL) and loses it by decay λ
+(binding to heparan sulfate off: test_hgf_binding.py checks that part); the
 steady profile is c(x) = cosh((L − x)/ℓ)/cosh(L/ℓ) with ℓ = sqrt(D_eff/λ) and
 D_eff = D/(1 + h F/capacity). Cell-centred finite volumes reach it at O(dx²): relative
 error ≈ (dx/ℓ)²/12·(L/ℓ) < 2e-3 here (ℓ ≈ 115 µm). Dropping ``/capacity`` (F/capacity =
@@ -31,7 +32,8 @@ def test_hindered_hgf_reaches_the_cosh_profile_of_the_hindered_diffusivity(tmp_p
         "cells.fibroblast.growth=0", "cells.fibroblast.death=0",
         f"substrates.hgf.diffusion={D}", f"substrates.hgf.hindrance={H}",
         f"substrates.hgf.decay={DECAY}", "substrates.hgf.secretion.F=0",
-        "substrates.hgf.secretion.M=0", "+substrates.hgf.boundary.x-=fixed",
+        "substrates.hgf.secretion.M=0", "substrates.hgf.binding=null",
+        "+substrates.hgf.boundary.x-=fixed",
         "substrates.hgf.boundary_value=1.0", "run.dt=10", "numerics.rtol=1e-10"])
     sim = Simulation(cfg)
     sim.run_until(days=1.0, progress=False)

@@ -127,7 +127,8 @@ def test_transport_is_non_negative_before_its_final_clamp(tau):
     q = rng.uniform(0, 5, (12, 11))
     q[5, 5] = 0.0
     cells = [rng.uniform(0, 1, (12, 11)) * (rng.random((12, 11)) < 0.3) for _ in range(5)]
-    out = move_cells(cells, (2.0, 1.0, 1.0, 0.0, 3.0), q, 40.0, tau, 10.0, xp)
+    # capacity 10 cells a voxel: room everywhere (≤ 5 cells), crowding-limited hops
+    out = move_cells(cells, (2.0, 1.0, 1.0, 0.0, 3.0), q, 40.0, tau, 10.0, 10.0, xp)
     assert len(xp.before_clamp) == 4                 # the four moving types were clamped
     assert min(xp.before_clamp) >= 0.0
     for before, after in zip(cells, out):

@@ -33,7 +33,7 @@ def run(dt, t_end, monkeypatch):
 
     kinetics, transport, substrates = flow(KINETICS), flow(TRANSPORT), flow(SUBSTRATES)
     monkeypatch.setattr(sim.ops, "react_cells", lambda st, k, tr, tau: kinetics(tau))
-    monkeypatch.setattr(sim.ops, "move_cells", lambda st, m, chi, tau: transport(tau))
+    monkeypatch.setattr(sim.ops, "move_cells", lambda st, m, chi, tau, *_: transport(tau))
     monkeypatch.setattr(sim, "_substrates_step", lambda step, blood: substrates(step))
     while sim.t < t_end - 1e-9:
         sim.step(dt)
