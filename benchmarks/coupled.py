@@ -4,12 +4,16 @@ One case = one problem at one grid size on one backend. It measures
 
 * whole steps (``Simulation.step``, nothing added): seconds per step, voxel-steps/s,
   simulated days per wall-clock minute, the projected wall time of 30 days;
-* the same steps split into phases (the ops and the solver wrapped with clocks, the device
-  synchronised at each boundary): reactions, transport, each substrate's implicit solve
-  (its coefficients and its MG-PCG solve), observables, the rest;
+* the same steps split into phases (the ops and the substrate step wrapped with clocks,
+  the device synchronised at each boundary): reactions, transport, the substrates'
+  coefficients and their implicit solve (``numerics.solver``: the batched multigrid solve
+  of every substrate, or PCG one substrate at a time), observables, the rest;
+* what the solver did per step (iterations per substrate, residual checks, restarts) and
+  the backend's counted kernel launches and host reads;
 * output writing: one frame copied to the host and written to an HDF5 run file;
-* the hot operations one at a time (fused reaction, transport, coefficients, a stencil
-  apply, a Jacobi sweep, the observable sums) on the case's own arrays;
+* the hot operations one at a time (fused reaction, transport, coefficients, a batched
+  V-cycle and a residual check, or PCG's stencil, Jacobi sweep and V-cycle, the
+  observable sums) on the case's own arrays;
 * bytes moved (:mod:`benchmarks.traffic`) beside every time, so that each roofline
   fraction can be recomputed; peak host RSS and peak device memory.
 """
@@ -48,22 +52,23 @@ class _TimedOps:
         return self._probe.clock("transport", self._ops.move_cells, *args, **kwargs)
 
     def coefficients(self, sub, *args, **kwargs):
-        self._probe.current = sub.name
-        return self._probe.clock(f"substrate:{sub.name}:coefficients",
-                                 self._ops.coefficients, sub, *args, **kwargs)
+        return self._probe.clock("substrates:coefficients", self._ops.coefficients, sub,
+                                 *args, **kwargs)
 
 
 class PhaseProbe:
-    """Wraps a simulation's ops, implicit solve and observation with clocks while active.
+    """Wraps a simulation's ops, its substrate step and observation with clocks while
+    active.
 
-    The multigrid stencils inside a solve are not wrapped (they are called hundreds of
-    times a step); a substrate's solve is timed as a whole.
+    The solver's kernels inside a step are not wrapped (they are called hundreds of times
+    a step); the substrate step is timed as a whole (``substrates (all)``), its
+    coefficients apart, the rest is ``substrates:solve`` (the batched multigrid solve of
+    every substrate, or the PCG solves one after the other).
     """
 
     def __init__(self, sim):
         self.sim = sim
         self.times = defaultdict(float)
-        self.current = None
 
     def clock(self, phase, fn, *args, **kwargs):
         seconds, out = timed(self.sim.backend, fn, *args, **kwargs)
@@ -71,19 +76,21 @@ class PhaseProbe:
         return out
 
     def __enter__(self):
-        sim = self.sim
-        self._ops = sim.ops
+        sim, step = self.sim, self.sim.substrate_step
+        self._ops, self._step_ops = sim.ops, step.ops
         sim.ops = _TimedOps(self, sim.ops)
-        implicit, observe = sim._implicit, sim._observe
-        sim._implicit = lambda *a, **k: self.clock(f"substrate:{self.current}:solve",
-                                                   implicit, *a, **k)
+        step.ops = _TimedOps(self, step.ops)
+        advance, observe = step.step, sim._observe
+        step.step = lambda *a, **k: self.clock("substrates (all)", advance, *a, **k)
         sim._observe = lambda *a, **k: self.clock("observables", observe, *a, **k)
         return self
 
     def __exit__(self, *exc):
-        sim = self.sim
-        sim.ops = self._ops
-        del sim._implicit, sim._observe
+        sim, step = self.sim, self.sim.substrate_step
+        sim.ops, step.ops = self._ops, self._step_ops
+        del step.step, sim._observe
+        self.times["substrates:solve"] = max(
+            0.0, self.times["substrates (all)"] - self.times["substrates:coefficients"])
         return False
 
 
@@ -112,17 +119,71 @@ def _theta_solves(scheme):
             "tr_bdf2": (0.5, 2)}.get(scheme, (1.0, 1))
 
 
-def step_bytes(sim, iterations, dt):
-    """Bytes of one step of ``sim`` with the given PCG iterations per substrate."""
+def solver_levels(sim):
+    """The level shapes of the configured solver, fine first."""
+    step = sim.substrate_step
+    levels = step.mg.levels if step.mg is not None else step.pcg.levels
+    return [tuple(lev.shape) for lev in levels]
+
+
+def niche_shifts(sim):
+    """Shifts per axis the niche distance of the last observation took (see
+    :func:`spatialdtp.run.niche.distance_to_mask` with its limit), none when the labels
+    needed no distance (no tumour bed or no niche voxel)."""
+    import math as _math
+
+    from spatialdtp.run import niche
+
+    obs, st = sim.observer, sim.state
+    ref = obs.reference
+    if ref is None or ref.n_strata == 0:
+        return []
+    if not bool(sim.xp.any(niche.niche_voxels(st["F"], st["M"], obs.geometry))):
+        return []
+    g = obs.geometry
+    limit = g.far + g.dx
+    return [min(n - 1, int(_math.floor(limit / g.dx * (1.0 + 1e-9)))) for n in sim.grid.shape]
+
+
+def step_work(sim):
+    """What the last step's solves did: iterations per substrate and the solver's counts."""
+    step = sim.substrate_step
+    return {"solver": sim.cfg.numerics.solver, "iterations": dict(sim.solver_iterations),
+            **{k: (dict(v) if isinstance(v, dict) else v) for k, v in step.work.items()}}
+
+
+def step_bytes(sim, work, dt, shape=None):
+    """Bytes of one step of ``sim`` that did ``work`` (:func:`step_work`). ``shape``: the
+    same step on another grid (the same configs, sub-step counts and solver work; the
+    levels and the niche distance's shifts of that grid): the traffic of a grid too large
+    to run here, from the work counted on this one."""
+    from spatialdtp.numerics.implicit.batched_multigrid import hierarchy
+    from spatialdtp.numerics.transport import pressure_substeps
+
     theta, solves = _theta_solves(sim.cfg.numerics.scheme)
     subs = {s.name: (s.cfg, s.kinds, s.is_drug) for s in sim.substrates}
+    mobility = sim.cfg.cells.pressure_mobility
+    tau = 0.5 * dt
+    if shape is None:
+        shape, levels, shifts = tuple(sim.grid.shape), solver_levels(sim), niche_shifts(sim)
+    else:
+        shape = tuple(int(n) for n in shape)
+        levels = [lev.shape for lev in hierarchy(shape)]     # both solvers' hierarchy
+        shifts = niche_shifts(sim)
+        if shifts:
+            shifts = [min(n - 1, max(shifts)) for n in shape]
     return traffic.step_bytes(
-        n_voxels=sim.grid.size, itemsize=sim.dtype.itemsize,
+        n_voxels=math.prod(shape), itemsize=sim.dtype.itemsize,
         n_substrates=len(sim.layout.substrates), n_fields=len(sim.layout),
-        n_drugs=len(sim.drugs), substeps=_substeps(sim, 0.5 * dt),
+        n_drugs=len(sim.drugs), substeps=_substeps(sim, tau),
         chemotaxis=sim.cfg.cells.macrophage.chemotaxis > 0, substrates=subs,
-        solver_shapes=[lev.shape for lev in sim.solver.levels], iterations=iterations,
-        picard=sim.cfg.numerics.picard_iterations, theta=theta, solves=solves)
+        solver_shapes=levels, iterations=work["iterations"],
+        picard=sim.cfg.numerics.picard_iterations, theta=theta, solves=solves,
+        solver=work["solver"], checks=work.get("checks", 0),
+        restarts=work.get("restarts", {}), predictor=work.get("predictor", False),
+        pressure_substeps=(pressure_substeps(mobility, tau, sim.grid.dx, sim.grid.ndim)
+                           if mobility > 0 else 0),
+        shape=shape, niche_shifts=shifts)
 
 
 def field_totals(sim, names=None) -> dict:
@@ -147,7 +208,7 @@ def run_case(problem, cfg, backend, *, min_steps=3, max_steps=10, min_seconds=3.
     res = {"problem": problem, "backend": backend.name, "shape": list(shape),
            "voxels": math.prod(shape), "dx_um": cfg.grid.dx, "dt_min": dt,
            "precision": cfg.backend.precision, "scheme": cfg.numerics.scheme,
-           "rtol": cfg.numerics.rtol}
+           "rtol": cfg.numerics.rtol, "solver": cfg.numerics.solver}
     with PeakMemory(backend) as mem:
         t0 = time.perf_counter()
         sim, how = build(cfg, backend, max_build_voxels or MAX_BUILD_VOXELS)
@@ -156,26 +217,34 @@ def run_case(problem, cfg, backend, *, min_steps=3, max_steps=10, min_seconds=3.
         res["setup_s"] = time.perf_counter() - t0
         res["fields"] = list(sim.layout.names)
         res["state_bytes"] = int(sim.state.data.nbytes + sim.state.vessels.nbytes)
-        res["solver_levels"] = [list(lev.shape) for lev in sim.solver.levels]
+        res["solver_levels"] = [list(shape) for shape in solver_levels(sim)]
 
         warm, _ = timed(backend, sim.step, dt)
         res["warmup_step_s"] = warm
 
-        times, iters, step_b = [], [], []
+        times, iters, step_b, works, counts = [], [], [], [], []
         start = time.perf_counter()
         while len(times) < max_steps:
+            before = sim.ops.counters.snapshot()
             seconds, _ = timed(backend, sim.step, dt)
+            counted = sim.ops.counters.since(before)
+            counts.append({"launches": counted["launches"], "syncs": counted["syncs"]})
             times.append(seconds)
-            it = dict(sim.solver_iterations)
-            iters.append(it)
-            step_b.append(sum(step_bytes(sim, it, dt).values()))
+            work = step_work(sim)
+            works.append(work)
+            iters.append(work["iterations"])
+            step_b.append(sum(step_bytes(sim, work, dt).values()))
             if len(times) >= min_steps and time.perf_counter() - start >= min_seconds:
                 break
         res["field_totals"] = field_totals(sim)
         t_step = statistics.median(times)
         bytes_step = statistics.median(step_b)
         res["step"] = {**summary_of(times), "iterations": iters, "bytes": step_b,
-                       "bytes_median": bytes_step}
+                       "bytes_median": bytes_step, "work": works,
+                       "bytes_per_voxel_median": bytes_step / res["voxels"],
+                       # the backend's own counts (compiled kernels, ops.read sites; the
+                       # numpy backend launches none of ours)
+                       "counted": counts}
         res["voxel_steps_per_s"] = res["voxels"] / t_step
         res["sim_days_per_wall_minute"] = (dt / MINUTES_PER_DAY) * 60.0 / t_step
         res["projected_30_days_s"] = 30 * MINUTES_PER_DAY / dt * t_step
@@ -207,25 +276,22 @@ def _phases(sim, dt, n, copy_bw):
         with PhaseProbe(sim) as probe:
             total, _ = timed(sim.backend, sim.step, dt)
         times = dict(probe.times)
-        b = step_bytes(sim, dict(sim.solver_iterations), dt)
-        per_step.append((total, times, b, dict(sim.solver_iterations)))
+        work = step_work(sim)
+        per_step.append((total, times, step_bytes(sim, work, dt), work["iterations"]))
     names = sorted({k for _, t, _, _ in per_step for k in t})
     out = {"steps": n, "step_s": statistics.median(p[0] for p in per_step),
            "iterations": per_step[-1][3], "phases": {}}
     for name in names:
-        s = statistics.median(p[1].get(name, 0.0) for p in per_step)
-        out["phases"][name] = {"seconds": s}
-    # bytes by phase (of the last probed step): a substrate's coefficients and solve
-    # share the substrate's count
-    for name, nbytes in per_step[-1][2].items():
-        out["phases"].setdefault(name, {"seconds": 0.0})["bytes"] = nbytes
-    for sub in (s.name for s in sim.substrates):
-        parts = [out["phases"].get(f"substrate:{sub}:{p}", {}).get("seconds", 0.0)
-                 for p in ("coefficients", "solve")]
-        out["phases"].setdefault(f"substrate:{sub}", {})["seconds"] = sum(parts)
-    out["phases"]["substrates (all)"] = {
-        "seconds": sum(out["phases"][f"substrate:{s.name}"]["seconds"] for s in sim.substrates),
-        "bytes": sum(out["phases"][f"substrate:{s.name}"].get("bytes", 0) for s in sim.substrates)}
+        out["phases"][name] = {"seconds": statistics.median(p[1].get(name, 0.0)
+                                                            for p in per_step)}
+    # bytes by phase (of the last probed step); the substrates' parts also in their total
+    # (PCG's per-substrate counts only there: its solves are timed together)
+    last = per_step[-1][2]
+    for name, nbytes in last.items():
+        if name.startswith("substrates:") or not name.startswith("substrate"):
+            out["phases"].setdefault(name, {"seconds": 0.0})["bytes"] = nbytes
+    out["phases"].setdefault("substrates (all)", {"seconds": 0.0})["bytes"] = sum(
+        v for k, v in last.items() if k.startswith("substrate"))
     counted = sum(v["seconds"] for k, v in out["phases"].items()
                   if k in ("reactions", "transport", "observables", "substrates (all)"))
     out["phases"]["other"] = {"seconds": max(0.0, out["step_s"] - counted)}
@@ -310,22 +376,38 @@ def _kernels(sim, dt, copy_bw):
     record(f"coefficients ({sub.name})",
            lambda: ops.coefficients(sub, st, st[sub.name], level),
            traffic.coefficients_bytes(n, item, sub.cfg))
-    # the fine level holds the last substrate's system from the last step
-    solver = sim.solver
-    lev = solver.levels[0]
-    kinds = lev.modes
-    p = xp.asarray(np.random.default_rng(0).random(lev.shape), dtype=sim.dtype)
-    q = xp.empty_like(p)
-    rhs = xp.asarray(np.random.default_rng(1).random(lev.shape), dtype=sim.dtype)
-    record("stencil apply (A x)", lambda: ops.stencil(lev, p, q),
-           traffic.stencil_elems(lev.shape, kinds) * item)
-    record("stencil residual (b - A x)", lambda: ops.stencil(lev, p, q, rhs=rhs),
-           traffic.stencil_elems(lev.shape, kinds, residual=True) * item)
-    record("Jacobi sweep", lambda: ops.jacobi(lev, rhs, lev.x, lev.winv),
-           traffic.jacobi_elems(lev.shape, kinds) * item)
-    shapes = [lv.shape for lv in solver.levels]
-    record("V-cycle", lambda: solver.multigrid.vcycle(lev, rhs),
-           traffic.vcycle_elems(shapes, kinds) * item)
+    step = sim.substrate_step
+    if step.mg is not None:
+        # the batch's operator of the last step is still prepared: one V-cycle of every
+        # substrate on a copy of the fields, and one residual check
+        mg, shapes = step.mg, solver_levels(sim)
+        x = xp.copy(st.substrates)
+        everyone = [True] * mg.n
+        cycle = sum(traffic.vcycle_batched_elems(shapes, s.kinds, traffic.coefficient_flags(s.cfg))
+                    for s in sim.substrates)
+        check = sum(2 * n + traffic.level0_operator_elems(n, traffic.coefficient_flags(s.cfg))
+                    for s in sim.substrates)
+        record("V-cycle (batched, every substrate)", lambda: mg._cycle(x, everyone, False),
+               cycle * item)
+        record("residual check (bmg_residual_norms)",
+               lambda: mg.ops.residual_norms(mg.levels[0], x, mg.rhs), check * item)
+    else:
+        # the fine level holds the last substrate's system from the last step
+        solver = step.pcg
+        lev = solver.levels[0]
+        kinds = lev.modes
+        p = xp.asarray(np.random.default_rng(0).random(lev.shape), dtype=sim.dtype)
+        q = xp.empty_like(p)
+        rhs = xp.asarray(np.random.default_rng(1).random(lev.shape), dtype=sim.dtype)
+        record("stencil apply (A x)", lambda: ops.stencil(lev, p, q),
+               traffic.stencil_elems(lev.shape, kinds) * item)
+        record("stencil residual (b - A x)", lambda: ops.stencil(lev, p, q, rhs=rhs),
+               traffic.stencil_elems(lev.shape, kinds, residual=True) * item)
+        record("Jacobi sweep", lambda: ops.jacobi(lev, rhs, lev.x, lev.winv),
+               traffic.jacobi_elems(lev.shape, kinds) * item)
+        shapes = [lv.shape for lv in solver.levels]
+        record("V-cycle", lambda: solver.multigrid.vcycle(lev, rhs),
+               traffic.vcycle_elems(shapes, kinds) * item)
     obs = sim.observer
     labels = obs.niche_labels(st)
     ref = obs.reference
@@ -334,5 +416,7 @@ def _kernels(sim, dt, copy_bw):
     record("observable sums",
            lambda: ops.observable_sums(obs, st, labels, T0, n_labels),
            (5 + 2 + len(sim.drugs) + (1 if T0 is not None else 0)) * n * item + n)
-    record("copy of one field (xp.copyto)", lambda: xp.copyto(q, p), 2 * n * item)
+    a = xp.empty(sim.grid.shape, sim.dtype)
+    b = xp.zeros(sim.grid.shape, sim.dtype)
+    record("copy of one field (xp.copyto)", lambda: xp.copyto(a, b), 2 * n * item)
     return out

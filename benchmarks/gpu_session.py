@@ -5,11 +5,14 @@
     python -m benchmarks.gpu_session kernels --shape 256            # each hot kernel once
 
 ``parity``: ``bench_tissue3d`` at shape³ on ``numpy`` and ``cupy`` from the same state for
-the same steps, in float64 (solves to rtol 1e-12; fields must agree to 1e-10 of their peak,
-which leaves room for summation order only) and float32 (the default rtol 1e-6; 1e-4, the
-tolerance ``tests/test_backend_parity.py`` derives: each step's solves differ by about
-rtol, the model contracts differences, 100× margin). Writes ``parity.json``; exits 1 if a
-field or observable disagrees.
+the same steps with the default solver (batched multigrid), in float64 (solves to rtol
+1e-12; fields must agree to 1e-10 of their peak, which leaves room for summation order
+only) and float32 (rtol 1e-6, which every float32 solve meets at its precision floor; 1e-4,
+the tolerance ``tests/test_backend_parity.py`` derives: each step's solves differ by
+about the floor, the model contracts differences, 100× margin). The solver's bookkeeping
+observables (``solver_*``: a residual within rounding of its target may take one cycle
+more on one backend) are not compared. Writes ``parity.json``; exits 1 if a field or
+observable disagrees.
 
 ``bench``: the benchmark suite (``benchmarks/suite.py``) on ``cupy`` and ``cupy-arrays``
 with the session's subset of the GPU plan: device copy bandwidth, the 2D section at 1024²,
@@ -35,8 +38,9 @@ import numpy as np
 #: field tolerances of the parity step (derivations in the module docstring)
 PARITY = {"float64": {"rtol": 1e-12, "tolerance": 1e-10},
           "float32": {"rtol": 1e-6, "tolerance": 1e-4}}
-HOT_KERNELS = ("cell_kinetics", "substrate_coefficients", "stencil_apply", "jacobi_sweep",
-               "restrict_sum", "prolong_add", "transport_max_jump", "transport_substep",
+HOT_KERNELS = ("cell_kinetics", "substrate_coefficients", "bmg_coarsen", "bmg_step_rhs",
+               "bmg_smooth", "bmg_residual_restrict", "bmg_prolong_smooth",
+               "bmg_residual_norms", "transport_max_jump", "transport_substep",
                "observable_sums")
 
 
@@ -66,7 +70,8 @@ def parity(shape: int, steps: int, out: Path) -> int:
         (f_ref, o_ref), (f_got, o_got) = runs["numpy"], runs["cupy"]
         fields = {k: _relative(f_ref[k], f_got[k]) for k in f_ref}
         obs = {k: _relative(v[np.isfinite(v)], o_got[k][np.isfinite(v)])
-               for k, v in o_ref.items() if np.isfinite(v).any() and not k.startswith("on_")}
+               for k, v in o_ref.items()
+               if np.isfinite(v).any() and not k.startswith(("on_", "solver_"))}
         worst = max(list(fields.values()) + list(obs.values()))
         passed = worst <= p["tolerance"] and all(
             np.array_equal(o_ref[k], o_got[k]) for k in o_ref if k.startswith("on_"))
@@ -129,7 +134,11 @@ def kernels(shape: int) -> int:
     sim, how = problems.build(problems.load("tissue3d", (shape,) * 3), backend)
     sim.step()                                    # compile, allocate, fill the levels
     backend.synchronize()
-    ops, st, lev = sim.ops, sim.state, sim.solver.levels[0]
+    ops, st = sim.ops, sim.state
+    mg = sim.substrate_step.mg                    # the default solver's batch, prepared
+    bk, fine = mg.ops, mg.levels[0]
+    x = cupy.copy(st.substrates)
+    everyone = [True] * mg.n
     sub = sim.substrates[0]
     observer = sim.observer
     if observer.reference is None:
@@ -145,10 +154,17 @@ def kernels(shape: int) -> int:
             ("cell_kinetics", lambda: ops.react_cells(st, sim.kinetics, sim.cfg.treatment, 5.0)),
             ("substrate_coefficients",
              lambda: ops.coefficients(sub, st, st[sub.name], float(sub.cfg.blood))),
-            ("stencil_apply", lambda: ops.stencil(lev, lev.x, lev.r, rhs=lev.b)),
-            ("jacobi_sweep", lambda: ops.jacobi(lev, lev.b, lev.x, lev.winv)),
-            ("restrict_sum", lambda: ops.restrict(lev, lev.r, lev.coarse.b)),
-            ("prolong_add", lambda: ops.prolong(lev, lev.coarse.x, lev.x)),
+            # the hierarchy's set-up: bmg_coarsen per level with a coarser one (then the
+            # coarsest inverse, CuPy's)
+            ("bmg_coarsen", lambda: bk.setup(mg.levels, mg.batch)),
+            ("bmg_step_rhs", lambda: bk.step_rhs(mg.levels, mg.batch, x, mg.rhs, 1.0)),
+            ("bmg_smooth", lambda: bk.smooth(fine, x, mg.rhs, mg.work, mg.omega, everyone)),
+            ("bmg_residual_restrict",
+             lambda: bk.residual_restrict(fine, mg.work, mg.rhs, fine.coarse.b, everyone)),
+            ("bmg_prolong_smooth",
+             lambda: bk.prolong_smooth(fine, mg.work, fine.coarse.x, mg.rhs, x, mg.omega,
+                                       everyone)),
+            ("bmg_residual_norms", lambda: bk.residual_norms(fine, x, mg.rhs)),
             # the TAMs' chemotaxis: transport_max_jump, then one transport_substep
             ("transport_max_jump+transport_substep",
              lambda: ops.move_cells(st, motility_m, chi, 1.0, sim.capacity)),

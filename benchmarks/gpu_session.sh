@@ -120,8 +120,10 @@ step "benchmarks (cupy, cupy-arrays)" 200 "$PY" -m benchmarks.gpu_session bench 
 rm -f "$OUT"/bench/*.png            # the plots stay out of the 8 files; results.md has the tables
 
 # 6. one ncu profile of each hot kernel
-KERNELS=(cell_kinetics substrate_coefficients stencil_apply jacobi_sweep restrict_sum
-         prolong_add transport_max_jump transport_substep observable_sums)
+# (the same list as HOT_KERNELS in benchmarks/gpu_session.py: the default solver's kernels)
+KERNELS=(cell_kinetics substrate_coefficients bmg_coarsen bmg_step_rhs bmg_smooth
+         bmg_residual_restrict bmg_prolong_smooth bmg_residual_norms transport_max_jump
+         transport_substep observable_sums)
 REGEX="regex:^($(IFS='|'; echo "${KERNELS[*]}"))\$"
 if command -v ncu >/dev/null; then
   step "ncu ${KERNEL_SHAPE}³" 120 ncu --clock-control none --profile-from-start off \

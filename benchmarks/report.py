@@ -224,22 +224,24 @@ def markdown(results, plots=(), level: int = 1, brief: bool = False) -> str:
             ph = r.get("phases", {}).get("phases", {})
             if not ph:
                 continue
-            subs = [k for k in ph if k.startswith("substrate:") and k.count(":") == 1]
+            its = r["phases"].get("iterations", {})
             out = r.get("output", {})
             rows.append([r["problem"], _grid(r["shape"]), f"`{r['backend']}`",
                          _ms(r["phases"]["step_s"]),
                          _ms(ph.get("reactions", {}).get("seconds")),
                          _ms(ph.get("transport", {}).get("seconds")),
-                         ", ".join(f"{k.split(':')[1]} {_ms(ph[k]['seconds'])} "
-                                   f"({r['phases']['iterations'].get(k.split(':')[1], '?')} it)"
-                                   for k in subs),
+                         f"{_ms(ph.get('substrates (all)', {}).get('seconds'))} "
+                         f"(coefficients {_ms(ph.get('substrates:coefficients', {}).get('seconds'))}; "
+                         f"{r.get('solver', 'pcg')} "
+                         f"{'/'.join(str(v) for v in its.values())} it)",
                          _ms(ph.get("observables", {}).get("seconds")),
                          _ms(ph.get("other", {}).get("seconds")),
                          f"{_ms(out.get('frame_s'))} ({_ms(out.get('amortised_per_step_s'))}/step)"
                          if out else "–"])
         if rows:
-            lines += [f"{h2} Phases of one step (ms; substrates: coefficients + MG-PCG solve, "
-                      "PCG iterations in brackets)", "",
+            lines += [f"{h2} Phases of one step (ms; substrates: coefficients + the "
+                      "solve, its iterations per substrate in brackets: V-cycles "
+                      "(multigrid) or CG iterations (pcg))", "",
                       _table(["problem", "grid", "backend", "step", "reactions (×2)",
                               "transport (×2)", "substrates", "observables", "other",
                               "output frame (amortised)"], rows), ""]
@@ -260,6 +262,8 @@ def markdown(results, plots=(), level: int = 1, brief: bool = False) -> str:
             lines += [f"{h2} Hot operations, one at a time", "",
                       _table(["problem", "grid", "backend", "operation", "µs/call", "bytes",
                               "eff. bandwidth", "roofline"], rows), ""]
+
+    lines += _solvers_table(results.get("solvers"), h2)
 
     # substrate-only
     subs = results.get("substrates", [])
@@ -286,7 +290,7 @@ def markdown(results, plots=(), level: int = 1, brief: bool = False) -> str:
                   f"{_si(PEER['voxel_substrate_updates_per_s'][4])} (4 substrates) "
                   f"voxel-substrate updates/s, from {PEER['source']}.", "",
                   _table(["substrates", "dt (min)", "precision", "backend", "ms/step",
-                          "PCG iterations", "voxel-substrate updates/s", "vs BioFVM",
+                          "iterations", "voxel-substrate updates/s", "vs BioFVM",
                           "eff. bandwidth", "roofline", "peak host RSS",
                           "Δ totals vs numpy"], rows), ""]
 
@@ -480,6 +484,46 @@ def _jsonable(x):
     if hasattr(x, "item") and callable(x.item):       # NumPy scalars
         return _jsonable(x.item())
     return x
+
+
+def _solvers_table(sv, h2) -> list:
+    """The solvers side by side (:mod:`benchmarks.solvers`)."""
+    if not sv:
+        return []
+    double = {(d["problem"], tuple(d["shape"]), d["solver"]): d for d in sv.get("double", [])}
+    rows = []
+    for c in sv.get("cases", []):
+        if "error" in c:
+            rows.append([c["problem"], _grid(c["shape"]), c["solver"], f"`{c['backend']}`",
+                         "error", "", "", "", "", "", c["error"][:60]])
+            continue
+        d = double.get((c["problem"], tuple(c["shape"]), c["solver"]), {})
+        med = d.get("median", {}) if d.get("available") else {}
+        rows.append([c["problem"], _grid(c["shape"]), c["solver"], f"`{c['backend']}`",
+                     f"{c['ms_per_step']:.1f}", f"{c['iterations_per_step']:g}",
+                     f"{c['bytes_per_voxel_step']:.0f}",
+                     f"{c['bytes_per_voxel_step_256']:.0f}"
+                     if "bytes_per_voxel_step_256" in c else "–",
+                     f"{med['kernel_launches']:g}" if med else "–",
+                     f"{med['host_syncs']:g}" if med else "–",
+                     f"{med['array_launches']:g} / {med['allocations']:g}" if med else "–"])
+    goal = sv.get("goal", {})
+    lines = [f"{h2} Substrate solvers side by side (`numerics.solver`)", "",
+             "Bytes per voxel-step from the traffic model with each step's counted work "
+             f"(goal: ≤ {goal.get('bytes_per_voxel_step', '?')} B at "
+             f"{_grid(goal.get('shape', []))} `bench_tissue3d`; the 256³ column is the "
+             "model on that grid with the work counted here); launches, syncs, array "
+             "operations and allocations per step counted on the CuPy device double.", "",
+             _table(["problem", "grid", "solver", "backend", "ms/step", "iterations/step",
+                     "B/voxel-step", "B/voxel-step at 256³", "kernel launches", "host syncs",
+                     "array ops / allocations"], rows), ""]
+    jobs = sv.get("default_job", [])
+    if jobs:
+        lines += ["Default job (`spatialdtp-run`, no overrides): " + "; ".join(
+            f"{j['solver']} {j['wall_s']:.1f} s on `{j['backend']}` ({j['days']:g} days, "
+            f"{j['steps']} steps, {j['iterations']} iterations, {j['fallbacks']} fallbacks)"
+            for j in jobs) + ".", ""]
+    return lines
 
 
 def write_json(results, out_dir) -> Path:

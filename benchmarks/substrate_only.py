@@ -3,7 +3,9 @@
 On the ``bench_substrates3d`` tissue (cells frozen) each step advances the first
 ``n_substrates`` substrates by one implicit step of ``dt``: the coefficients (decay, vessel
 exchange, uptake by the cells, secretion) from the frozen cells, then one backward-Euler
-MG-PCG solve to ``numerics.rtol`` warm-started from the previous step. The figure of merit
+solve of the configured solver (``numerics.solver``: the batched multigrid of every
+substrate at once, or PCG one at a time) to ``numerics.rtol``, started from the
+predictor of the previous steps, as in a run. The figure of merit
 peers report is voxel-substrate updates per second = voxels × substrates / seconds.
 """
 from __future__ import annotations
@@ -31,51 +33,52 @@ def run_case(cfg, backend, n_substrates, *, min_steps=3, max_steps=10, min_secon
         res["tissue"] = how
         subs = sim.substrates[:n_substrates]
         res["substrates"] = [s.name for s in subs]
-        st, ops, solver, num = sim.state, sim.ops, sim.solver, sim.cfg.numerics
+        from spatialdtp.run.substrate_step import SubstrateStep
+
+        st, num = sim.state, sim.cfg.numerics
         res["diffusion_number"] = {s.name: s.cfg.diffusion * dt / cfg.grid.dx**2 for s in subs}
+        res["solver"] = num.solver
+        stepper = SubstrateStep(subs, sim.grid, sim.ops, sim.xp, sim.dtype, num)
+        planes = st.substrates[:n_substrates]
+        t_sim = [0.0]
 
         def step():
-            coeff_s = solve_s = 0.0
-            its = {}
-            for sub in subs:
-                c = st[sub.name]
-                t0 = time.perf_counter()
-                D, a, b = ops.coefficients(sub, st, c, sub.cfg.blood)
-                backend.synchronize()
-                t1 = time.perf_counter()
-                c_new, info = solver.step(c, D=D, a=a, b=b, dt=dt,
-                                          boundary=sub.boundary(sub.cfg.blood),
-                                          rtol=num.rtol, max_iter=num.max_iterations)
-                st[sub.name] = c_new
-                backend.synchronize()
-                coeff_s += t1 - t0
-                solve_s += time.perf_counter() - t1
-                its[sub.name] = info.iterations
-            return coeff_s, solve_s, its
+            t0 = time.perf_counter()
+            stepper.step(st, dt, {}, t_sim[0], planes=planes)
+            backend.synchronize()
+            t_sim[0] += dt
+            return time.perf_counter() - t0, dict(stepper.report.step_iterations)
 
         timed(backend, step)                      # warm-up (kernel loading, caches)
-        totals, coeffs, solves, iters, nbytes = [], [], [], [], []
-        shapes = [lev.shape for lev in solver.levels]
+        totals, solves, iters, nbytes = [], [], [], []
+        levels = stepper.mg.levels if stepper.mg is not None else stepper.pcg.levels
+        shapes = [lev.shape for lev in levels]
         start = time.perf_counter()
         while len(totals) < max_steps:
-            seconds, (c_s, s_s, its) = timed(backend, step)
+            seconds, (s_s, its) = timed(backend, step)
             totals.append(seconds)
-            coeffs.append(c_s)
             solves.append(s_s)
             iters.append(its)
             n, item = sim.grid.size, sim.dtype.itemsize
-            nbytes.append(sum(
-                traffic.coefficients_bytes(n, item, s.cfg)
-                + traffic.solve_bytes(shapes, s.kinds, traffic.coefficient_flags(s.cfg),
-                                      its[s.name], item)
-                + traffic.substrate_update_bytes(n, item, False) for s in subs))
+            coeff = sum(traffic.coefficients_bytes(n, item, s.cfg) for s in subs)
+            if stepper.mg is not None:
+                work = stepper.work
+                solve = traffic.multigrid_bytes(
+                    shapes, {s.name: (s.cfg, s.kinds) for s in subs}, its, work["checks"],
+                    work["restarts"], item, predictor=work["predictor"])
+            else:
+                solve = sum(traffic.solve_bytes(shapes, s.kinds,
+                                                traffic.coefficient_flags(s.cfg),
+                                                its[s.name], item)
+                            + traffic.substrate_update_bytes(n, item, False) for s in subs)
+            nbytes.append(coeff + solve)
             if len(totals) >= min_steps and time.perf_counter() - start >= min_seconds:
                 break
         res["field_totals"] = field_totals(sim, res["substrates"])
         mem.read()
     t = statistics.median(totals)
-    res["step"] = {**summary_of(totals), "coefficients_median_s": statistics.median(coeffs),
-                   "solve_median_s": statistics.median(solves), "iterations": iters,
+    res["step"] = {**summary_of(totals), "solve_median_s": statistics.median(solves),
+                   "iterations": iters,
                    "bytes": nbytes, "bytes_median": statistics.median(nbytes)}
     res["voxel_substrate_updates_per_s"] = res["voxels"] * n_substrates / t
     res["effective_bandwidth_Bps"] = statistics.median(nbytes) / t

@@ -2,7 +2,8 @@
 
 Order (most important first, so that a cut-off run keeps what matters): copy bandwidth;
 the start of the 2D scaling series (64² to 256², which also tells how fast each backend
-is); the 2D section; the substrate-only problem; the 3D tissues from 64³ up; the rest of
+is); the 2D section; the two substrate solvers side by side (:mod:`benchmarks.solvers`);
+the substrate-only problem; the 3D tissues from 64³ up; the rest of
 the scaling series. Every case runs on every backend that works here; a backend that cannot
 run records why. A case is skipped, with its reason recorded, when its step time projected
 from the largest case of its kind measured so far exceeds the backend's cap, or would not
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import coupled, machine, problems, substrate_only
+from . import coupled, machine, problems, solvers, substrate_only
 from .measure import (
     BACKENDS,
     DESCRIPTIONS,
@@ -232,6 +233,7 @@ class Runner:
         self._scaling(max_voxels=p.probe_voxels)
         for problem, shapes in p.coupled[:1]:
             self._coupled(problem, shapes)
+        self._solvers()
         self._substrates()
         for problem, shapes in p.coupled[1:]:
             self._coupled(problem, shapes)
@@ -259,6 +261,18 @@ class Runner:
                     self._learn(name, kind, res["voxels"], res["step"]["median_s"])
                     self.results["coupled"].append(res)
                     self._emit()
+
+    def _solvers(self):
+        """The two substrate solvers side by side (:mod:`benchmarks.solvers`), once per run,
+        on the host backends asked for; skipped (and said so) when the budget is spent."""
+        if self.plan.budget_s - self.elapsed() <= 0:
+            self.skip({"section": "solvers"}, "the run's time budget is spent")
+            return
+        try:
+            self.results["solvers"] = solvers.run(self.plan.mode, self.names, log=self.log)
+        except Exception as err:  # noqa: BLE001  (recorded, the rest of the suite goes on)
+            self.skip({"section": "solvers"}, f"error: {type(err).__name__}: {err}")
+        self._emit()
 
     def _substrates(self):
         """The substrate-only problem; on a multi-core host also ``cpu-1thread``, the

@@ -16,6 +16,13 @@ The counts are in *elements* (of the field dtype) plus *bytes* for boolean masks
 functions return bytes. Each count below is written out in ``benchmarks/README.md``
 ("Bytes model"), so that a reader can recompute every roofline fraction from the recorded
 bytes and times.
+
+Two solvers are modelled: ``pcg`` (:func:`solve_bytes`, the multigrid-preconditioned CG
+of ``spatialdtp.numerics.implicit.solver``, one substrate at a time) and ``multigrid``
+(:func:`multigrid_bytes`, the batched V-cycles of ``kernels/batched_multigrid.cu``, the
+default). :func:`step_bytes` takes either; its inputs are what a step *did* (iterations
+per substrate, and for multigrid its residual checks and restarts, all counted by the
+solver), so the figure follows the code path rather than a number written down.
 """
 from __future__ import annotations
 
@@ -50,6 +57,17 @@ def reaction_bytes(n_voxels: int, itemsize: int, n_substrates: int) -> int:
     read oxygen, glucose, HGF, chemokine and each drug), the 5 cell planes and the vessel
     map; write the 5 cell planes."""
     return (n_substrates + 5 + 1 + 5) * n_voxels * itemsize
+
+
+def pressure_bytes(n_voxels: int, itemsize: int, substeps: int) -> int:
+    """The tumour's pressure flux over one half step (``transport_pressure_substep``):
+    the stroma total F + M once (read 2, write 1), an odd sub-step count first copies S,
+    P, R into the buffers (read 3, write 3), then each sub-step reads S, P, R and F + M
+    and writes S, P, R."""
+    if substeps <= 0:
+        return 0
+    elems = 3 + (6 if substeps % 2 else 0) + substeps * 7
+    return elems * n_voxels * itemsize
 
 
 def transport_bytes(n_voxels: int, itemsize: int, substeps: dict[str, int],
@@ -183,32 +201,158 @@ def substrate_update_bytes(n_voxels: int, itemsize: int, is_drug: bool) -> int:
 
 
 # --------------------------------------------------------------------------- observables
-def observables_bytes(n_voxels: int, itemsize: int, n_fields: int, n_drugs: int) -> int:
-    """The end-of-step observables: one pass over S, P, R, F, M for the niche mask (1 byte
-    a voxel written) and the tumour peak; the dilation of the mask (read and write 1 byte
-    a voxel); one pass for the sums (5 cell planes, oxygen, HGF, each drug and the 1-byte
-    "near" mask); the finiteness check reads every field once."""
-    elems = 5 + (5 + 2 + n_drugs) + n_fields
-    return elems * n_voxels * itemsize + 4 * n_voxels
+def niche_label_bytes(shape, itemsize: int, shifts) -> int:
+    """The niche labels of ``spatialdtp.run.niche.labels`` as CuPy expressions: the niche
+    mask (read F, M; write F + M; read it, write a 1-byte mask), the label array (1 byte
+    written), "any niche" (1 byte read), the distance to the niche in float64 (the mask
+    read, the squared distance written; per axis a copy (read, write) and ``shifts[k]``
+    shifted minima (none at all without a niche or a tumour bed: ``shifts`` empty), each ``d2 + step`` (read, write) and the minimum (read two, write one),
+    twice, over the whole grid less the shift's planes, counted as the whole grid), the
+    square root (read, write), near and far (read the distance, write a mask; each and-ed
+    with the bed: read 2 masks, write 1) and the label wheres and casts (6 passes of 1-byte
+    arrays, 2 bytes each)."""
+    n, f8 = math.prod(shape), 8
+    total = 3 * n * itemsize + n * itemsize + n + n + n                 # mask, labels, any
+    if not shifts:
+        return total + 2 * 2 * n                                        # the niche bit
+    total += n + n * f8                                                 # d2 = where(...)
+    total += sum(2 * n * f8 + m * 2 * (2 * n * f8 + 3 * n * f8) for m in shifts)
+    total += 2 * n * f8                                                 # sqrt
+    total += 2 * (n * f8 + n) + 2 * 3 * n                               # near, far
+    total += 6 * 2 * n                                                  # wheres, casts
+    return total
+
+
+def observables_bytes(n_voxels: int, itemsize: int, n_fields: int, n_drugs: int,
+                      shape=None, niche_shifts=()) -> int:
+    """The end-of-step observables: the niche labels (:func:`niche_label_bytes`, when a
+    ``shape`` is given), one pass of the sums kernel (5 cell planes, oxygen, HGF, each drug,
+    the tumour at treatment start and the 1-byte labels) and the finiteness sums (every
+    field once)."""
+    elems = (5 + 2 + n_drugs + 1) + n_fields
+    labels = niche_label_bytes(shape, itemsize, niche_shifts) if shape is not None else 0
+    return elems * n_voxels * itemsize + n_voxels + labels
+
+
+# --------------------------------------------------------------------------- multigrid
+def _faces(shape, kinds):
+    return interior_faces(shape) + boundary_faces(shape, kinds)
+
+
+def level0_operator_elems(n_voxels: int, flags: dict) -> int:
+    """What a level-0 kernel reads to build the operator of a substrate on the fly: its
+    uptake map a (if a map) and its diffusivity map D (if a map; the neighbour's D comes
+    from cache); a uniform coefficient is a kernel parameter (nothing read)."""
+    return (int(flags["a_map"]) + int(flags["D_map"])) * n_voxels
+
+
+def coarse_operator_elems(shape, kinds) -> int:
+    """A coarse level's operator arrays: the mass and the faces (written by bmg_coarsen)."""
+    return math.prod(shape) + _faces(shape, kinds)
+
+
+def vcycle_batched_elems(shapes, kinds, flags) -> int:
+    """One substrate's V(1,1)-cycle in ``kernels/batched_multigrid.cu`` (the GPU's one-pass
+    prolongation), per level i with a coarser level (N_i voxels, op_i its operator reads):
+
+    * level 0: ``bmg_smooth`` (read x, b, op; write y) 3N + op,
+      ``bmg_residual_restrict`` (read y, b, op; write the coarse b) 2N + op + N₁,
+      ``bmg_prolong_smooth`` (read y, the coarse x, b, op; write x) 3N + N₁ + op;
+    * a coarser level: the sweep from zero (read b, op; write y) 2N + op, then the same
+      restriction and prolongation (2N + op + N_{i+1}, 3N + N_{i+1} + op);
+    * the coarsest level (m cells): the dense product (read m² + m, write m).
+    """
+    total = 0
+    for i, shape in enumerate(shapes):
+        n = math.prod(shape)
+        if i == len(shapes) - 1:
+            total += n * n + 2 * n
+            break
+        nc = math.prod(shapes[i + 1])
+        op = level0_operator_elems(n, flags) if i == 0 else coarse_operator_elems(shape, kinds)
+        pre = 3 * n if i == 0 else 2 * n
+        total += (pre + op) + (2 * n + op + nc) + (3 * n + nc + op)
+    return total
+
+
+def multigrid_setup_elems(shapes, kinds, flags) -> int:
+    """Per substrate and prepared batch: ``bmg_coarsen`` for each level with a coarser one
+    (read the level's operator, write the coarse mass and faces); the coarsest inverse
+    (write m², from a stencil of the identity: m² more) is negligible and counted as 2m²."""
+    total = 0
+    for i, shape in enumerate(shapes[:-1]):
+        n = math.prod(shape)
+        op = level0_operator_elems(n, flags) if i == 0 else coarse_operator_elems(shape, kinds)
+        total += op + coarse_operator_elems(shapes[i + 1], kinds)
+    m = math.prod(shapes[-1])
+    return total + 2 * m * m
+
+
+def multigrid_bytes(shapes, substrates: dict, cycles: dict, checks: int, restarts: dict,
+                    itemsize: int, *, predictor: bool = True, solves: int = 1) -> int:
+    """The batched multigrid solve of one step (every substrate of ``substrates``: name ->
+    (SubstrateConfig, boundary kinds)), ``cycles``: V-cycles per substrate, ``checks``:
+    residual checks (each ``bmg_residual_norms`` over the whole batch: read x, b, op),
+    ``restarts``: per substrate (``bmg_restart``: read prev, write x). Per substrate and
+    solve: the set-up (:func:`multigrid_setup_elems`), ``bmg_step_rhs`` (read c, b if a
+    map, op; write the right-hand side) and, with ``predictor``, ``bmg_predict`` (read x
+    and prev, write both). TR-BDF2 has ``solves = 2`` (one set-up: the same matrix)."""
+    n = math.prod(shapes[0])
+    elems = 0
+    for name, (cfg, kinds) in substrates.items():
+        flags = coefficient_flags(cfg)
+        op0 = level0_operator_elems(n, flags)
+        elems += multigrid_setup_elems(shapes, kinds, flags)
+        elems += solves * ((2 + int(flags["b_map"])) * n + op0)
+        if predictor:
+            elems += 4 * n
+        elems += cycles.get(name, 0) * vcycle_batched_elems(shapes, kinds, flags)
+        elems += checks * (2 * n + op0)
+        elems += restarts.get(name, 0) * 2 * n
+    return elems * itemsize
+
+
+def exposure_bytes(n_voxels: int, itemsize: int) -> int:
+    """A drug's exposure ``auc += Δt/2 (c_n + c_{n+1})`` (read c_n, c_{n+1}, auc; write auc)."""
+    return 4 * n_voxels * itemsize
 
 
 # --------------------------------------------------------------------------- a whole step
 def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
                chemotaxis, substrates, solver_shapes, iterations, picard=0, theta=1.0,
-               solves=1):
+               solves=1, solver="pcg", checks=0, restarts=None, predictor=True,
+               pressure_substeps=0, shape=None, niche_shifts=()):
     """Bytes of one coupled step, by phase. ``substrates``: name -> (SubstrateConfig,
-    boundary kinds, is_drug); ``iterations``: name -> PCG iterations of that step."""
+    boundary kinds, is_drug); ``iterations``: name -> PCG iterations (``pcg``) or V-cycles
+    (``multigrid``) of that step; ``checks``, ``restarts``, ``predictor``: what the
+    multigrid solve did (see :func:`multigrid_bytes`); ``pressure_substeps``: the tumour's
+    pressure sub-steps per half step; ``shape`` and ``niche_shifts``: the grid and the
+    shifts per axis of the niche distance (the niche labels' traffic; without ``shape``
+    they are left out)."""
     phases = {
         "reactions": 2 * reaction_bytes(n_voxels, itemsize, n_substrates),
-        "transport": 2 * transport_bytes(n_voxels, itemsize, substeps, chemotaxis),
+        "transport": 2 * (transport_bytes(n_voxels, itemsize, substeps, chemotaxis)
+                          + pressure_bytes(n_voxels, itemsize, pressure_substeps)),
     }
-    for name, (cfg, kinds, is_drug) in substrates.items():
-        flags = coefficient_flags(cfg)
-        passes = picard + 1
-        phases[f"substrate:{name}"] = (
-            passes * coefficients_bytes(n_voxels, itemsize, cfg)
-            + passes * solve_bytes(solver_shapes, kinds, flags, iterations.get(name, 0),
-                                   itemsize, theta, solves)
-            + substrate_update_bytes(n_voxels, itemsize, is_drug))
-    phases["observables"] = observables_bytes(n_voxels, itemsize, n_fields, n_drugs)
+    passes = picard + 1
+    if solver == "multigrid":
+        coeff = sum(coefficients_bytes(n_voxels, itemsize, cfg)
+                    for cfg, _kinds, _drug in substrates.values())
+        phases["substrates:coefficients"] = passes * coeff
+        batch = {name: (cfg, kinds) for name, (cfg, kinds, _drug) in substrates.items()}
+        phases["substrates:solve"] = passes * multigrid_bytes(
+            solver_shapes, batch, iterations, checks, restarts or {}, itemsize,
+            predictor=predictor, solves=solves)
+        phases["substrates:exposure"] = sum(exposure_bytes(n_voxels, itemsize)
+                                            for _c, _k, drug in substrates.values() if drug)
+    else:
+        for name, (cfg, kinds, is_drug) in substrates.items():
+            flags = coefficient_flags(cfg)
+            phases[f"substrate:{name}"] = (
+                passes * coefficients_bytes(n_voxels, itemsize, cfg)
+                + passes * solve_bytes(solver_shapes, kinds, flags, iterations.get(name, 0),
+                                       itemsize, theta, solves)
+                + substrate_update_bytes(n_voxels, itemsize, is_drug))
+    phases["observables"] = observables_bytes(n_voxels, itemsize, n_fields, n_drugs, shape,
+                                              niche_shifts)
     return phases

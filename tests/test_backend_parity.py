@@ -58,9 +58,23 @@ def relative_difference(a, b):
     return float(np.max(np.abs(a - b))) / scale
 
 
+def hypoxic_bound(fields, tol, threshold=15.0):
+    """Most the hypoxic fraction can differ between two runs whose oxygen agrees to
+    ``tol`` relative: the tumour cells of every voxel within tol·max(O2) of the threshold
+    may sit on either side of it (over the burden)."""
+    o2 = fields["oxygen"]
+    tumour = fields["S"] + fields["P"] + fields["R"]
+    near = np.abs(o2 - threshold) <= tol * np.abs(o2).max()
+    return float(tumour[near].sum() / tumour.sum())
+
+
 def assert_runs_agree(ref, got, tol):
     fields_ref, obs_ref = ref
     fields_got, obs_got = got
+    if tol > 1e-10:
+        bound = hypoxic_bound(fields_ref, tol)
+        diff = abs(obs_ref["hypoxic_fraction"][-1] - obs_got["hypoxic_fraction"][-1])
+        assert diff <= bound + tol, f"hypoxic_fraction differs by {diff:.3g} > {bound:.3g}"
     worst = {name: relative_difference(fields_ref[name], fields_got[name]) for name in fields_ref}
     bad = {k: v for k, v in worst.items() if not v <= tol}
     assert not bad, f"fields differ by more than {tol:g} (relative to their peak): {bad}"
@@ -70,6 +84,15 @@ def assert_runs_agree(ref, got, tol):
         assert np.array_equal(finite, np.isfinite(other)), f"{name}: NaN in different steps"
         if name.startswith("on_"):
             assert np.array_equal(series, other), f"{name}: the drug switched at other times"
+            continue
+        if name == "hypoxic_fraction" and tol > 1e-10:
+            # a count of tumour cells below an oxygen threshold: oxygen that agrees to
+            # `tol` still puts a voxel within tol·max(O2) of the threshold on either side
+            # in the two runs; checked below against that bound at the last step
+            continue
+        if name.startswith(("solver_iterations_", "solver_residual_")):
+            # solver bookkeeping, not model output: a residual within rounding of its target
+            # may take one cycle more on one backend (the fields above still agree)
             continue
         err = relative_difference(series[finite], other[finite]) if finite.any() else 0.0
         assert err <= tol, f"observable {name} differs by {err:.3g} > {tol:g}"

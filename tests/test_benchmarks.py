@@ -168,3 +168,71 @@ def test_readme_block_is_replaced_by_the_full_runs_tables(tmp_path):
     text = readme.read_text()
     assert "old" not in text and "### Results: dev (full mode)" in text
     assert text.endswith("tail\n")
+
+
+def test_batched_vcycle_bytes_count_each_kernel_operand_once():
+    """One substrate, 2D 4×4 → 2×2 (dense), uniform D, an uptake map (op₀ = a: 16):
+    level 0: bmg_smooth 3·16 + 16, bmg_residual_restrict 2·16 + 16 + 4, bmg_prolong_smooth
+    3·16 + 4 + 16; the coarsest 2×2: 4² + 2·4 (see traffic.vcycle_batched_elems)."""
+    from spatialdtp.config import SubstrateConfig
+
+    sub = SubstrateConfig(uptake={"S": 1.0})
+    flags = traffic.coefficient_flags(sub)
+    assert flags["a_map"] and not flags["D_map"] and not flags["b_map"]
+    level0 = (48 + 16) + (32 + 16 + 4) + (48 + 4 + 16)
+    assert traffic.vcycle_batched_elems([(4, 4), (2, 2)], NO_FLUX_2D, flags) == level0 + 16 + 8
+    # a D map adds one read of D to each of the three level-0 kernels
+    hindered = traffic.coefficient_flags(SubstrateConfig(uptake={"S": 1.0}, hindrance=1.0))
+    assert traffic.vcycle_batched_elems([(4, 4), (2, 2)], NO_FLUX_2D, hindered) == \
+        level0 + 3 * 16 + 16 + 8
+
+
+def test_multigrid_step_bytes_follow_the_counted_work():
+    """The model's figure is the work a step did, not a number: one more V-cycle of one
+    substrate adds exactly its cycle's bytes, one more check a read of every substrate's
+    x, b and operator, one restart a read and a write of one plane."""
+    from spatialdtp.config import SubstrateConfig
+
+    item, shapes = 4, [(10, 100), (5, 50)]
+    n = 1000
+    o2 = SubstrateConfig(uptake={"S": 1.0}, permeability=1.0)
+    drug = SubstrateConfig(uptake={"S": 1.0}, hindrance=1.0)
+    subs = {"oxygen": (o2, NO_FLUX_2D), "drug": (drug, NO_FLUX_2D)}
+
+    def model(cycles, checks, restarts):
+        return traffic.multigrid_bytes(shapes, subs, cycles, checks, restarts, item)
+
+    base = model({"oxygen": 3, "drug": 2}, 2, {})
+    flags = traffic.coefficient_flags(o2)
+    assert model({"oxygen": 4, "drug": 2}, 2, {}) - base == \
+        traffic.vcycle_batched_elems(shapes, NO_FLUX_2D, flags) * item
+    per_check = sum(2 * n + traffic.level0_operator_elems(n, traffic.coefficient_flags(c))
+                    for c, _ in subs.values())
+    assert model({"oxygen": 3, "drug": 2}, 3, {}) - base == per_check * item
+    assert model({"oxygen": 3, "drug": 2}, 2, {"drug": 1}) - base == 2 * n * item
+
+
+@pytest.mark.timeout(150)
+def test_quick_mode_sets_the_two_solvers_side_by_side(quick_run):
+    _, res, _ = quick_run
+    sv = res["solvers"]
+    cases = [c for c in sv["cases"] if "error" not in c]
+    assert {(c["problem"], c["solver"]) for c in cases} >= {
+        (p, s) for p in ("section2d", "tissue3d") for s in ("multigrid", "pcg")}
+    for c in cases:
+        assert c["iterations_per_step"] > 0 and c["ms_per_step"] > 0
+        # the iterations are the counted work's
+        import statistics
+        assert c["iterations_per_step"] == statistics.median(
+            sum(w["iterations"].values()) for w in c["work"])
+        assert all(w["solver"] == c["solver"] for w in c["work"])
+        if c["problem"] == "tissue3d":
+            assert c["bytes_per_voxel_step_256"] > 0
+    for d in sv["double"]:
+        assert d["available"], d
+        med = d["median"]
+        assert med["kernel_launches"] > 0 and med["host_syncs"] > 0
+    syncs = {(d["problem"], d["solver"]): d["median"]["host_syncs"] for d in sv["double"]}
+    assert syncs[("tissue3d", "multigrid")] < syncs[("tissue3d", "pcg")]
+    assert {j["solver"] for j in sv["default_job"]} == {"multigrid", "pcg"}
+    assert all(j["wall_s"] > 0 and j["fallbacks"] == 0 for j in sv["default_job"])

@@ -13,6 +13,7 @@ import scipy.sparse.linalg as spla
 
 from spatialdtp.model.boundary import Boundary
 from spatialdtp.numerics.implicit import ImplicitSolver, SolveInfo
+from spatialdtp.numerics.implicit.convergence import FLOOR_ULPS
 
 F64 = np.float64
 
@@ -278,8 +279,16 @@ def test_backward_euler_keeps_a_delta_nonnegative_where_crank_nicolson_does_not(
     be, info = solver.step(c, D=D, a=a, b=0.0, dt=dt, boundary=Boundary.uniform(2),
                            rtol=1e-12)
     assert info.converged and be.min() >= 0.0
-    # nothing but rounding was clamped: the M-matrix solution itself is non-negative
-    assert np.abs(be - theta_step_direct(c, K, f, dt, 1.0)).max() <= 1e-9 * be.max()
+    # nothing but rounding was clamped: the M-matrix solution itself is non-negative, and
+    # the solve is within its precision floor of it. The floor bounds the diagonally scaled
+    # residual by FLOOR_ULPS·u·max|rhs| (rhs = c here); the error is at most κ(D⁻¹A) ≤
+    # 1 + 4DΔt/dx² times that (D⁻¹A has unit diagonal and off-diagonal row sums below 1).
+    direct = theta_step_direct(c, K, f, dt, 1.0)
+    assert direct.min() >= -1e-12 * c.max()
+    kappa = 1.0 + 4.0 * D * dt / dx**2
+    bound = kappa * FLOOR_ULPS * np.finfo(F64).eps / 2 * c.max()
+    assert np.abs(be - direct).max() <= bound
+    assert info.clamped <= bound * c.size
     cn, _ = solver.step(c, D=D, a=a, b=0.0, dt=dt, boundary=Boundary.uniform(2),
                         theta=0.5, rtol=1e-12)
     assert cn.min() < -1.0        # the check above could see negatives
@@ -307,7 +316,8 @@ def test_stiff_oxygen_regime_converges_in_few_iterations(a_dt, dtype, rtol, boun
     c, a, b = (v.astype(dtype) for v in (c, a, b))
     for _ in range(3):                                     # cold start, then warm starts
         c, info = solver.step(c, D=D, a=a, b=b, dt=dt, boundary=Boundary.uniform(2), rtol=rtol)
-        assert info.converged and info.residual <= rtol
+        # float32 cannot verify 1e-6: the true residual stops at its precision floor
+        assert info.converged and (info.residual <= rtol or info.floor)
         assert info.iterations <= bound     # measured: ≤ 8 (float32), ≤ 12 (float64)
         assert c.dtype == dtype
 

@@ -3,47 +3,85 @@
 Counted by the CuPy device double (a real GPU has no such counters, so this test runs on
 the double only) on ``experiment=bench_tissue3d`` at 16³, float32, dt = 10 min: 5
 substrates (oxygen, glucose, HGF, chemokine, drug; HGF and the drug hindered by CAFs, so
-their D is a map), 1 drug, 4 moving cell types, d = 3 axes, multigrid levels 16³ → 8³ →
-4³ (V = 2 levels with a V-cycle step, the 4³ = 64 cells inverted densely), backward Euler,
-no Picard iteration, no fixed boundary faces.
+their D is a map), 1 drug, 4 moving cell types plus the tumour's pressure flux, d = 3
+axes, multigrid levels 16³ → 8³ → 4³ (L = 3; the 4³ = 64 cells inverted densely),
+backward Euler, no Picard iteration, no fixed boundary faces. Each figure below is counted
+from the code path, not measured; a step is checked against them exactly where the path
+is deterministic (launches, syncs, array operations and allocations of the default
+solver), so that one extra launch, read or temporary fails here.
 
-A step's cost is ``per_step + per_iteration × (PCG iterations of its five solves)``; the
-ceilings below are what the code does now, counted from its code path (not measured):
+**Default solver** (``numerics.solver=multigrid``, :mod:`spatialdtp.numerics.implicit.mg_solver`).
+Its work is counted by the solver itself: ``rounds`` (batch V-cycles: every active
+substrate in one launch per level and operator) and ``checks`` (residual checks), and the
+step's predictor restarts ``restarts`` (from the solver report). Then
 
-per PCG iteration (solver.py ``_pcg``: one stencil, one V-cycle, four dot products)
-  kernels   stencil 1 + per V-cycle level (Jacobi 1, residual 1, restrict 1, prolong 1,
-            Jacobi 2) 6·V                                                     = 13
-  syncs     float() of the 4 dot products p·q, r·r, q·z, r·z                  =  4
-  array ops dots 4 × (product, sum) 8; α p, x +=, α q, r −= 4; p *= β, p += z 2;
-            V-cycle: first sweep from 0 per level V, dense coarsest solve 1   = 17
-  allocs    the 4 zero-dimensional sums                                       =  4
-  (the initial V-cycle plus it − 1 in the loop make it V-cycles, and the last iteration
-  skips q·z, r·z, the p update: those −2 syncs/allocs and −6 array ops per solve are in
-  per_step)
+kernel launches = 24 + 3·(L − 1)·rounds + checks + restarts
+  cells      2 half steps × (cell_kinetics 1, transport_pressure_substep 1 (one sub-step),
+             transport_max_jump 1, transport_substep 4 (one per moving type))    = 14
+  substrates substrate_coefficients × 5, bmg_coarsen × (L − 1) = 2, bmg_step_rhs 1,
+             bmg_predict 1                                                        =  9
+  observables observable_sums                                                     =  1
+  per round  (bmg_smooth, bmg_residual_restrict, bmg_prolong_smooth) per level with a
+             coarser one: 3·(L − 1) = 6 (the coarsest level is a matrix product, not a
+             kernel of ours)
+  per check  bmg_residual_norms 1;   per restart  bmg_restart 1
 
-per step
-  kernels   2 half steps × (cell_kinetics, transport_max_jump, 4 transport sub-steps) 12,
-            per substrate (coefficients, the L(c) stencil) 2 × 5 = 10, observable_sums 1
-                                                                              = 23
-  syncs     per solve: ‖rhs‖ and ‖r‖ (max, dot each) 4, initial r·z 1, −2 (last
-            iteration) = 3 × 5 = 15; the solver's input checks min(a) × 5 and min(D) × 2
-            = 7; transport max jump × 2; observables: tumour peak, the sums, the finite
-            check 3                                                           = 27
-  array ops per solve 115 (right-hand side 4, two norms 10, δ = 0 1, face scaling d,
-            mass 3, Jacobi weights L·(2 + 4d), coarse mass and faces V·(d² + d + 1),
-            coarsest dense inverse 4 + 6d, r/‖r‖ 1, PCG fixed −3, c_new 3, c_lin 2, state
-            write 1) × 5 = 575; fine faces: D map 1 + 4d = 13 × 2, scalar D: d × 3 = 35;
-            min(a) × 5; the drug's exposure 4; cells 2 × (max jump, 4 copies) = 10;
-            observables: niche mask and tumour peak 5, ball dilation (2 copies, zeros,
-            25 shifted ORs × 2) 53, sums 1, finite check 1                    = 689
-  allocs    per solve 45 (L(c) 1, norms 6, min(a) 1, Jacobi diagonals L, coarse levels
-            V·(d² + d), coarsest 4 + d, initial r·z 1, −2, c_new 1, c_lin 2, packed
-            coefficients 1) × 5 = 225; faces: D map (min, 2 per axis) 7 × 2, scalar D
-            (1 per axis) 3 × 3 = 23; drug exposure 2; transport max × 2; observables 5 +
-            dilation 3 + sums 1 + finite check 1                              = 262
+host syncs = 5 + checks
+  transport: the largest chemokine jump, per half step                            =  2
+  observables: the niche's "any niche voxel" test (niche.labels), the observable sums,
+  the whole-state finiteness sums                                                 =  3
+  per check: the one transfer of every substrate's norms (mg_solver._read)        =  1
 
-These are ceilings: the solver redesign (issue 12) should lower them; lower the table with
-it, so that a regression fails here.
+array operations (CuPy expressions: each one launch) = 205 + 2·rounds + 11·checks
+  transport per half step: F + M 1, three copies (odd pressure sub-steps) 3, max of the
+  jump partials 1, per moving type (the other types' total: 3 adds, one copy) 4 × 4 = 16
+                                                                       2 × 21 = 42
+  observables: niche mask (add, ≥) 2, the label array 1, any 1, the distance to the niche
+  (where 1, a copy per axis 3, 8 shifts per axis (limit (far + dx)/dx = 170/20) × 3 axes
+  × (2 adds, 2 minima) = 96, sqrt 1), near/far (≤, >, 2 ands) 4, the label wheres and
+  casts 6; sums 1; finiteness sums 1                                                = 118
+  drug exposure  auc += (Δt/2)·(c_n + c_{n+1}): add, multiply, in-place add           =   3
+  coarsest dense inverse: identity 1, the stencil on it (multiply 1; per axis subtract,
+  multiply, subtract, scatter, add, scatter 6 × 3), inverse 1, cast 1                 =  22
+  norm tables (_finish: max, sum, clamp column, > 0, three wheres and writes): 10 per
+  table; tables: step_rhs 1, the first cycle's start 1, one per check → 10·(2 + checks)
+  per check: stacking the tables for the one transfer 1
+  per round: the coarsest level's product and its write 2
+
+allocations = 126 + rounds + 7·checks + masks
+  transport per half step: F + M 1, jump max 1, the other types' totals 3 × 4 = 12 → 2 × 14 = 28
+  coefficients: each substrate's packed parameters (host → device) 5
+  multigrid set-up: packed batch parameters 2, identity 1, its operator 1, the stencil's
+  three differences 3, inverse and cast 2                                          =  9
+  norm tables: max, sum, > 0, three wheres: 6 per table → 6·(2 + checks); per check the
+  stack 1; per round the coarsest product 1
+  drug exposure: two temporaries 2
+  observables: niche mask 2, labels 1, any 1, distance (where 1, copies 3, the shifted
+  sums 2 × 24 = 48, sqrt 1), near/far 4, wheres and casts 7; sums 1; finiteness 1 = 70
+  masks: the device copy of a pattern of active substrates not seen before (cached, at
+  most 2^5 in a run: the first steps make them, later steps none)
+
+**PCG** (``numerics.solver=pcg``, :mod:`spatialdtp.numerics.implicit.solver`, kept until
+the multigrid solver is proven): with ``its`` CG iterations over the step's five solves
+(each started from its predictor, as every step after the first), ``maps`` the
+coefficient maps checked for sign (D maps 2 + uptake maps 4 = 6 here) and ``restarts``
+from the solver report (a rejected predictor, or a second CG run on the true residual),
+
+kernel launches ≤ 20 + 3·5 + 13·its + restarts
+  cells 14, coefficients 5, observable_sums 1 = 20; per solve L(c), the predictor's
+  residual and the final true residual (3 stencils); per iteration q = A p and one
+  V-cycle (per level with a coarser one: 3 Jacobi sweeps, the residual, restriction,
+  prolongation = 6 × 2) = 13; a second CG run adds its closing true residual (≤ 1 per
+  restart)
+
+host syncs ≤ 5 + maps + 9·5 + 4·its + 4·restarts
+  fixed 5 as above; per solve: R_0, the predictor's R, M, max|x|, the clamped total (5),
+  the CG run's ‖r‖ (max and dot) and r·z (3), the final R, M, max|x| (3), less the last
+  iteration's q·z and r·z (−2) = 9; per iteration p·q, R, q·z, r·z = 4; each further run
+  ‖r‖ 2, r·z 1, the final three 3, less 2 = 4
+
+Its array operations and allocations (per-level Python expressions of the old hierarchy)
+are not budgeted: that solver is the comparison, not the default.
 """
 import pytest
 
@@ -52,24 +90,27 @@ from conftest import DOUBLE
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(DOUBLE is None, reason="the counters are the device double's")]
 
-#: counter -> (per step, per PCG iteration); derivation in the module docstring
-BUDGET = {
-    "kernel_launches": (23, 13),
-    "host_syncs": (27, 4),
-    "array_launches": (689, 17),
-    "allocations": (262, 4),
+SHAPE = (16, 16, 16)
+LEVELS = 3
+STEPS = 3
+SUBSTRATES = 5
+
+#: counter -> (fixed, per round, per check, per restart, per new mask); derivation in the
+#: module docstring
+MULTIGRID = {
+    "kernel_launches": (24, 3 * (LEVELS - 1), 1, 1, 0),
+    "host_syncs": (5, 0, 1, 0, 0),
+    "array_launches": (205, 2, 11, 0, 0),
+    "allocations": (126, 1, 7, 0, 1),
+}
+#: counter -> (fixed, per map, per solve, per CG iteration, per restart)
+PCG = {
+    "kernel_launches": (20, 0, 3, 1 + 6 * (LEVELS - 1), 1),
+    "host_syncs": (5, 1, 9, 4, 4),
 }
 
-SHAPE = (16, 16, 16)
-STEPS = 3
 
-
-@pytest.mark.xfail(strict=False, reason=(
-    "ceilings stale: derived before issue 11's niche observables (labels, edge strata) and "
-    "the tumour's pressure flux (2 kernels and their array ops per step); they are to be "
-    "re-derived from the code path with the batched-multigrid solver (issue 12, not yet "
-    "merged), not tuned to a run's counts"))
-def test_a_coupled_step_stays_within_its_launch_sync_and_allocation_budget(record_property):
+def _simulation(solver):
     import sys
 
     from conftest import ROOT
@@ -78,23 +119,75 @@ def test_a_coupled_step_stays_within_its_launch_sync_and_allocation_budget(recor
     from spatialdtp.backends import get_backend
     from spatialdtp.run.simulation import Simulation
 
-    sim = Simulation(problems.load("tissue3d", SHAPE), get_backend("cupy"))
-    sim.step()                      # first-step allocations (buffers, packed parameters)
-    assert [lev.shape for lev in sim.solver.levels] == [(16, 16, 16), (8, 8, 8), (4, 4, 4)]
+    cfg = problems.load("tissue3d", SHAPE)
+    cfg.numerics.solver = solver
+    sim = Simulation(cfg, get_backend("cupy"))
+    sim.step()           # the first step: buffers, packed parameters, no predictor yet
+    assert [lev.shape for lev in sim.substrate_step.pcg.levels] == [
+        (16, 16, 16), (8, 8, 8), (4, 4, 4)]
+    return sim
+
+
+def _totals(sim, key):
+    return sum(c[key] for c in sim.solver_report.counts.values())
+
+
+def _step(sim):
+    """One counted step: the double's figures and what the solver did in it."""
+    restarts, fallbacks = _totals(sim, "restarts"), _totals(sim, "fallbacks")
+    mg = sim.substrate_step.mg
+    rounds, checks = (mg.rounds, mg.checks) if mg is not None else (0, 0)
+    masks = len(mg.ops._masks) if mg is not None else 0
+    DOUBLE.reset_counters()
+    sim.step()
+    got = DOUBLE.snapshot()
+    # what the derivation assumes of this step: one transport sub-step per moving type, one
+    # pressure sub-step, no fallback
+    assert DOUBLE.kernel_counts["transport_substep"] == 2 * 4
+    assert DOUBLE.kernel_counts["transport_pressure_substep"] == 2
+    assert _totals(sim, "fallbacks") == fallbacks
+    assert all(it > 0 for it in sim.solver_iterations.values())
+    work = {"iterations": sum(sim.solver_iterations.values()),
+            "restarts": _totals(sim, "restarts") - restarts}
+    if mg is not None:
+        work.update(rounds=mg.rounds - rounds, checks=mg.checks - checks,
+                    masks=len(mg.ops._masks) - masks)
+    return got, work
+
+
+def test_a_multigrid_step_makes_exactly_its_derived_launches_syncs_and_allocations(
+        record_property):
+    sim = _simulation("multigrid")
     figures = []
     for _ in range(STEPS):
-        DOUBLE.reset_counters()
-        sim.step()
-        got = DOUBLE.snapshot()
-        iterations = sum(sim.solver_iterations.values())
-        # what the derivation assumes of this step: one transport sub-step per moving type
-        assert DOUBLE.kernel_counts["transport_substep"] == 2 * 4
-        assert all(it > 0 for it in sim.solver_iterations.values())
-        figures.append({"iterations": iterations, **got})
-        for counter, (per_step, per_iteration) in BUDGET.items():
-            ceiling = per_step + per_iteration * iterations
+        got, work = _step(sim)
+        figures.append({**work, **got})
+        for counter, (fixed, per_round, per_check, per_restart, per_mask) in MULTIGRID.items():
+            derived = (fixed + per_round * work["rounds"] + per_check * work["checks"]
+                       + per_restart * work["restarts"] + per_mask * work["masks"])
+            # exact both ways: above is a regression, below a derivation out of date
+            assert got[counter] == derived, (
+                f"{counter}: {got[counter]} in one step ({work}); the code path makes "
+                f"{fixed} + {per_round}/round + {per_check}/check + {per_restart}/restart "
+                f"+ {per_mask}/new mask = {derived}")
+    record_property("gpu_step_counts_multigrid", figures)
+    print("per-step counts on bench_tissue3d 16³ (multigrid):", figures)
+
+
+def test_a_pcg_step_stays_within_its_launch_and_sync_ceilings(record_property):
+    sim = _simulation("pcg")
+    maps = sum((s.cfg.hindrance > 0 and s.cfg.diffusion > 0)
+               + (any(r > 0 for r in s.cfg.uptake.values()) or s.cfg.permeability > 0)
+               for s in sim.substrates)
+    assert maps == 6
+    figures = []
+    for _ in range(STEPS):
+        got, work = _step(sim)
+        figures.append({**work, **got})
+        for counter, (fixed, per_map, per_solve, per_it, per_restart) in PCG.items():
+            ceiling = (fixed + per_map * maps + per_solve * SUBSTRATES
+                       + per_it * work["iterations"] + per_restart * work["restarts"])
             assert got[counter] <= ceiling, (
-                f"{counter}: {got[counter]} in one step with {iterations} PCG iterations; "
-                f"the budget is {per_step} + {per_iteration} per iteration = {ceiling}")
-    record_property("gpu_step_counts", figures)
-    print("per-step counts on bench_tissue3d 16³:", figures)
+                f"{counter}: {got[counter]} in one step ({work}); the ceiling is {ceiling}")
+    record_property("gpu_step_counts_pcg", figures)
+    print("per-step counts on bench_tissue3d 16³ (pcg):", figures)

@@ -5,6 +5,8 @@ from typing import Callable, Dict
 
 import numpy as np
 
+from ..numerics.counters import Counters
+
 _REGISTRY: Dict[str, Callable[[], "Backend"]] = {}
 
 
@@ -23,6 +25,8 @@ class Backend:
 
     def __init__(self):
         self._ops = {}
+        #: launches and host syncs of every ops of this backend (see numerics/counters.py)
+        self.counters = Counters()
 
     def ops(self, dtype):
         """The hot loops for arrays of ``dtype`` (float32 or float64), built once."""
@@ -33,12 +37,15 @@ class Backend:
 
     def _make_ops(self, dtype):
         from .reference import ReferenceOps
-        return ReferenceOps(self.xp)
+        return ReferenceOps(self.xp, counters=self.counters)
 
     def asarray(self, a, dtype=None):
         return self.xp.asarray(a, dtype=dtype)
 
     def to_host(self, a) -> np.ndarray:
+        """``a`` as a host array: one device→host read, counted as a sync (``to_host``).
+        A backend that overrides this counts its reads the same way."""
+        self.counters.sync("to_host")
         return np.asarray(a)
 
     def snapshot(self, a):

@@ -22,14 +22,20 @@ def _substrate_params(ops, sub, blood: float):
     return p
 
 
-def coefficients(ops, sub, state, c_lin, blood: float):
+def coefficients(ops, sub, state, c_lin, blood: float, out=None):
     """``(D, a, b)`` of one substrate by one kernel pass (D is the scalar D0 without CAF
-    hindrance). The output arrays are reused from step to step."""
+    hindrance). The output arrays are reused from step to step, or ``out`` (D or None,
+    a, b: C-contiguous arrays of the grid)."""
     xp, n = ops.xp, state.grid.size
     shape = state.grid.shape
-    D, a, b = ops.cached(("coefficients", sub.name, shape, sub.cfg.hindrance > 0), lambda: (
-        xp.empty(shape, ops.dtype) if sub.cfg.hindrance > 0 else None,
-        xp.empty(shape, ops.dtype), xp.empty(shape, ops.dtype)))
+    if out is not None:
+        D, a, b = out
+        D = D if sub.cfg.hindrance > 0 else None
+    else:
+        D, a, b = ops.cached(("coefficients", sub.name, shape, sub.cfg.hindrance > 0),
+                             lambda: (xp.empty(shape, ops.dtype) if sub.cfg.hindrance > 0
+                                      else None,
+                                      xp.empty(shape, ops.dtype), xp.empty(shape, ops.dtype)))
     # blood changes with the drug schedule: the parameters travel each call (≈ 30 numbers)
     p = xp.asarray(np.asarray(_substrate_params(ops, sub, blood), dtype=ops.dtype))
     c_lin = xp.ascontiguousarray(c_lin, dtype=ops.dtype)

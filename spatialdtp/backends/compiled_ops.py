@@ -19,11 +19,26 @@ from . import (
 class CompiledOps:
     compiled = True
 
-    def __init__(self, library, xp):
+    def __init__(self, library, xp, counters=None):
+        from ..numerics.counters import Counters
+
         self.lib = library
         self.xp = xp
         self.dtype = library.dtype
         self._cache = {}         # packed parameters, keyed by the objects they describe
+        self.counters = counters if counters is not None else Counters()
+        library.counters = self.counters          # every launch is counted there
+
+    def read(self, a, site: str):
+        """``a`` on the host: one device→host read, counted as a sync at ``site``."""
+        import numpy as np
+
+        self.counters.sync(site)
+        return np.asarray(a.get() if hasattr(a, "get") else a)
+
+    def batched_ops(self, dtype):
+        """The batched multigrid kernels (``kernels/batched_multigrid.cu``)."""
+        return compiled_multigrid.BatchedKernels(self)
 
     def cached(self, key, build):
         """``build()`` once per ``key`` (parameters do not change during a run)."""
@@ -36,10 +51,11 @@ class CompiledOps:
 
     def move_cells(self, state, motilities, chi: float, tau: float, capacity: float,
                    pressure: float = 0.0) -> None:
+        # one sync via ops.read: the largest chemotactic drift speed
         compiled_transport.move_cells(self, state, motilities, chi, tau, capacity, pressure)
 
-    def coefficients(self, substrate, state, c_lin, blood: float):
-        return compiled_cells.coefficients(self, substrate, state, c_lin, blood)
+    def coefficients(self, substrate, state, c_lin, blood: float, out=None):
+        return compiled_cells.coefficients(self, substrate, state, c_lin, blood, out)
 
     def stencil(self, level, x, out, rhs=None, mass=None):
         return compiled_multigrid.stencil(self, level, x, out, rhs, mass)
@@ -54,5 +70,7 @@ class CompiledOps:
         return compiled_multigrid.prolong(self, level, coarse, fine)
 
     def observable_sums(self, observer, state, labels, T0, n_labels: int):
+        """One host read (the sums), counted here: the launcher returns them on the host."""
+        self.counters.sync("observable sums")
         return compiled_observables.observable_sums(self, observer, state, labels, T0,
                                                     n_labels)

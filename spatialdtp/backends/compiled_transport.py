@@ -23,7 +23,8 @@ def max_face_speed(ops, q, chi: float, dx: float, dims) -> float:
     partial = ops.cached(("transport_jump", chunks), lambda: xp.empty(chunks, xp.float64))
     ops.lib.launch("transport_max_jump", chunks, n, *dims, q, partial)
     real = ops.dtype.type
-    return float(real(chi) * real(float(xp.max(partial))) / real(dx))
+    jump = float(ops.read(xp.max(partial), "transport: largest chemokine jump"))
+    return float(real(chi) * real(jump) / real(dx))
 
 
 def push_tumour(ops, state, mobility, tau, capacity):

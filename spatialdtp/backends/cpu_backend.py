@@ -147,7 +147,7 @@ class CpuBackend(Backend):
 
     def _make_ops(self, dtype):
         from .compiled_ops import CompiledOps
-        return CompiledOps(self.library(dtype), self.xp)
+        return CompiledOps(self.library(dtype), self.xp, self.counters)
 
     def free_memory(self):
         return host_memory_available()

@@ -160,7 +160,7 @@ class CupyBackend(Backend):
 
     def _make_ops(self, dtype):
         from .compiled_ops import CompiledOps
-        return CompiledOps(self.library(dtype), self.xp)
+        return CompiledOps(self.library(dtype), self.xp, self.counters)
 
     def asarray(self, a, dtype=None):
         return self.cp.asarray(a, dtype=dtype)

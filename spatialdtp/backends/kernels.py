@@ -114,6 +114,10 @@ class KernelLibrary:
     conversions and ``_call(name, n, converted_args)``.
     """
 
+    #: a :class:`~spatialdtp.numerics.counters.Counters` that counts every launch (set by
+    #: the ops that use this library)
+    counters = None
+
     def __init__(self, dtype, source: str):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -155,7 +159,9 @@ class KernelLibrary:
             self._dispatch(name, n, converted)
 
     def _dispatch(self, name: str, n: int, converted) -> None:
-        """The one place every launch, bound or not, goes through."""
+        """The one place every launch, bound or not, goes through (and is counted)."""
+        if self.counters is not None:
+            self.counters.launch(name)
         self._call(name, n, converted)
 
     def bind(self, name: str, *leading) -> "BoundKernel":

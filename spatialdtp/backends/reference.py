@@ -11,14 +11,21 @@ the benchmarks compare the fused kernels with.
 from __future__ import annotations
 
 from ..numerics import cell_kinetics, transport
+from ..numerics.implicit.batched_multigrid import ArrayBatchedOps
 from ..numerics.implicit.stencil import ArrayStencils
 
 
 class ReferenceOps(ArrayStencils):
     """``stencil``, ``jacobi``, ``restrict`` and ``prolong`` (the multigrid pieces) come
-    from :class:`~spatialdtp.numerics.implicit.stencil.ArrayStencils`."""
+    from :class:`~spatialdtp.numerics.implicit.stencil.ArrayStencils`; the batched
+    multigrid operators from :class:`~spatialdtp.numerics.implicit.batched_multigrid.
+    ArrayBatchedOps` (:meth:`batched_ops`)."""
 
     compiled = False
+
+    def batched_ops(self, dtype):
+        """The batched multigrid operators for arrays of ``dtype``."""
+        return ArrayBatchedOps(self.xp, dtype, self.counters)
 
     # cells ------------------------------------------------------------------------
     def react_cells(self, state, kinetics, treatment_cfg, tau: float) -> None:
@@ -29,16 +36,33 @@ class ReferenceOps(ArrayStencils):
                    pressure: float = 0.0) -> None:
         """The tumour's pressure-driven expansion (mobility ``pressure``, µm²/min), then
         crowding-limited motility of every cell type and TAM chemotaxis, over τ minutes (in
-        place); ``capacity`` in cells per voxel."""
+        place); ``capacity`` in cells per voxel.
+
+        With chemotaxis the reference reads the largest drift speed back to the host once
+        (``float(...)`` in :func:`~spatialdtp.numerics.transport.move_cells`, which has no
+        ops to count through): counted here."""
+        if chi > 0:
+            self.counters.sync("transport: largest drift speed")
         transport.move_state(state, motilities, chi, tau, capacity, pressure)
 
     # substrates -------------------------------------------------------------------
-    def coefficients(self, substrate, state, c_lin, blood: float):
+    def coefficients(self, substrate, state, c_lin, blood: float, out=None):
         """``(D, a, b)`` of one substrate's implicit step (see
-        :mod:`spatialdtp.model.substrate_coefficients`)."""
-        return substrate.coefficients(state, c_lin, blood)
+        :mod:`spatialdtp.model.substrate_coefficients`); with ``out`` (D or None, a, b
+        arrays) the maps among them are copied there (scalars stay scalars)."""
+        coefficients = substrate.coefficients(state, c_lin, blood)
+        if out is None:
+            return coefficients
+        return tuple(v if isinstance(v, float) or o is None else self._into(o, v)
+                     for v, o in zip(coefficients, out))
+
+    def _into(self, out, value):
+        out[...] = value
+        return out
 
     # observables ------------------------------------------------------------------
     def observable_sums(self, observer, state, labels, T0, n_labels: int):
-        """The float64 sums the observables are made of, as one host array."""
+        """The float64 sums the observables are made of, as one host array (one read,
+        counted here: :meth:`~spatialdtp.run.observables.Observer.sums_reference` makes it)."""
+        self.counters.sync("observable sums")
         return observer.sums_reference(state, labels, T0, n_labels)

@@ -12,6 +12,7 @@ from .checks import ConfigError, choice, fail, nonneg, positive
 PRECISIONS = ("float32", "float64")
 BACKENDS = ("auto", "numpy", "cpu", "cupy")
 SCHEMES = ("backward_euler", "tr_bdf2", "crank_nicolson")
+SOLVERS = ("multigrid", "pcg")
 #: objective.censored_value that means "the simulated days since treatment start"
 CENSORED_RUN_DAYS = "run_days"
 
@@ -22,8 +23,15 @@ class NumericsConfig:
     # exact steady states), tr_bdf2 (2nd order, L-stable; two solves a step) or
     # crank_nicolson (2nd order, not L-stable: stiff transients ring; for smooth problems).
     scheme: str = "backward_euler"
-    rtol: float = 1.0e-6               # relative residual of the implicit substrate solve
-    max_iterations: int = 200
+    # How the implicit systems are solved: multigrid (every substrate of a step in one
+    # batched multigrid solve, V-cycles as the solver) or pcg (multigrid-preconditioned
+    # conjugate gradients, one substrate at a time: the solver before multigrid).
+    solver: str = "multigrid"
+    # Factor by which a solve reduces its true, diagonally scaled residual from its start.
+    # null: derived from the step's time-discretisation error (0.05 for a backward-Euler
+    # step started from its predictor, 0.05² otherwise; see the README's Numerics).
+    rtol: Optional[float] = None
+    max_iterations: int = 200          # V-cycles (multigrid) or CG iterations (pcg) per solve
     # Michaelis–Menten uptake is linearised at the start of the step; each extra pass
     # re-linearises at the step's midpoint value (1 pass keeps tr_bdf2 second order).
     picard_iterations: int = 0
@@ -104,7 +112,12 @@ def validate_run(cfg) -> int:
         fail("seed", cfg.seed, "must be an integer >= 0")
     n = cfg.numerics
     choice("numerics.scheme", n.scheme, SCHEMES)
-    positive("numerics.rtol", n.rtol)
+    choice("numerics.solver", n.solver, SOLVERS)
+    if n.rtol is not None:
+        positive("numerics.rtol", n.rtol)
+        if not n.rtol < 1:
+            fail("numerics.rtol", n.rtol, "must be null (derived) or a number in (0, 1): "
+                 "the factor by which a solve reduces its residual")
     if not (isinstance(n.picard_iterations, int) and 0 <= n.picard_iterations <= 10):
         fail("numerics.picard_iterations", n.picard_iterations, "must be an integer in [0, 10]")
     if not (isinstance(n.max_iterations, int) and n.max_iterations >= 1):

@@ -27,8 +27,9 @@ from ..model.state import CELL_LONG_NAMES, FieldLayout, State, auc_name
 from ..model.substrate_coefficients import Substrate
 from ..model.tissue import build_tissue
 from ..model.treatment import Treatment
-from ..numerics.implicit import ImplicitSolver
+from .errors import NonFiniteError, SolverDivergence
 from .observables import Observer
+from .substrate_step import SubstrateStep
 from .summary import summarize
 
 log = logging.getLogger("spatialdtp")
@@ -37,11 +38,8 @@ MINUTES_PER_DAY = 1440.0
 #: the run file's map (and checkpoint array) of S + P + R at treatment start, the niche
 #: contrast's reference (cells/voxel)
 TUMOUR_START = "tumour_start"
-TR_BDF2_GAMMA = 2.0 - math.sqrt(2.0)
 
-
-class NonFiniteError(FloatingPointError):
-    """A field became NaN or Inf; the message names step, time, field and voxel."""
+__all__ = ["NonFiniteError", "RunInterrupted", "Simulation", "SolverDivergence"]
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -111,7 +109,12 @@ class Simulation:
         if restore is not None:
             self.treatment.set_state(restore[3]["treatment"])
         self.ops = self.backend.ops(self.dtype)
-        self.solver = ImplicitSolver(self.grid.shape, self.grid.dx, xp, self.dtype, ops=self.ops)
+        self.substrate_step = SubstrateStep(self.substrates, self.grid, self.ops, xp, self.dtype,
+                                            cfg.numerics)
+        self.solver = self.substrate_step.pcg        # the per-substrate PCG solver
+        if restore is not None:
+            self.substrate_step.set_state(restore[3].get("solver", {}),
+                                          restore[2].get("solver_history"))
         self.observer = Observer(self.grid, self.layout, cfg.run, self.capacity, self.drugs, xp,
                                  ops=self.ops, treatment_start=treatment_start_minutes(cfg))
         self._reference_stored = False         # /static/tumour_start written to the run file
@@ -121,12 +124,11 @@ class Simulation:
         m = cfg.cells
         self.motilities = (m.sensitive.motility, m.persister.motility, m.resistant.motility,
                            m.fibroblast.motility, m.macrophage.motility)
-        self._unconverged: set[str] = set()
         self._checkpoint_time: float | None = None
         self._run_file: Path | None = None     # the run file this simulation writes
-        self.solver_iterations: dict[str, int] = {}
         self._history: list[tuple[float, dict]] = []
         self.last = self._observe(self.treatment.plasma())
+        self.last.update(self.substrate_step.report.step_values())
         if restore is None:
             self._history.append((self.t, self.last))
 
@@ -141,48 +143,18 @@ class Simulation:
             ops.move_cells(st, self.motilities, chi, tau, self.capacity, pressure)
 
     def _substrates_step(self, dt: float, blood: dict):
-        st, num = self.state, self.cfg.numerics
-        for sub in self.substrates:
-            c = st[sub.name]
-            level = blood[sub.name] if sub.is_drug else sub.cfg.blood
-            boundary = sub.boundary(level)
-            c_lin = c
-            for _ in range(num.picard_iterations + 1):
-                D, a, b = self.ops.coefficients(sub, st, c_lin, level)
-                c_new, info = self._implicit(c, D, a, b, dt, boundary)
-                c_lin = 0.5 * (c + c_new)
-            self.solver_iterations[sub.name] = info.iterations
-            if not info.converged and sub.name not in self._unconverged:
-                self._unconverged.add(sub.name)
-                log.warning("%s: implicit solve reached numerics.max_iterations=%d with relative "
-                            "residual %.2e (rtol %.1e) at t=%.1f min; raise max_iterations or "
-                            "lower run.dt", sub.name, num.max_iterations, info.residual,
-                            num.rtol, self.t)
-            if sub.is_drug:
-                st[auc_name(sub.name)] += 0.5 * dt * (c + c_new)
-            st[sub.name] = c_new
+        """Every substrate's implicit step, cells frozen (:mod:`.substrate_step`)."""
+        self.substrate_step.step(self.state, dt, blood, self.t)
 
-    def _implicit(self, c, D, a, b, dt, boundary):
-        """One step of ∂c/∂t = ∇·D∇c − a c + b with the configured scheme.
+    @property
+    def solver_iterations(self) -> dict[str, int]:
+        """Iterations (V-cycles or CG iterations) of each substrate's solves in the last step."""
+        return dict(self.substrate_step.report.step_iterations)
 
-        TR-BDF2 (Bank et al. 1985; Hosea & Shampine 1996): a trapezoidal stage to t + γΔt,
-        then BDF2 through t, t + γΔt and t + Δt, with γ = 2 − √2 so both stages solve with
-        the same matrix I − (γ/2)Δt A. Second order and L-stable.
-        """
-        num, solve = self.cfg.numerics, self.solver.step
-        opts = dict(D=D, a=a, b=b, boundary=boundary, rtol=num.rtol, max_iter=num.max_iterations)
-        if num.scheme == "backward_euler":
-            return solve(c, dt=dt, theta=1.0, **opts)
-        if num.scheme == "crank_nicolson":
-            return solve(c, dt=dt, theta=0.5, **opts)
-        g = TR_BDF2_GAMMA
-        stage, info1 = solve(c, dt=g * dt, theta=0.5, **opts)
-        w = (1.0 - g) / (2.0 - g)
-        rhs = (stage - (1.0 - g) ** 2 * c) / (g * (2.0 - g))
-        c_new, info2 = solve(rhs, dt=w * dt, theta=1.0, **opts)
-        info2.iterations += info1.iterations
-        info2.converged = info1.converged and info2.converged
-        return c_new, info2
+    @property
+    def solver_report(self):
+        """Every implicit solve so far, counted (:class:`~.solver_report.SolverReport`)."""
+        return self.substrate_step.report
 
     def step(self, dt: float | None = None) -> dict:
         """Advance by ``dt`` minutes (default ``run.dt``); return the new observables."""
@@ -195,12 +167,13 @@ class Simulation:
             self._cells_half(0.5 * dt, transport_first=False)
             self._substrates_step(dt, blood)
             self._cells_half(0.5 * dt, transport_first=True)
-        except ValueError:
+        except (ValueError, SolverDivergence):
             self._check_finite(during=True)  # a NaN born mid-step: name its field and voxel
             raise
         self.t += dt
         self.iteration += 1
         self.last = self._observe(plasma.level)
+        self.last.update(self.substrate_step.report.step_values())
         self._history.append((self.t, self.last))
         return self.last
 
@@ -242,7 +215,7 @@ class Simulation:
     def observables(self) -> dict[str, np.ndarray]:
         """Every recorded step: ``time`` (min) and one array per observable."""
         out = {"time": np.array([t for t, _ in self._history])}
-        for name in self.observer.names:
+        for name in self.observable_names:
             out[name] = np.array([o[name] for _, o in self._history], dtype=float)
         return out
 
@@ -255,9 +228,22 @@ class Simulation:
         df.insert(0, "day", df["time"] / MINUTES_PER_DAY)
         return df
 
+    @property
+    def observable_names(self) -> tuple[str, ...]:
+        """Every per-step observable: the observer's, then the solver's."""
+        return self.observer.names + self.substrate_step.report.names()
+
     def summary(self) -> dict:
-        obs = self.observables()
-        return summarize(obs["time"], obs, self.cfg.run, treatment_start_minutes(self.cfg))
+        """The end points of the treatment (:mod:`.summary`) and the solver's counts."""
+        obs = {k: v for k, v in self.observables().items()
+               if k not in self.substrate_step.report.names()}
+        out = summarize(obs["time"], obs, self.cfg.run, treatment_start_minutes(self.cfg))
+        out.update(self.substrate_step.report.summary())
+        return out
+
+    def solver_warning(self) -> str | None:
+        """A line naming every substrate with unconverged solves, or None."""
+        return self.substrate_step.report.warning()
 
     # ------------------------------------------------------------------ running
     def run_until(self, days: float | None = None, *, path: str | Path | None = None,
@@ -368,10 +354,14 @@ class Simulation:
                     if self._checkpoint_time != self.t:
                         self._checkpoint(writer)
                     writer.write_summary(self.summary())
+                    writer.write_summary({"solver_warning": self.solver_warning() or ""})
                 writer.close(status=status)
             if write_error is not None:
                 raise write_error
         summary = self.summary()
+        if self.solver_warning():
+            log.warning("the run completed with unconverged implicit solves: %s",
+                        self.solver_warning())
         if path is not None and run.plot:
             self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
         return summary
@@ -420,7 +410,8 @@ class Simulation:
     def _checkpoint(self, writer):
         self._checkpoint_time = self.t
         arrays = {"state": self.backend.to_host(self.state.data),
-                  "vessels": self.backend.to_host(self.state.vessels)}
+                  "vessels": self.backend.to_host(self.state.vessels),
+                  "solver_history": self.backend.to_host(self.substrate_step.prev)}
         ref = self.observer.reference
         if ref is not None:            # the niche contrast's tumour at treatment start
             arrays[TUMOUR_START] = self.backend.to_host(ref.T0)
@@ -428,7 +419,8 @@ class Simulation:
                 writer.write_static(TUMOUR_START, arrays[TUMOUR_START], units="cells/voxel")
                 self._reference_stored = True
         writer.write_checkpoint(self.iteration, self.t, arrays,
-                                {"treatment": self.treatment.get_state()})
+                                {"treatment": self.treatment.get_state(),
+                                 "solver": self.substrate_step.get_state()})
 
     @classmethod
     def resume(cls, path, backend: Backend | None = None, days: float | None = None,
@@ -449,7 +441,7 @@ class Simulation:
         sim._checkpoint_time = float(t)
         obs = read_observables(path)
         keep = obs["time"] <= t + 1e-9
-        names = [n for n in sim.observer.names if n in obs]
+        names = [n for n in sim.observable_names if n in obs]
         sim._history = [(float(obs["time"][i]), {n: float(obs[n][i]) for n in names})
                         for i in np.flatnonzero(keep)]
         return sim

@@ -175,7 +175,12 @@ class RunFile:
             _OPEN_PADDED.add(self)
         weakref.finalize(self, _release, self._h5, self._padded)
         f = self._h5
-        self.attrs = {key: runio.attribute_value(value) for key, value in f.attrs.items()}
+        self.attrs, unreadable = {}, []
+        for key in f.attrs:
+            try:
+                self.attrs[key] = runio.attribute_value(f.attrs[key])
+            except OSError:      # a truncated file: an attribute written last (the status)
+                unreadable.append(key)
         self.name = os.path.basename(self.path)
         self.grid = Grid(tuple(int(n) for n in self.attrs["shape"]), float(self.attrs["dx"]))
         self.cfg = from_dict(yaml.safe_load(self.attrs["config"]))
@@ -190,7 +195,8 @@ class RunFile:
                        for name, ds in f["fields"].items()}
         self.static_maps = tuple(f["static"]) if "static" in f else ()
         self.status = str(self.attrs.get("status", "unknown"))
-        self.problems: list[str] = []
+        self.problems: list[str] = [f"root attribute {k!r} unreadable (the file is cut short)"
+                                    for k in unreadable]
 
         times = f["time"][:len(f["time"])]
         n = self._whole_frames(len(times))

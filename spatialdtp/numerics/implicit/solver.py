@@ -44,30 +44,33 @@ strong contrast in D (to 1e-10: ≈ 15 iterations at 10×, 25–50 at 100×): th
 average D, which is fine for the hindrance maps here (contrast of a few). Every
 operation is a whole-array NumPy/CuPy expression; memory: about 20 grid-sized arrays.
 
-Stopping test: ``‖r‖₂ ≤ rtol·‖rhs‖₂`` with ``rhs = c + dt[(1 − θ) L(c) + θ f]``. Because
-the iteration stops at a tolerance, mass balance holds to that tolerance (not to
-rounding). After a θ = 1 solve, values below zero (only tiny ones are possible: the exact
-solution is non-negative when ``c, b, g ≥ 0``) are clamped to zero; θ < 1 results are
-returned unclamped, since a negative value there is the scheme's, not the iteration's.
+Stopping test (:mod:`.convergence`, shared with the multigrid solver): the *true*
+residual ``rhs − A x`` of the returned iterate, diagonally scaled, in the max-norm,
+relative to that of the start, with a precision floor. CG iterates on its recursively
+updated residual (cheap), scaled the same way; when that one passes, the true residual is
+recomputed, and if it does not pass CG restarts from it (up to :data:`MAX_RESTARTS`
+times). A residual that grows by :data:`~.convergence.DIVERGENCE_GROWTH` or turns
+non-finite stops the solve with ``info.diverged``. Because the iteration stops at a
+tolerance, mass balance holds to that tolerance (not to rounding). After a θ = 1 solve,
+negative values (the exact solution is non-negative when ``c, b, g ≥ 0``, so a negative
+value is iteration error, and clamping it only brings the iterate closer) are set to zero
+and their total is reported (``info.clamped``); θ < 1 results are returned unclamped, since
+a negative value there is the scheme's, not the iteration's.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
 
 import numpy
 
 from ...model.boundary import Boundary
+from .convergence import SolveInfo, diverging, target
 from .multigrid import Multigrid
 from .stencil import ArrayStencils
 
-
-@dataclass
-class SolveInfo:
-    iterations: int        # CG iterations (each one V-cycle)
-    residual: float        # final ‖r‖₂ / ‖rhs‖₂ (CG's recursively updated residual)
-    converged: bool
+#: restarts of CG from its true residual when the recursive one passed but the true did not
+MAX_RESTARTS = 3
 
 
 class ImplicitSolver:
@@ -125,7 +128,7 @@ class ImplicitSolver:
         if tuple(v.shape) != self.shape:
             raise ValueError(f"{name} has shape {tuple(v.shape)}; the grid's shape is {self.shape}")
         v = xp.asarray(v, dtype=self.dtype)
-        low = float(v.min())
+        low = float(self.ops.read(v.min(), "solver input check"))
         if not (low > 0 if positive else low >= 0):
             raise ValueError(f"{name} has minimum {low!r}: must be "
                              f"{'> 0' if positive else '>= 0'} everywhere")
@@ -178,13 +181,17 @@ class ImplicitSolver:
             if hi_kind == "fixed":
                 out[lev.hi[k]] += (factor * boundary.value) * lev.thi[k]
 
-    def step(self, c, *, D, a, b, dt, boundary, theta=1.0, rtol=1e-6, max_iter=200):
+    def step(self, c, *, D, a, b, dt, boundary, theta=1.0, rtol=1e-6, max_iter=200,
+             x0=None):
         """Advance ``c`` by ``dt`` minutes; return ``(c_new, SolveInfo)`` (``c`` is untouched).
 
         ``D`` (µm²/min), ``a`` (1/min), ``b`` (units/min): scalars or arrays of ``c``'s shape,
-        frozen over the step. ``theta``: 1 backward Euler, 0.5 Crank–Nicolson. The solve
-        stops when ‖r‖₂ ≤ rtol·‖rhs‖₂ or after ``max_iter`` iterations (then
-        ``info.converged`` is False and the last iterate is returned).
+        frozen over the step. ``theta``: 1 backward Euler, 0.5 Crank–Nicolson. ``x0``: a
+        start for the iteration (e.g. a predictor; default ``c``); it is used only if its
+        residual is below that of ``c``. The solve stops when the test of
+        :mod:`.convergence` passes (``rtol`` relative to the start's residual) or after
+        ``max_iter`` CG iterations (then ``info.converged`` is False and the last iterate
+        is returned); ``info.diverged`` marks a residual that grew or turned non-finite.
         """
         xp = self.xp
         D, a, b = self._check(c, D, a, b, boundary)
@@ -199,47 +206,117 @@ class ImplicitSolver:
             raise ValueError(f"max_iter={max_iter!r}: must be an integer >= 0")
 
         theta, dt = float(theta), float(dt)
-        # the initial residual, rhs − A c, is dt·L(c) whatever θ
-        r, work = self._r, self._work
-        xp.multiply(self._L(c, D, a, b, boundary), dt, out=r)
+        # the residual of x = c, rhs − A c, is dt·L(c) whatever θ
+        r0 = xp.multiply(self._L(c, D, a, b, boundary), dt)
         # rhs = c + θ·dt·f + (1 − θ)·dt·L(c),  f = b + fixed-face sources
-        work[...] = b
-        self._add_sources(work, boundary, 1.0)
-        work *= theta * dt
+        rhs = xp.empty(self.shape, self.dtype)
+        rhs[...] = b
+        self._add_sources(rhs, boundary, 1.0)
+        rhs *= theta * dt
         if theta != 1.0:
-            work += (1.0 - theta) * r
-        work += c
-        rhs_norm = self._norm(work)
-        tol = rtol * rhs_norm
-        res = self._norm(r)
+            rhs += (1.0 - theta) * r0
+        rhs += c
+        if not theta * dt > 0:               # θ·dt = 0: explicit, A = I
+            c_new = xp.add(c, r0)
+            return c_new, SolveInfo(0, 0.0, True, 0.0, False, "pcg")
 
-        delta = self._d
-        delta[...] = 0.0
+        self.multigrid.scale_fine(theta * dt)
+        self.multigrid.setup(a, theta * dt, boundary.kinds)
+        fine = self.multigrid.levels[0]
+        dinv = fine.winv / self.multigrid.omega          # 1/diag(A)
+        x = c.copy()
+        R0 = self._scaled(r0, dinv)
+        restarts = 0
+        r = r0
+        if x0 is not None:
+            r_x0 = self.ops.stencil(fine, x0, xp.empty_like(x), rhs=rhs)
+            R_x0 = self._scaled(r_x0, dinv)
+            if R_x0 < R0:
+                x[...] = x0
+                R0, r = R_x0, r_x0
+            else:
+                restarts = 1                         # the predictor was worse: plain start
+        R, M = R0, self._magnitude(fine, x, rhs, dinv)
+        goal, floor = target(rtol, R0, M, self.dtype, self._absmax(x))
         iterations = 0
-        # below the smallest normal number nothing is left to solve; NaN/Inf go through
-        # the solve so that they reach the field and are reported
-        if theta * dt > 0 and (res > tol and res >= self._tiny or not math.isfinite(res)):
-            self.multigrid.scale_fine(theta * dt)
-            self.multigrid.setup(a, theta * dt, boundary.kinds)
+        diverged = False
+        # at least one CG run, even from a start that meets the target: below the floor the
+        # true residual cannot show a smooth error, CG's recursive residual can
+        while (iterations == 0 or not R <= goal) and iterations < max_iter:
+            if diverging(R, R0, math.isfinite(R)):
+                diverged = True
+                break
+            res = self._norm(r)
+            if not res >= self._tiny:        # below the smallest normal number: solved
+                break
             # PCG on r/‖r‖, so that its dot products stay O(1) however small the field: a
             # drug washing out over a holiday reaches 1e-23 µM, whose squares underflow
             # float32 (CG then divides by zero). The system is linear: scale back after.
-            r *= 1.0 / res
-            scaled_res, iterations = self._pcg(delta, r, tol / res, max_iter, 1.0)
-            delta *= res
-            res *= scaled_res
-        elif res > tol:                      # θ·dt = 0: explicit, A = I
-            delta[...] = r
-            res = 0.0
-        c_new = xp.add(c, delta)
-        if theta == 1.0:        # the exact BE solution is >= 0: only rounding-size negatives
-            xp.maximum(c_new, 0.0, out=c_new)
-        rel = res / rhs_norm if rhs_norm > 0 else 0.0
-        return c_new, SolveInfo(iterations, rel, res <= tol)
+            rn = r * (1.0 / res)
+            delta = self._d
+            delta[...] = 0.0
+            # CG's own test is on its recursive residual, which (unlike the true one) is
+            # not limited by rounding: to rtol·R0 even below the floor, so that the smooth
+            # error components, whose residual hides under the rounding noise, are solved
+            its, grew = self._pcg(delta, rn, rtol * R0 / res, max_iter - iterations, dinv,
+                                  R0 / res)
+            iterations += its
+            x += delta * res
+            r = self.ops.stencil(fine, x, xp.empty_like(x), rhs=rhs)     # the true residual
+            R, M = self._scaled(r, dinv), self._magnitude(fine, x, rhs, dinv)
+            goal, floor = target(rtol, R0, M, self.dtype, self._absmax(x))
+            if grew or diverging(R, R0, math.isfinite(R)):
+                diverged = True
+                break
+            if R <= goal or its == 0:
+                break
+            restarts += 1
+            if restarts > MAX_RESTARTS:
+                break
+        clamped = 0.0
+        if theta == 1.0:        # the exact BE solution is >= 0: negatives are iteration error
+            neg = xp.minimum(x, 0.0)
+            clamped = -float(self.ops.read(neg.sum(), "pcg: clamped total"))
+            if clamped > 0:
+                xp.maximum(x, 0.0, out=x)
+        converged = bool(R <= goal) and not diverged
+        ratio = R / R0 if R0 > 0 else 0.0
+        return x, SolveInfo(iterations, ratio, converged, goal, floor, "pcg",
+                            diverged=diverged, restarts=restarts, R=R, R0=R0,
+                            clamped=clamped)
+
+    def _scaled(self, r, dinv) -> float:
+        """max |r_i|/d_i: the scaled max-norm of :mod:`.convergence` (NaN if not finite)."""
+        m = float(self.ops.read(self.xp.max(self.xp.abs(r) * dinv), "pcg: scaled residual"))
+        return m if math.isfinite(m) else math.nan
+
+    def _magnitude(self, lev, x, rhs, dinv) -> float:
+        """M = max_i (Σ |terms of r_i|)/d_i, the floor's scale (see :mod:`.convergence`)."""
+        xp = self.xp
+        mag = xp.abs(rhs) + xp.abs(lev.mass * x)
+        for k in range(self.ndim):
+            if lev.tin[k] is not None:
+                F = xp.abs((x[lev.tail[k]] - x[lev.head[k]]) * lev.tin[k])
+                mag[lev.head[k]] += F
+                mag[lev.tail[k]] += F
+            if lev.modes[k][0] == "periodic":
+                F = xp.abs((x[lev.lo[k]] - x[lev.hi[k]]) * lev.tlo[k])
+                mag[lev.lo[k]] += F
+                mag[lev.hi[k]] += F
+                continue
+            if lev.tlo[k] is not None:
+                mag[lev.lo[k]] += xp.abs(lev.tlo[k] * x[lev.lo[k]])
+            if lev.thi[k] is not None:
+                mag[lev.hi[k]] += xp.abs(lev.thi[k] * x[lev.hi[k]])
+        m = float(self.ops.read(xp.max(mag * dinv), "pcg: residual magnitude"))
+        return m if math.isfinite(m) else math.nan
+
+    def _absmax(self, x) -> float:
+        return float(self.ops.read(self.xp.max(self.xp.abs(x)), "pcg: field maximum"))
 
     def _norm(self, u) -> float:
         """‖u‖₂ without underflow: the sum of squares is taken of u / max|u|."""
-        m = float(self.xp.max(self.xp.abs(u)))
+        m = float(self.ops.read(self.xp.max(self.xp.abs(u)), "pcg: norm"))
         if not m >= self._tiny:          # 0, denormal (1/m would overflow), or NaN
             return m
         buf = self._dotbuf
@@ -254,10 +331,14 @@ class ImplicitSolver:
         """
         buf = self._dotbuf
         self.xp.multiply(u, v, out=buf)
-        return float(buf.sum())
+        return float(self.ops.read(buf.sum(), "pcg: dot product"))
 
-    def _pcg(self, x, r, tol, max_iter, res):
-        """Flexible (Polak–Ribière) PCG on (mass + K) x = r from x = 0; r is overwritten."""
+    def _pcg(self, x, r, tol, max_iter, dinv, start):
+        """Flexible (Polak–Ribière) PCG on (mass + K) x = r from x = 0; r is overwritten.
+
+        Stops when the recursive residual's scaled max-norm reaches ``tol``; returns the
+        iterations and whether that residual grew past divergence (``start``: the scaled
+        residual the solve began from, in the same units)."""
         xp, fine = self.xp, self.multigrid.levels[0]
         p, q, work = self._p, self._q, self._work
         z = self.multigrid.vcycle(fine, r)
@@ -266,23 +347,25 @@ class ImplicitSolver:
         for it in range(1, max_iter + 1):
             self.ops.stencil(fine, p, q)
             pq = self._dot(p, q)
-            if not pq > 0:       # breakdown (exact solution already reached)
-                return res, it - 1
+            if not pq > 0:       # breakdown (exact solution already reached) or NaN
+                return it - 1, not math.isfinite(pq)
             alpha = rz / pq
             xp.multiply(p, alpha, out=work)
             x += work
             xp.multiply(q, alpha, out=work)
             r -= work
-            res = math.sqrt(self._dot(r, r))
-            if res <= tol:
-                return res, it
+            R = self._scaled(r, dinv)
+            if R <= tol:
+                return it, False
+            if diverging(R, start, math.isfinite(R)):
+                return it, True
             z = self.multigrid.vcycle(fine, r)
             # Polak–Ribière β = z·(r_new − r_old)/(z_old·r_old), with r_new − r_old = −α q:
             # it keeps CG converging when float32 rounding makes the V-cycle a bit unsymmetric
             beta = -alpha * self._dot(q, z) / rz
             rz = self._dot(r, z)
             if not rz > 0:       # the preconditioned residual vanished: nothing left to do
-                return res, it
+                return it, not math.isfinite(rz)
             p *= beta
             p += z
-        return res, max_iter
+        return max_iter, False

@@ -178,10 +178,22 @@ def prolong_add(xp, lev, coarse, fine):
 
 
 class ArrayStencils:
-    """The level operators as whole-array expressions in ``xp`` (the solver's default ops)."""
+    """The level operators as whole-array expressions in ``xp`` (the solver's default ops).
 
-    def __init__(self, xp):
+    ``counters`` (:class:`~spatialdtp.numerics.counters.Counters`) counts the host reads
+    made through :meth:`read`.
+    """
+
+    def __init__(self, xp, counters=None):
+        from ..counters import Counters
+
         self.xp = xp
+        self.counters = counters if counters is not None else Counters()
+
+    def read(self, a, site: str):
+        """``a`` (a device array or scalar) on the host, counted as one sync at ``site``."""
+        self.counters.sync(site)
+        return numpy.asarray(a.get() if hasattr(a, "get") else a)
 
     def stencil(self, level, x, out, rhs=None, mass=None):
         return apply_stencil(self.xp, level, x, out, rhs, mass)

@@ -109,6 +109,8 @@ class MemoryPool:
     def _malloc(self, nbytes):
         d = self._device
         d.counters["allocations"] += 1
+        if d.trace_syncs:
+            d.alloc_sites[_site("allocation")] += 1
         if self._free[nbytes] > 0:
             self._free[nbytes] -= 1
         else:
@@ -332,6 +334,7 @@ class DeviceDouble:
         self.kernel_counts = collections.Counter()
         self.sync_sites = collections.Counter()
         self.array_ops = collections.Counter()     # with trace: launches by operation and site
+        self.alloc_sites = collections.Counter()   # with trace: allocations by site
         self.trace_syncs = False
         self.errors = []
         self.host_clock = {}
@@ -360,6 +363,7 @@ class DeviceDouble:
         self.kernel_counts.clear()
         self.sync_sites.clear()
         self.array_ops.clear()
+        self.alloc_sites.clear()
 
     def snapshot(self) -> dict:
         return dict(self.counters)
