@@ -52,7 +52,9 @@ from .schema import (
 from .substrates import (
            BASE_SUBSTRATES,
            BOUNDARY_KINDS,
+           MAP_KINDS,
            BindingConfig,
+           CoefficientMapsConfig,
            SubstrateConfig,
            boundary_of,
 )
@@ -80,6 +82,7 @@ from .treatment import (
 )
 
 __all__ = ["BACKENDS", "BASE_SUBSTRATES", "BOUNDARY_KINDS", "BackendConfig", "BindingConfig",
+           "CoefficientMapsConfig", "MAP_KINDS",
            "CELL_TYPES",
            "CENSORED_RUN_DAYS", "COMBINATION_RULES", "CellsConfig", "ConfigError",
            "DRUG_CLASSES", "DrugConfig", "EXPOSURES", "EnvironmentResponseConfig", "FibroblastConfig",

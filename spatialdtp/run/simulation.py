@@ -32,7 +32,7 @@ from ..model.cells import CellKinetics
 from ..model.grid import POINT, Grid
 from ..model.state import CELL_LONG_NAMES, FieldLayout, State, auc_name
 from ..model.substrate_coefficients import Substrate
-from ..model.tissue import build_tissue
+from ..model.tissue import build_tissue, load_coefficient_maps
 from ..model.treatment import Treatment
 from ..numerics.implicit import ImplicitSolver
 from ..numerics.pointwise import PointwiseSolver
@@ -124,8 +124,12 @@ class Simulation:
                            data=self.backend.asarray(host, dtype=self.dtype),
                            vessels=self.backend.asarray(vessels, dtype=self.dtype))
 
+        maps = {name: {kind: self.backend.asarray(m, dtype=self.dtype)
+                       for kind, m in kinds.items()}
+                for name, kinds in load_coefficient_maps(subs, self.grid, self.drugs).items()}
         self.substrates = [Substrate(name, s, self.grid, self.capacity, cfg.cells.cell_volume,
-                                     self.state.vessels, xp, is_drug=name in self.drugs)
+                                     self.state.vessels, xp, is_drug=name in self.drugs,
+                                     maps=maps.get(name))
                            for name, s in subs.items()]
         self.kinetics = CellKinetics(cfg.cells, self.capacity, self.state.vessels, xp)
         self.treatment = Treatment(cfg.treatment)
@@ -173,7 +177,7 @@ class Simulation:
             boundary = sub.boundary(level)
             c_lin = c
             for _ in range(num.picard_iterations + 1):
-                D, a, b = self.ops.coefficients(sub, st, c_lin, level)
+                D, a, b = sub.with_maps(*self.ops.coefficients(sub, st, c_lin, level), st)
                 c_new, info = self._implicit(c, D, a, b, dt, boundary)
                 c_lin = 0.5 * (c + c_new)
             self.solver_iterations[sub.name] = info.iterations
