@@ -151,7 +151,7 @@ def kernels(shape: int) -> int:
             ("prolong_add", lambda: ops.prolong(lev, lev.coarse.x, lev.x)),
             # the TAMs' chemotaxis: transport_max_jump, then one transport_substep
             ("transport_max_jump+transport_substep",
-             lambda: ops.move_cells(st, motility_m, chi, 1.0)),
+             lambda: ops.move_cells(st, motility_m, chi, 1.0, sim.capacity)),
             ("observable_sums", lambda: ops.observable_sums(observer, st, labels, observer.reference.T0,
                                                           n_labels)),
         ]

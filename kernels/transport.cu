@@ -1,4 +1,5 @@
-/* transport.cu: one explicit sub-step of crowding-limited cell motility and TAM chemotaxis.
+/* transport.cu: one explicit sub-step of crowding-limited cell motility and TAM chemotaxis,
+ * and one of the tumour's pressure-driven expansion.
  *
  *     ∂n/∂t = −∇·J,   per face j+½ along an axis (a = n_j, b = n_{j+1}):
  *
@@ -24,6 +25,19 @@
  * monotone and sign-symmetric, so that equals fl(fl(χ max|Δq|)/dx) exactly (the launcher
  * does those two roundings in the field dtype) and the sub-step count, a ceil() of it, is
  * the reference's. A NaN propagates (as xp.max does).
+ *
+ * transport_pressure_substep: S, P and R pushed together down the gradient of T = S + P + R
+ * (Darcy flow with a pressure linear in T), through stroma o = F + M that neither moves nor
+ * pushes but holds room:
+ *
+ *     s_k  = K − T_k > 0 ? clamp((K − T_k − o_k)/(K − T_k), 0, 1) : 0   room stroma leaves
+ *     w_ik = T_k > 0 ? n_ik / T_k : 0                                   share of type i
+ *     Φ    = c ((T_j − T_{j+1})(T_j + T_{j+1})),   c = D_p/(2K dx)      face j+½
+ *     J_i  = Φ > 0 ? (Φ s_{j+1}) w_ij : (Φ s_j) w_i,j+1
+ *     n_new_ij = n_ij + h Σ_axes (J_{i,j−½} − J_{i,j+½}) / dx, clamped to >= 0 on the last
+ *
+ * Reference: spatialdtp.numerics.transport.push_tumour (_pressure_tendencies, stroma_room,
+ * tumour_shares), in its order of operations and dtype.
  */
 #include "sdtp.h"
 
@@ -60,6 +74,14 @@ SDTP_INLINE void transport_coords(idx_t i, idx_t n, idx_t ny, idx_t nx,
 SDTP_INLINE real transport_room(real o, real n, real capacity)
 {
     const real f = (real)1 - (o + n) / capacity;
+    return f < (real)0 ? (real)0 : (f > (real)1 ? (real)1 : f);
+}
+
+/* room stroma o leaves in a voxel whose tumour cells leave gap = K − T > 0:
+ * clamp((gap − o)/gap, 0, 1); NaN stays NaN, as np.clip */
+SDTP_INLINE real transport_room_of_gap(real gap, real o)
+{
+    const real f = (gap - o) / gap;
     return f < (real)0 ? (real)0 : (f > (real)1 ? (real)1 : f);
 }
 
@@ -285,6 +307,72 @@ SDTP_KERNEL transport_max_jump(idx_t chunks, idx_t n, idx_t nz, idx_t ny, idx_t 
         __builtin_memcpy(&m, &bits, sizeof m);
 #endif
         partial[c] = (double)m;            /* exact: a max rounds nothing */
+    }
+}
+
+/* room, total and shares of one voxel for the pressure flux */
+struct PressureVoxel {
+    real t, room, w[3];
+};
+
+SDTP_INLINE PressureVoxel pressure_voxel(const real* SDTP_RESTRICT S, const real* SDTP_RESTRICT P,
+                                         const real* SDTP_RESTRICT R, const real* SDTP_RESTRICT o,
+                                         idx_t k, real capacity)
+{
+    PressureVoxel v;
+    v.t = (S[k] + P[k]) + R[k];
+    const real gap = capacity - v.t;
+    v.room = gap > (real)0 ? transport_room_of_gap(gap, o[k]) : (real)0;
+    const bool any = v.t > (real)0;
+    v.w[0] = any ? S[k] / v.t : (real)0;
+    v.w[1] = any ? P[k] / v.t : (real)0;
+    v.w[2] = any ? R[k] / v.t : (real)0;
+    return v;
+}
+
+/* the three types' fluxes through the face from a (lower index) to b */
+SDTP_INLINE void pressure_face(const PressureVoxel& a, const PressureVoxel& b, real c, real* j)
+{
+    const real phi = c * ((a.t - b.t) * (a.t + b.t));
+    const bool up = phi > (real)0;
+    const real into_b = phi * b.room, into_a = phi * a.room;
+    for (int k = 0; k < 3; ++k)
+        j[k] = up ? into_b * a.w[k] : into_a * b.w[k];
+}
+
+SDTP_KERNEL transport_pressure_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
+                                       const real* SDTP_RESTRICT S, const real* SDTP_RESTRICT P,
+                                       const real* SDTP_RESTRICT R, const real* SDTP_RESTRICT o,
+                                       real* SDTP_RESTRICT dS, real* SDTP_RESTRICT dP,
+                                       real* SDTP_RESTRICT dR, real c, real dx, real capacity,
+                                       real h, idx_t clamp)
+{
+    FOR_EACH(i, n) {
+        idx_t z, y, x;
+        transport_coords(i, n, ny, nx, &z, &y, &x);
+        const PressureVoxel self = pressure_voxel(S, P, R, o, i, capacity);
+        const idx_t extent[3] = {nz, ny, nx};
+        const idx_t coord[3] = {z, y, x};
+        const idx_t stride[3] = {nx * ny, nx, 1};
+        real t[3] = {(real)0, (real)0, (real)0};
+        for (int axis = 0; axis < 3; ++axis) {
+            if (extent[axis] == 1)
+                continue;
+            const idx_t s = stride[axis];
+            real lo[3] = {(real)0, (real)0, (real)0}, hi[3] = {(real)0, (real)0, (real)0};
+            if (coord[axis] > 0)
+                pressure_face(pressure_voxel(S, P, R, o, i - s, capacity), self, c, lo);
+            if (coord[axis] < extent[axis] - 1)
+                pressure_face(self, pressure_voxel(S, P, R, o, i + s, capacity), c, hi);
+            for (int k = 0; k < 3; ++k)
+                t[k] = t[k] + (lo[k] - hi[k]) / dx;
+        }
+        const real* src[3] = {S, P, R};
+        real* dst[3] = {dS, dP, dR};
+        for (int k = 0; k < 3; ++k) {
+            const real out = src[k][i] + h * t[k];
+            dst[k][i] = (clamp && out < (real)0) ? (real)0 : out;   /* NaN stays NaN */
+        }
     }
 }
 

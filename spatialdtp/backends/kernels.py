@@ -123,17 +123,14 @@ class KernelLibrary:
     def has(self, name: str) -> bool:
         return name in self.signatures
 
-    def launch(self, name: str, *args) -> None:
-        """Run kernel ``name`` with ``args`` (the first is n, the item count)."""
+    def _params(self, name: str) -> tuple[Param, ...]:
         try:
-            params = self.signatures[name]
+            return self.signatures[name]
         except KeyError:
             raise KeyError(f"no kernel {name!r} in kernels/*.cu; kernels are "
                            f"{sorted(self.signatures)}") from None
-        if len(args) != len(params):
-            raise TypeError(f"kernel {name} takes {len(params)} arguments "
-                            f"({', '.join(p.name for p in params)}), got {len(args)}")
-        # this runs thousands of times per step on small grids: keep it lean
+
+    def _convert(self, name: str, params, args) -> list:
         converted = []
         for p, value in zip(params, args):
             kind = p.kind
@@ -143,9 +140,37 @@ class KernelLibrary:
                 converted.append(self._idx(int(value)))
             else:
                 converted.append(self._real(float(value)))
+        return converted
+
+    def launch(self, name: str, *args) -> None:
+        """Run kernel ``name`` with ``args`` (the first is n, the item count)."""
+        params = self._params(name)
+        if len(args) != len(params):
+            raise TypeError(f"kernel {name} takes {len(params)} arguments "
+                            f"({', '.join(p.name for p in params)}), got {len(args)}")
+        # this runs thousands of times per step on small grids: keep it lean
+        converted = self._convert(name, params, args)
         n = int(args[0])
         if n > 0:
-            self._call(name, n, converted)
+            self._dispatch(name, n, converted)
+
+    def _dispatch(self, name: str, n: int, converted) -> None:
+        """The one place every launch, bound or not, goes through."""
+        self._call(name, n, converted)
+
+    def bind(self, name: str, *leading) -> "BoundKernel":
+        """Kernel ``name`` with its first ``len(leading)`` arguments checked and packed
+        now, once: calling the result with the remaining arguments checks and packs only
+        those. For launches repeated with the same level geometry, faces and parameter
+        arrays (a multigrid level's operator within a step), so that the per-launch
+        Python glue is paid once per level instead of once per launch. The bound arrays are
+        kept alive by the result; bind again when any of them is replaced."""
+        params = self._params(name)
+        if not 1 <= len(leading) <= len(params):
+            raise TypeError(f"kernel {name}: bind takes 1 to {len(params)} leading "
+                            f"arguments, got {len(leading)}")
+        return BoundKernel(self, name, params, leading,
+                           self._convert(name, params[:len(leading)], leading))
 
     def _checked(self, kernel, p: Param, value):
         want = self.dtype if p.pointee == "real" else np.dtype(p.pointee)
@@ -181,3 +206,30 @@ class KernelLibrary:
 
     def _call(self, name, n, args):
         raise NotImplementedError
+
+
+class BoundKernel:
+    """A kernel with its leading arguments checked and packed (:meth:`KernelLibrary.bind`).
+
+    ``bound(*rest)`` launches it with ``rest`` as the remaining arguments, which are checked
+    like :meth:`KernelLibrary.launch` checks all of them."""
+
+    __slots__ = ("lib", "name", "params", "n", "_keep", "_packed", "_rest")
+
+    def __init__(self, lib: KernelLibrary, name: str, params, leading, packed):
+        self.lib, self.name, self.params = lib, name, params
+        self.n = int(leading[0])
+        self._keep = leading                  # the arrays must outlive the packed pointers
+        self._packed = packed
+        self._rest = params[len(leading):]
+
+    def __call__(self, *rest) -> None:
+        if len(rest) != len(self._rest):
+            raise TypeError(f"kernel {self.name} (bound): takes {len(self._rest)} more "
+                            f"arguments ({', '.join(p.name for p in self._rest)}), "
+                            f"got {len(rest)}")
+        if self.n > 0:
+            lib = self.lib
+            lib._dispatch(self.name, self.n,
+                      self._packed + lib._convert(self.name, self._rest, rest) if rest
+                      else self._packed)

@@ -25,10 +25,12 @@ class ReferenceOps(ArrayStencils):
         """Pointwise cell kinetics over τ minutes, substrates frozen (in place)."""
         cell_kinetics.react_state(state, kinetics, treatment_cfg, tau)
 
-    def move_cells(self, state, motilities, chi: float, tau: float, capacity: float) -> None:
-        """Crowding-limited motility of every cell type and TAM chemotaxis over τ minutes
-        (in place); ``capacity`` in cells per voxel."""
-        transport.move_state(state, motilities, chi, tau, capacity)
+    def move_cells(self, state, motilities, chi: float, tau: float, capacity: float,
+                   pressure: float = 0.0) -> None:
+        """The tumour's pressure-driven expansion (mobility ``pressure``, µm²/min), then
+        crowding-limited motility of every cell type and TAM chemotaxis, over τ minutes (in
+        place); ``capacity`` in cells per voxel."""
+        transport.move_state(state, motilities, chi, tau, capacity, pressure)
 
     # substrates -------------------------------------------------------------------
     def coefficients(self, substrate, state, c_lin, blood: float):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .checks import choice, fail, fraction, nonneg_numbers, positive
+from .checks import choice, fail, fraction, nonneg, nonneg_numbers, positive
 
 #: the cell fields: sensitive, persister and resistant tumour cells, CAFs, TAMs
 CELL_TYPES = ("S", "P", "R", "F", "M")
@@ -88,6 +88,9 @@ class CellsConfig:
     # Contact inhibition: growth (and TAM influx) scale with free = 1 − N/capacity. False:
     # free = 1 (unlimited exponential growth, the linear model of in-vitro fits).
     crowding: bool = True
+    # µm²/min D_p: tumour cells (S, P, R together) are pushed down the gradient of their own
+    # crowding, u = −D_p ∇(T/K), T = S + P + R (proliferation pressure, a porous medium)
+    pressure_mobility: float = 0.45
     sensitive: TumourCellConfig = field(default_factory=TumourCellConfig)
     persister: TumourCellConfig = field(default_factory=lambda: TumourCellConfig(
         growth=3.6e-5, death=1.0e-5, kill=5.5e-5, motility=0.005))
@@ -100,6 +103,7 @@ class CellsConfig:
 
 def validate_cells(c: CellsConfig) -> None:
     positive("cells.cell_volume", c.cell_volume)
+    nonneg("cells.pressure_mobility", c.pressure_mobility)
     if c.capacity is not None:
         positive("cells.capacity", c.capacity)
     choice("cells.kill_model", c.kill_model, KILL_MODELS)

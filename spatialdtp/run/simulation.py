@@ -159,12 +159,12 @@ class Simulation:
     # ------------------------------------------------------------------ one step
     def _cells_half(self, tau: float, transport_first: bool):
         ops, st = self.ops, self.state
-        chi = self.cfg.cells.macrophage.chemotaxis
+        chi, pressure = self.cfg.cells.macrophage.chemotaxis, self.cfg.cells.pressure_mobility
         if transport_first and not self.well_mixed:
-            ops.move_cells(st, self.motilities, chi, tau, self.capacity)
+            ops.move_cells(st, self.motilities, chi, tau, self.capacity, pressure)
         ops.react_cells(st, self.kinetics, self.cfg.treatment, tau)
         if not transport_first and not self.well_mixed:
-            ops.move_cells(st, self.motilities, chi, tau, self.capacity)
+            ops.move_cells(st, self.motilities, chi, tau, self.capacity, pressure)
 
     def _substrates_step(self, dt: float, blood: dict):
         st, num = self.state, self.cfg.numerics
