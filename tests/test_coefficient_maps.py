@@ -19,6 +19,7 @@ from spatialdtp.run.simulation import Simulation
 C0, D1, D2, K, L = 1.0, 1000.0, 250.0, 0.01, 400.0
 #: no cells anywhere, and none that move: a step of any length is the substrate solve
 EMPTY = ["tissue=from_files", "treatment=none", "backend=numpy64", "numerics.rtol=1e-12",
+         "cells.pressure_mobility=0",
          *(f"cells.{c}.motility=0" for c in ("sensitive", "persister", "resistant",
                                               "fibroblast", "macrophage"))]
 
