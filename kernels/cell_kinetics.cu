@@ -35,6 +35,8 @@
  * safe on the host's parallel loop).
  *
  * p (real[]): the CK_* parameters below, then per drug (EC50, h, emax, kill_rate, cap).
+ *             EC50 arrives floored at 1e-30 (ec50 = 0: E = emax wherever c > 0) and
+ *             CK_CAPACITY is infinite without crowding (free = 1).
  * q (idx_t[]): the CQ_* entries below (field planes and switches), then per drug
  *              (plane, class) with class codes CK_TARGETED..CK_FAO, drugs in config order.
  * The Python packing (spatialdtp/backends/compiled_cells.py) lists them in the same order.

@@ -191,6 +191,16 @@ def test_cell_kinetics_matches_reference_without_glucose_limit_or_starvation(cpu
 
 
 @params
+def test_cell_kinetics_matches_reference_at_full_effect_and_without_crowding(cpu, ndim, dtype):
+    """ec50 = 0 (E = emax wherever c > 0, 0 at c = 0) and cells.crowding = false (free = 1,
+    densities over capacity keep growing): the same floor and infinite capacity in both."""
+    c = fast_cells()
+    c.crowding = False
+    check(cpu, ndim, dtype, {"drug": drug("targeted", 0.0), "kdm5i": drug("epigenetic", 0.0)},
+          cells_cfg=c)
+
+
+@params
 def test_cell_kinetics_matches_reference_at_large_tau_and_tiny_densities(cpu, ndim, dtype):
     check(cpu, ndim, dtype, EVERY_CLASS, taus=(60.0,), scale=1e-20)
     check(cpu, ndim, dtype, EVERY_CLASS, taus=(60.0,), seed=1)

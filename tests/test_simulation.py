@@ -9,32 +9,43 @@ from spatialdtp.run.simulation import NonFiniteError, Simulation
 SHAPE = (4, 5)
 
 
-def well_mixed_config(tmp_path, scheme="backward_euler", picard=0, dt=10.0):
+#: the initial values of the well-mixed checks
+WELL_MIXED = {"vessels": 1.0, "S": 1.0, "P": 0.05, "R": 0.01, "F": 0.3, "M": 0.05,
+              "oxygen": 30.0, "glucose": 4.0, "hgf": 5.0, "chemokine": 0.5, "drug": 0.0}
+
+
+def well_mixed_config(tmp_path, scheme="backward_euler", picard=0, dt=10.0, extra=()):
     """Every voxel identical and every voxel a vessel: the PDEs reduce to ODEs."""
-    vals = {"vessels": 1.0, "S": 1.0, "P": 0.05, "R": 0.01, "F": 0.3, "M": 0.05,
-            "oxygen": 30.0, "glucose": 4.0, "hgf": 5.0, "chemokine": 0.5, "drug": 0.0}
+    vals = dict(WELL_MIXED)
     files = {}
     for name, v in vals.items():
         p = tmp_path / f"{name}.npy"
         np.save(p, np.full(SHAPE, v))
         files[name] = str(p)
-    overrides = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]}]", "backend=numpy64",
-                 f"numerics.scheme={scheme}", f"numerics.picard_iterations={picard}",
-                 "numerics.rtol=1e-13", f"run.dt={dt}", "treatment=continuous",
-                 "treatment.drugs.drug.schedule.dose=0.5",
-                 # faster switching so two days exercise every process
-                 "cells.switching.alpha0=1e-4", "cells.switching.alpha_drug=1e-3",
-                 "cells.switching.rho0=5e-4", "cells.switching.mu=2e-4",
-                 "cells.sensitive.growth=2e-3", "cells.sensitive.kill=3e-3",
-                 # CAF turnover (off by default): F = 0.3 grows towards K_F = 0.64
-                 "cells.fibroblast.growth=4e-4", "cells.fibroblast.death=1e-4",
-                 "cells.fibroblast.carrying_density=0.2"]
+    overrides = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]}]", *model_overrides(scheme, picard, dt)]
     overrides += [f"+tissue.files.{k}={v}" for k, v in files.items()]
-    return load_config(overrides), vals
+    return load_config(overrides + list(extra)), vals
 
 
-def well_mixed_reference(cfg, vals, t_end):
-    """The model's ODEs for one voxel, typed in from the README's equations."""
+def model_overrides(scheme="backward_euler", picard=0, dt=10.0):
+    """The model of the well-mixed checks: fast enough that two days exercise every process."""
+    return ["backend=numpy64",
+            f"numerics.scheme={scheme}", f"numerics.picard_iterations={picard}",
+            "numerics.rtol=1e-13", f"run.dt={dt}", "treatment=continuous",
+            "treatment.drugs.drug.schedule.dose=0.5",
+            # faster switching so two days exercise every process
+            "cells.switching.alpha0=1e-4", "cells.switching.alpha_drug=1e-3",
+            "cells.switching.rho0=5e-4", "cells.switching.mu=2e-4",
+            "cells.sensitive.growth=2e-3", "cells.sensitive.kill=3e-3",
+            # CAF turnover (off by default): F = 0.3 grows towards K_F = 0.64
+            "cells.fibroblast.growth=4e-4", "cells.fibroblast.death=1e-4",
+            "cells.fibroblast.carrying_density=0.2"]
+
+
+def well_mixed_reference(cfg, vals, t_end, drug_at_plasma=False):
+    """The model's ODEs for one voxel, typed in from the README's equations.
+
+    ``drug_at_plasma``: the drug is not transported but at its plasma level throughout."""
     subs = dict(cfg.substrates)
     subs["drug"] = cfg.treatment.drugs["drug"].transport
     drug = cfg.treatment.drugs["drug"]
@@ -44,6 +55,7 @@ def well_mixed_reference(cfg, vals, t_end):
     names = ["oxygen", "glucose", "hgf", "chemokine", "drug"]
     blood = {n: subs[n].blood for n in names}
     blood["drug"] = drug.schedule.dose  # constant exposure, on from day 0
+    vals = dict(vals, drug=blood["drug"]) if drug_at_plasma else vals
     e, sw = c.environment, c.switching
     ramp = lambda x: min(1.0, max(0.0, x))  # noqa: E731
 
@@ -62,6 +74,8 @@ def well_mixed_reference(cfg, vals, t_end):
             lost_bound = kappa * s.binding.bound_decay * x if s.binding is not None else 0.0
             d.append((-s.decay * x - lost_bound + s.permeability * (blood[name] - x)
                       - phi * up * x + phi * sec) / (1 + kappa))
+        if drug_at_plasma:
+            d[-1] = 0.0
         O, G, hgf, q, dr = y[:5]
         E = drug.emax * dr**drug.hill / (dr**drug.hill + drug.ec50**drug.hill)
         g = ramp((O - e.o2_proliferation_threshold)

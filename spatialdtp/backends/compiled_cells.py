@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import CELL_TYPES
+from ..model.treatment import EC50_FLOOR
 
 
 # --------------------------------------------------------------------------- coefficients
@@ -63,7 +64,7 @@ def _kinetics_params(state, kinetics, treatment_cfg):
          e.glucose_k, e.o2_hypoxic, e.o2_hypoxic - e.o2_hypoxic_full,
          e.necrosis_rate, e.o2_necrosis_onset, e.o2_necrosis_onset - e.o2_necrosis_max,
          e.starvation_rate, e.glucose_starvation, sw.hgf_k, m.recruitment, m.chemokine_k,
-         kinetics.capacity,
+         kinetics.crowding_capacity,
          c.sensitive.growth, c.sensitive.kill, c.sensitive.death,
          c.persister.growth, c.persister.kill, c.persister.death,
          c.sensitive.growth * (1.0 - c.resistant.fitness_cost), c.resistant.kill,
@@ -86,7 +87,8 @@ def _kinetics_params(state, kinetics, treatment_cfg):
             raise ValueError(f"treatment.drugs.{name}.drug_class={d.drug_class!r}: allowed "
                              f"values are {list(_DRUG_CLASS_CODES)}")
         q += [index[name], _DRUG_CLASS_CODES[d.drug_class]]
-        p += [d.ec50, d.hill, d.emax, d.kill_rate, 1.0e30 ** (1.0 / max(d.hill, 1.0))]
+        p += [max(d.ec50, EC50_FLOOR), d.hill, d.emax, d.kill_rate,
+              1.0e30 ** (1.0 / max(d.hill, 1.0))]
     return p, q
 
 

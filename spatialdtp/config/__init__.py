@@ -52,21 +52,26 @@ from .schema import (
 from .substrates import (
            BASE_SUBSTRATES,
            BOUNDARY_KINDS,
+           MAP_KINDS,
            BindingConfig,
+           CoefficientMapsConfig,
            SubstrateConfig,
            boundary_of,
 )
 from .tissue import (
+           TISSUE_KINDS,
            LabelImageConfig,
            MacrophageSeedConfig,
            StromaConfig,
            TissueConfig,
            TumourConfig,
            VesselConfig,
+           WellMixedConfig,
 )
 from .treatment import (
            COMBINATION_RULES,
            DRUG_CLASSES,
+           EXPOSURES,
            PK_MODELS,
            SCHEDULE_KINDS,
            DrugConfig,
@@ -77,14 +82,15 @@ from .treatment import (
 )
 
 __all__ = ["BACKENDS", "BASE_SUBSTRATES", "BOUNDARY_KINDS", "BackendConfig", "BindingConfig",
+           "CoefficientMapsConfig", "MAP_KINDS",
            "CELL_TYPES",
            "CENSORED_RUN_DAYS", "COMBINATION_RULES", "CellsConfig", "ConfigError",
-           "DRUG_CLASSES", "DrugConfig", "EnvironmentResponseConfig", "FibroblastConfig",
+           "DRUG_CLASSES", "DrugConfig", "EXPOSURES", "EnvironmentResponseConfig", "FibroblastConfig",
            "GridConfig", "KILL_MODELS", "LabelImageConfig", "MacrophageConfig",
            "MacrophageSeedConfig", "NumericsConfig", "ObjectiveConfig", "PKConfig",
            "PK_MODELS", "PRECISIONS", "ResistantCellConfig", "RunConfig", "SCHEDULE_KINDS",
            "SCHEMES", "ScheduleConfig", "SpatialDTPConfig", "StromaConfig", "SubstrateConfig",
            "SwitchingConfig", "TissueConfig", "TreatmentConfig", "TumourCellConfig",
-           "TumourConfig", "VesselConfig", "ViewerConfig", "all_substrates", "boundary_of",
+           "TISSUE_KINDS", "TumourConfig", "VesselConfig", "ViewerConfig", "WellMixedConfig", "all_substrates", "boundary_of",
            "check_objective", "estimate_memory", "from_dict", "n_fields", "to_dict",
            "validate", "validate_drug"]

@@ -85,6 +85,9 @@ class CellsConfig:
     cell_volume: float = 2494.0        # µm³
     capacity: Optional[float] = None   # cells/voxel; null: voxel volume / cell volume
     kill_model: str = "constant"       # constant | norton_simon
+    # Contact inhibition: growth (and TAM influx) scale with free = 1 − N/capacity. False:
+    # free = 1 (unlimited exponential growth, the linear model of in-vitro fits).
+    crowding: bool = True
     # µm²/min D_p: tumour cells (S, P, R together) are pushed down the gradient of their own
     # crowding, u = −D_p ∇(T/K), T = S + P + R (proliferation pressure, a porous medium)
     pressure_mobility: float = 0.45
@@ -104,6 +107,8 @@ def validate_cells(c: CellsConfig) -> None:
     if c.capacity is not None:
         positive("cells.capacity", c.capacity)
     choice("cells.kill_model", c.kill_model, KILL_MODELS)
+    if not isinstance(c.crowding, bool):
+        fail("cells.crowding", c.crowding, "must be true or false")
     for sub in ("sensitive", "persister", "resistant", "fibroblast", "macrophage",
                 "switching", "environment"):
         nonneg_numbers(f"cells.{sub}", getattr(c, sub))

@@ -88,6 +88,12 @@ def validate(cfg: SpatialDTPConfig, free_memory_bytes: Optional[int] = None) -> 
                  f"{sorted(reserved)} or start with 'auc_' (exposure maps)")
         validate_drug(f"treatment.drugs.{name}", d, ndim)
 
+    if cfg.tissue.kind == "well_mixed":
+        for name, s in all_substrates(cfg).items():
+            given = {k: v for k, v in vars(s.maps).items() if v is not None}
+            if given:
+                fail(f"substrates.{name}.maps", given, "a well-mixed tissue "
+                     "(tissue.kind=well_mixed) has no maps; its coefficients are the scalars")
     validate_cells(cfg.cells)
     validate_tissue(cfg.tissue, ndim, set(all_substrates(cfg)) | set(CELL_TYPES) | {"vessels"})
     validate_objective(cfg.objective, list(SUMMARY_UNITS) + [

@@ -27,6 +27,20 @@ class BindingConfig:
 
 
 @dataclass
+class CoefficientMapsConfig:
+    """Per-voxel coefficients from .npy/.tif arrays of the grid's shape (null: none), for a
+    vessel wall, a tissue/medium interface or a measured map: finite and >= 0, like every
+    array the tissue loads."""
+    diffusion: Optional[str] = None    # µm²/min, D(x): replaces `diffusion` (hindrance, binding act)
+    uptake: Optional[str] = None       # 1/min, a first-order sink added in each voxel (linear)
+    secretion: Optional[str] = None    # units/min, a source added in each voxel
+
+
+#: the coefficients a map can give
+MAP_KINDS = ("diffusion", "uptake", "secretion")
+
+
+@dataclass
 class SubstrateConfig:
     units: str = "a.u."
     diffusion: float = 1000.0          # µm²/min
@@ -50,6 +64,8 @@ class SubstrateConfig:
     # Binding to immobile matrix sites (null: none): slows diffusion and adds the loss of
     # the bound form, see BindingConfig.
     binding: Optional[BindingConfig] = None
+    # Per-voxel coefficient maps from files (see CoefficientMapsConfig).
+    maps: CoefficientMapsConfig = field(default_factory=CoefficientMapsConfig)
 
 
 def _oxygen():
@@ -105,6 +121,10 @@ def validate_substrate(key: str, s: SubstrateConfig, ndim: int):
             fail(f"{key}.boundary.{ax}", [lo, hi], "periodic must be set on both faces of an axis")
     if s.boundary_value is not None:
         nonneg(f"{key}.boundary_value", s.boundary_value)
+    for kind in MAP_KINDS:
+        path = getattr(s.maps, kind)
+        if path is not None and not (isinstance(path, str) and path):
+            fail(f"{key}.maps.{kind}", path, "must be null or the path of a .npy/.tif array")
     if s.binding is not None:
         nonneg(f"{key}.binding.sites", s.binding.sites)
         positive(f"{key}.binding.kd", s.binding.kd)

@@ -50,8 +50,21 @@ class LabelImageConfig:
 
 
 @dataclass
+class WellMixedConfig:
+    # The share of the well-mixed tissue that exchanges with blood (or medium) like a vessel
+    # voxel: substrates obey dc/dt = p·v·(c_blood − c) − uptake + secretion − decay.
+    vessel_fraction: float = 1.0
+
+
+#: where the initial tissue comes from: the generators (or a label image), files alone
+#: (arrays and/or a label image, nothing generated), or one well-mixed compartment (0-D)
+TISSUE_KINDS = ("generated", "files", "well_mixed")
+
+
+@dataclass
 class TissueConfig:
     name: str = "default"
+    kind: str = "generated"            # generated | files | well_mixed
     vessels: VesselConfig = field(default_factory=VesselConfig)
     tumour: TumourConfig = field(default_factory=TumourConfig)
     stroma: StromaConfig = field(default_factory=StromaConfig)
@@ -59,10 +72,21 @@ class TissueConfig:
     labels: LabelImageConfig = field(default_factory=LabelImageConfig)
     # field name (a substrate, S/P/R/F/M, or "vessels") -> .npy/.tif array of initial values
     files: Dict[str, str] = field(default_factory=dict)
+    well_mixed: WellMixedConfig = field(default_factory=WellMixedConfig)
 
 
 def validate_tissue(t: TissueConfig, ndim: int, loadable) -> None:
     """``loadable``: the field names a ``tissue.files`` entry may set."""
+    choice("tissue.kind", t.kind, TISSUE_KINDS)
+    fraction("tissue.well_mixed.vessel_fraction", t.well_mixed.vessel_fraction)
+    if t.kind == "well_mixed":
+        for key, value in (("tissue.files", t.files), ("tissue.labels.path", t.labels.path)):
+            if value:
+                fail(key, value, "a well-mixed tissue (tissue.kind=well_mixed) has no maps; "
+                     "its initial values are the densities and substrates' initial levels")
+    if t.kind == "files" and not (t.labels.path or t.files):
+        fail("tissue.files", dict(t.files), "tissue.kind=files builds the tissue from files "
+             "alone: give tissue.labels.path or at least one tissue.files entry")
     choice("tissue.vessels.kind", t.vessels.kind, ("network", "points", "none"))
     positive("tissue.vessels.spacing", t.vessels.spacing)
     positive("tissue.vessels.radius", t.vessels.radius)
@@ -96,5 +120,5 @@ def validate_tissue(t: TissueConfig, ndim: int, loadable) -> None:
         if str(label).lstrip("-").isdigit() is False:
             fail(f"tissue.labels.mapping.{label}", role, "keys are integer label values")
         choice(f"tissue.labels.mapping.{label}", role, roles)
-    if t.labels.mapping and not t.labels.path:
+    if t.kind == "generated" and t.labels.mapping and not t.labels.path:
         fail("tissue.labels.path", t.labels.path, "a label mapping needs a label image path")

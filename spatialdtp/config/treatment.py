@@ -14,6 +14,9 @@ DRUG_CLASSES = ("targeted", "epigenetic", "oxphos", "gpx4", "fao", "met")
 PK_MODELS = ("constant", "bolus", "oral", "infusion")
 SCHEDULE_KINDS = ("continuous", "intermittent", "adaptive", "doses")
 COMBINATION_RULES = ("bliss", "hsa")
+#: how a drug reaches the tissue: through the vessels (transport, a substrate), at its
+#: plasma level everywhere (in-vitro-like), or at penetration × plasma everywhere
+EXPOSURES = ("vessels", "plasma", "uniform")
 
 
 @dataclass
@@ -46,6 +49,8 @@ class DrugConfig:
     hill: float = 1.0
     emax: float = 1.0
     kill_rate: float = 0.0             # 1/min on P at E = 1 (oxphos, gpx4, fao)
+    exposure: str = "vessels"          # vessels | plasma | uniform
+    penetration: float = 1.0           # uniform: tissue level / plasma level
     pk: PKConfig = field(default_factory=PKConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     transport: SubstrateConfig = field(default_factory=lambda: SubstrateConfig(
@@ -64,10 +69,12 @@ class TreatmentConfig:
 
 def validate_drug(key: str, d: DrugConfig, ndim: int):
     choice(f"{key}.drug_class", d.drug_class, DRUG_CLASSES)
-    positive(f"{key}.ec50", d.ec50)
+    nonneg(f"{key}.ec50", d.ec50)       # 0: E = emax wherever the drug is present
     positive(f"{key}.hill", d.hill)
     fraction(f"{key}.emax", d.emax)
     nonneg(f"{key}.kill_rate", d.kill_rate)
+    choice(f"{key}.exposure", d.exposure, EXPOSURES)
+    nonneg(f"{key}.penetration", d.penetration)
     choice(f"{key}.pk.model", d.pk.model, PK_MODELS)
     nonneg(f"{key}.pk.elimination", d.pk.elimination)
     if d.pk.model in ("bolus", "oral", "infusion"):
@@ -78,11 +85,9 @@ def validate_drug(key: str, d: DrugConfig, ndim: int):
     k = f"{key}.schedule"
     choice(f"{k}.kind", s.kind, SCHEDULE_KINDS)
     nonneg(f"{k}.start_day", s.start_day)
-    nonneg(f"{k}.dose", s.dose)
+    nonneg(f"{k}.dose", s.dose)             # 0: the schedule gives no drug (a vehicle arm)
     if s.stop_day is not None and s.stop_day < s.start_day:
         fail(f"{k}.stop_day", s.stop_day, f"must be >= start_day ({s.start_day})")
-    if s.kind != "doses" and s.dose <= 0:
-        fail(f"{k}.dose", s.dose, "a schedule with no doses: dose must be > 0")
     if d.pk.model in ("bolus", "oral"):
         positive(f"{k}.interval_hours", s.interval_hours)
     if s.kind == "intermittent":

@@ -7,7 +7,7 @@ OXPHOS/GPX4/FAO inhibitors (all from :mod:`spatialdtp.treatment`):
     g     = clamp((O − O_th)/(O_sat − O_th)) · G/(G + K_G)          growth permission
     hyp   = clamp((O_hyp − O)/(O_hyp − O_hyp,full))                 hypoxia signal
     δ_env = δ_nec clamp((O_on − O)/(O_on − O_max)) + δ_st clamp((G_st − G)/G_st)
-    free  = max(0, 1 − (S+P+R+F+M)/capacity)                        crowding
+    free  = max(0, 1 − (S+P+R+F+M)/capacity)   crowding (free = 1 with cells.crowding=false)
     H     = h/(h + K_hgf) · (1 − B)                                 MET signal (free HGF h)
     π     = g·free (Norton–Simon kill scales with it; constant kill uses π = 1)
 
@@ -64,6 +64,8 @@ class CellKinetics:
     def __init__(self, cfg: CellsConfig, capacity: float, vessels, xp=np):
         self.cfg = cfg
         self.capacity = float(capacity)
+        # the capacity that crowding divides by: infinite when crowding is off (free = 1)
+        self.crowding_capacity = self.capacity if cfg.crowding else float("inf")
         self.vessels = vessels
         self.xp = xp
         self.norton_simon = cfg.kill_model == "norton_simon"
@@ -93,7 +95,7 @@ class CellKinetics:
 
     # ------------------------------------------------------------------ rates
     def free(self, S, P, R, F, M):
-        return self.xp.maximum(0.0, 1.0 - (S + P + R + F + M) / self.capacity)
+        return self.xp.maximum(0.0, 1.0 - (S + P + R + F + M) / self.crowding_capacity)
 
     def per_capita(self, cells, env: Environment):
         """Net per-capita growth − death − kill rates (1/min) of S, P, R, F, M, and the TAM

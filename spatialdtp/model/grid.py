@@ -1,7 +1,8 @@
 """The Cartesian tissue grid: 2D ``(y, x)`` or 3D ``(z, y, x)`` voxels of edge ``dx`` µm.
 
 A 2D grid is a tissue section one voxel thick, so a voxel's volume is ``dx**3`` in 2D as
-in 3D; that keeps per-cell rates (uptake, secretion, capacity) the same in both.
+in 3D; that keeps per-cell rates (uptake, secretion, capacity) the same in both. The
+single voxel ``(1, 1)`` (:data:`POINT`) is the well-mixed tissue (``tissue.kind=well_mixed``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 AXIS_NAMES = {2: ("y", "x"), 3: ("z", "y", "x")}
+#: the shape of the well-mixed tissue: one voxel, no neighbours
+POINT = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class Grid:
         object.__setattr__(self, "shape", shape)
         if len(shape) not in AXIS_NAMES:
             raise ValueError(f"grid.shape={list(shape)}: a grid has 2 (y, x) or 3 (z, y, x) axes")
-        if any(n < 3 for n in shape):
+        if any(n < 3 for n in shape) and shape != POINT:
             raise ValueError(f"grid.shape={list(shape)}: every axis needs at least 3 voxels")
         if not self.dx > 0:
             raise ValueError(f"grid.dx={self.dx}: the voxel edge must be > 0 µm")

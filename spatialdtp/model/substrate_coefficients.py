@@ -30,6 +30,11 @@ every source and sink by R, and adds the loss of the bound form. Its steady rang
 ℓ = √(D/(λ + κ λ_b)): binding alone (λ_b = 0) leaves ℓ = √(D/λ) (it only slows the
 approach), only the loss of bound HGF shortens it. The field holds the free level c; the
 total (free + bound) is R c. Without ``binding`` R = 1 and κ = 0.
+
+**Maps from files** (``maps``, :meth:`Substrate.with_maps`): a diffusivity map D_map(x)
+replaces D in D(x) (hindrance and R still act); an uptake map u_map(x) (1/min) adds
+u_map/R to a(x), linear whatever ``uptake_km``; a secretion map s_map(x) (units/min) adds
+s_map/R to b(x).
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from .state import CELL_TYPES
 
 class Substrate:
     def __init__(self, name: str, cfg: SubstrateConfig, grid: Grid, capacity: float,
-                 cell_volume: float, vessels, xp, is_drug: bool = False):
+                 cell_volume: float, vessels, xp, is_drug: bool = False, maps=None):
         self.name, self.cfg, self.grid, self.xp = name, cfg, grid, xp
         self.is_drug = is_drug
         self.capacity = capacity
@@ -58,6 +63,8 @@ class Substrate:
         self.exchange = self.permeability * vessels if cfg.permeability > 0 else 0.0
         self.kinds = tuple((boundary_of(cfg, ax + "-"), boundary_of(cfg, ax + "+"))
                            for ax in grid.axes)
+        # coefficient maps (device arrays), already divided by R
+        self.maps = {kind: m / self.retardation for kind, m in (maps or {}).items()}
 
     def boundary(self, blood: float) -> Boundary:
         value = self.cfg.boundary_value if self.cfg.boundary_value is not None else blood
@@ -88,6 +95,20 @@ class Substrate:
         if not isinstance(secretion, int):
             b = b + self.phi * secretion
         return a, b
+
+    def with_maps(self, D, a, b, state):
+        """``(D, a, b)`` with this substrate's coefficient maps applied (new arrays; the
+        inputs, which a backend may reuse, are not written)."""
+        m = self.maps
+        if "diffusion" in m:
+            D = m["diffusion"]
+            if self.cfg.hindrance > 0:
+                D = D / (1.0 + self.cfg.hindrance * state["F"] / self.capacity)
+        if "uptake" in m:
+            a = a + m["uptake"]
+        if "secretion" in m:
+            b = b + m["secretion"]
+        return D, a, b
 
     def coefficients(self, state, c_lin, blood: float):
         """``(D, a, b)`` of this substrate's implicit step with the cells of ``state``.

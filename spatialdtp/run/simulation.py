@@ -8,6 +8,13 @@ One step of length Δt (Strang splitting; second order when the substrate solve 
 
 Drug plasma levels come from the treatment (schedule + pharmacokinetics); its adaptive
 decisions read the tumour burden of the last step, a scalar already on the host.
+
+A drug with ``exposure`` plasma or uniform (and every drug of a well-mixed tissue) is not
+transported: its field is penetration × plasma, held at the step's exact average plasma
+level through both cell half-steps, and a step is cut at that drug's schedule switches and
+doses, so that the cells see a switch when it happens (second order in Δt across it).
+A well-mixed tissue (``tissue.kind=well_mixed``) is one voxel: no cell transport, and the
+substrate step is the pointwise solve of :mod:`spatialdtp.numerics.pointwise`.
 """
 from __future__ import annotations
 
@@ -22,10 +29,10 @@ import numpy as np
 from ..backends import Backend, get_backend
 from ..config import CELL_TYPES, SpatialDTPConfig, all_substrates, to_dict, validate
 from ..model.cells import CellKinetics
-from ..model.grid import Grid
+from ..model.grid import POINT, Grid
 from ..model.state import CELL_LONG_NAMES, FieldLayout, State, auc_name
 from ..model.substrate_coefficients import Substrate
-from ..model.tissue import build_tissue
+from ..model.tissue import build_tissue, load_coefficient_maps
 from ..model.treatment import Treatment
 from .errors import NonFiniteError, SolverDivergence
 from .observables import Observer
@@ -52,6 +59,16 @@ def capacity_of(cfg: SpatialDTPConfig) -> float:
     return cfg.grid.dx**3 / cfg.cells.cell_volume
 
 
+def tissue_ratios(cfg: SpatialDTPConfig) -> dict[str, float]:
+    """Tissue level / plasma level of every drug that is not transported: ``exposure``
+    plasma (1) or uniform (``penetration``); in a well-mixed tissue every drug, a
+    ``vessels`` one at its plasma level (the well has no vessels to cross)."""
+    well_mixed = cfg.tissue.kind == "well_mixed"
+    return {name: (d.penetration if d.exposure == "uniform" else 1.0)
+            for name, d in cfg.treatment.drugs.items()
+            if well_mixed or d.exposure != "vessels"}
+
+
 def treatment_start_minutes(cfg: SpatialDTPConfig) -> float:
     """When the first drug starts: its ``start_day``, or for a ``doses`` schedule (where
     ``start_day`` has no effect) its first dose."""
@@ -70,12 +87,15 @@ class Simulation:
 
     def __init__(self, cfg: SpatialDTPConfig, backend: Backend | None = None, *,
                  restore: tuple | None = None):
-        self.backend = backend or get_backend(cfg.backend.name, voxels=math.prod(cfg.grid.shape))
+        self.well_mixed = cfg.tissue.kind == "well_mixed"
+        shape = POINT if self.well_mixed else tuple(cfg.grid.shape)
+        self.backend = backend or get_backend(cfg.backend.name, voxels=math.prod(shape))
         validate(cfg, free_memory_bytes=self.backend.free_memory())
         self.cfg = cfg
         xp = self.xp = self.backend.xp
         self.dtype = np.dtype(cfg.backend.precision)
-        self.grid = Grid(tuple(cfg.grid.shape), cfg.grid.dx)
+        self.grid = Grid(shape, cfg.grid.dx)
+        self.tissue_ratio = tissue_ratios(cfg)
         subs = all_substrates(cfg)
         self.drugs = tuple(cfg.treatment.drugs)
         self.layout = FieldLayout(substrates=tuple(subs), drugs=self.drugs,
@@ -101,8 +121,12 @@ class Simulation:
                            data=self.backend.asarray(host, dtype=self.dtype),
                            vessels=self.backend.asarray(vessels, dtype=self.dtype))
 
+        maps = {name: {kind: self.backend.asarray(m, dtype=self.dtype)
+                       for kind, m in kinds.items()}
+                for name, kinds in load_coefficient_maps(subs, self.grid, self.drugs).items()}
         self.substrates = [Substrate(name, s, self.grid, self.capacity, cfg.cells.cell_volume,
-                                     self.state.vessels, xp, is_drug=name in self.drugs)
+                                     self.state.vessels, xp, is_drug=name in self.drugs,
+                                     maps=maps.get(name))
                            for name, s in subs.items()]
         self.kinetics = CellKinetics(cfg.cells, self.capacity, self.state.vessels, xp)
         self.treatment = Treatment(cfg.treatment)
@@ -110,8 +134,8 @@ class Simulation:
             self.treatment.set_state(restore[3]["treatment"])
         self.ops = self.backend.ops(self.dtype)
         self.substrate_step = SubstrateStep(self.substrates, self.grid, self.ops, xp, self.dtype,
-                                            cfg.numerics)
-        self.solver = self.substrate_step.pcg        # the per-substrate PCG solver
+                                            cfg.numerics, held=self.tissue_ratio)
+        self.solver = self.substrate_step.pcg   # per substrate: PCG, or pointwise if well mixed
         if restore is not None:
             self.substrate_step.set_state(restore[3].get("solver", {}),
                                           restore[2].get("solver_history"))
@@ -136,15 +160,16 @@ class Simulation:
     def _cells_half(self, tau: float, transport_first: bool):
         ops, st = self.ops, self.state
         chi, pressure = self.cfg.cells.macrophage.chemotaxis, self.cfg.cells.pressure_mobility
-        if transport_first:
+        if transport_first and not self.well_mixed:
             ops.move_cells(st, self.motilities, chi, tau, self.capacity, pressure)
         ops.react_cells(st, self.kinetics, self.cfg.treatment, tau)
-        if not transport_first:
+        if not transport_first and not self.well_mixed:
             ops.move_cells(st, self.motilities, chi, tau, self.capacity, pressure)
 
-    def _substrates_step(self, dt: float, blood: dict):
-        """Every substrate's implicit step, cells frozen (:mod:`.substrate_step`)."""
-        self.substrate_step.step(self.state, dt, blood, self.t)
+    def _substrates_step(self, dt: float, blood: dict, first: bool = True):
+        """Every substrate's implicit step, cells frozen (:mod:`.substrate_step`); a drug
+        held at its tissue level (``tissue_ratio``) keeps its field and gains exposure."""
+        self.substrate_step.step(self.state, dt, blood, self.t, new_step=first)
 
     @property
     def solver_iterations(self) -> dict[str, int]:
@@ -161,21 +186,39 @@ class Simulation:
         dt = float(self.cfg.run.dt if dt is None else dt)
         if not dt > 0:
             raise ValueError(f"dt={dt}: a step must be > 0 minutes")
-        plasma = self.treatment.advance(self.t, dt, self.last["burden"])
-        blood = plasma.average
+        t_end = self.t + dt
         try:
-            self._cells_half(0.5 * dt, transport_first=False)
-            self._substrates_step(dt, blood)
-            self._cells_half(0.5 * dt, transport_first=True)
+            for k, h in enumerate(self._pieces(dt)):
+                plasma = self.treatment.advance(self.t, h, self.last["burden"])
+                self._expose(plasma.average)
+                self._cells_half(0.5 * h, transport_first=False)
+                self._substrates_step(h, plasma.average, first=k == 0)
+                self._cells_half(0.5 * h, transport_first=True)
+                self._expose(plasma.level)
+                self.t += h
         except (ValueError, SolverDivergence):
             self._check_finite(during=True)  # a NaN born mid-step: name its field and voxel
             raise
-        self.t += dt
+        self.t = t_end
         self.iteration += 1
         self.last = self._observe(plasma.level)
         self.last.update(self.substrate_step.report.step_values())
         self._history.append((self.t, self.last))
         return self.last
+
+    def _pieces(self, dt: float) -> list[float]:
+        """The sub-steps of a step: cut at the switches and doses inside it when a drug is
+        at its plasma level in the tissue (its field jumps there); else the whole step."""
+        if not self.tissue_ratio:
+            return [dt]
+        a, b = self.t, self.t + dt
+        edges = [a, *(x for x in self.treatment.event_times(b) if a < x < b), b]
+        return [y - x for x, y in zip(edges, edges[1:])]
+
+    def _expose(self, plasma: dict):
+        """Set the untransported drugs' fields to penetration × ``plasma`` (µM)."""
+        for drug, ratio in self.tissue_ratio.items():
+            self.state[drug][...] = ratio * plasma[drug]
 
     def _observe(self, plasma: dict) -> dict:
         """Observables at ``self.t``. An ``on_<drug>`` flag stands for the coming step, so
@@ -448,7 +491,10 @@ class Simulation:
 
     def describe(self) -> str:
         g = self.grid
-        return (f"{g.ndim}D grid {'×'.join(map(str, g.shape))} at {g.dx:g} µm, "
+        where = ("well-mixed tissue (one voxel" if self.well_mixed else
+                 f"{g.ndim}D grid {'×'.join(map(str, g.shape))}") + f" at {g.dx:g} µm"
+        where += ")" if self.well_mixed else ""
+        return (f"{where}, "
                 f"{len(self.layout)} fields, backend {self.backend.name} ({self.dtype.name}), "
                 f"capacity {self.capacity:.3g} cells/voxel, drugs {list(self.drugs) or 'none'}")
 

@@ -20,6 +20,12 @@ or ``pcg`` (the multigrid-preconditioned CG of
 that diverges or stalls falls back to PCG for that substrate; a fallback that fails too
 raises :class:`SolverDivergence` naming the substrate, the step and the residual. Every
 solve is recorded in a :class:`~.solver_report.SolverReport`.
+
+A well-mixed tissue (the single voxel :data:`~spatialdtp.model.grid.POINT`) is stepped by
+the exact pointwise solve (:mod:`spatialdtp.numerics.pointwise`) in place of PCG, with no
+multigrid. A drug ``held`` at a tissue level set by the simulation (``exposure`` plasma or
+uniform) is not solved: its plane keeps the value it had at the step's start, and its
+exposure map grows by Δt times that value.
 """
 from __future__ import annotations
 
@@ -27,10 +33,12 @@ import math
 
 import numpy as np
 
+from ..model.grid import POINT
 from ..model.state import auc_name
 from ..numerics.implicit import ImplicitSolver
 from ..numerics.implicit.batched_multigrid import Batch
 from ..numerics.implicit.mg_solver import MultigridSolver
+from ..numerics.pointwise import PointwiseSolver
 from .errors import SolverDivergence
 from .solver_report import SolverReport
 
@@ -58,18 +66,21 @@ class SubstrateStep:
     config's ``NumericsConfig``.
     """
 
-    def __init__(self, substrates, grid, ops, xp, dtype, numerics):
+    def __init__(self, substrates, grid, ops, xp, dtype, numerics, held=()):
         self.subs = list(substrates)
+        self.held = [s for s, sub in enumerate(self.subs) if sub.name in set(held)]
         self.names = tuple(s.name for s in self.subs)
         self.grid, self.ops, self.xp = grid, ops, xp
         self.dtype = np.dtype(dtype)
         self.num = numerics
         n = len(self.subs)
         shape = (n,) + tuple(grid.shape)
-        self.pcg = ImplicitSolver(grid.shape, grid.dx, xp, self.dtype, ops=ops)
+        pointwise = tuple(grid.shape) == POINT
+        self.pcg = (PointwiseSolver(xp) if pointwise else
+                    ImplicitSolver(grid.shape, grid.dx, xp, self.dtype, ops=ops))
         self.mg = None
         self.bops = ops.batched_ops(self.dtype)
-        if numerics.solver == "multigrid":
+        if numerics.solver == "multigrid" and not pointwise:
             self.mg = MultigridSolver(grid.shape, grid.dx, n, xp, self.dtype, ops=self.bops)
             self.prev = self.mg.prev
         else:
@@ -92,15 +103,21 @@ class SubstrateStep:
         out = []
         for s, sub in enumerate(self.subs):
             level = blood[sub.name] if sub.is_drug else sub.cfg.blood
+            if s in self.held:          # the identity system: c_new = c (restored exactly)
+                out.append((0.0, 0.0, 0.0, sub.boundary(level)))
+                continue
             rows = tuple(b[s] for b in self.blocks)
             D, a, b = self.ops.coefficients(sub, state, c_lin[s], level, out=rows)
-            cfg = sub.cfg
-            if cfg.hindrance == 0 or cfg.diffusion == 0:
+            cfg, maps = sub.cfg, sub.maps
+            if "diffusion" not in maps and (cfg.hindrance == 0 or cfg.diffusion == 0):
                 D = float(cfg.diffusion)
             if not (any(r > 0 for r in cfg.uptake.values()) or cfg.permeability > 0):
                 a = float(cfg.decay)
             if not (any(r > 0 for r in cfg.secretion.values()) or cfg.permeability > 0):
                 b = 0.0
+            if maps:                    # coefficient maps from files, into the blocks
+                D, a, b = (v if isinstance(v, float) else _into(r, v)
+                           for r, v in zip(rows, sub.with_maps(D, a, b, state)))
             out.append((D, a, b, sub.boundary(level)))
         return out
 
@@ -110,13 +127,16 @@ class SubstrateStep:
                      [c[1] for c in coeffs], [c[2] for c in coeffs], blocks=self.blocks)
 
     # ------------------------------------------------------------------ the step
-    def step(self, state, dt, blood, t, planes=None):
+    def step(self, state, dt, blood, t, planes=None, new_step=True):
         """Advance every substrate plane of ``state`` by ``dt`` minutes (in place) and the
         drugs' exposure maps; ``blood``: each drug's plasma level over the step.
         ``planes``: the (n, *grid) planes this step's substrates live in (default the
-        state's substrate planes; the substrate-only benchmark steps the first few)."""
+        state's substrate planes; the substrate-only benchmark steps the first few).
+        ``new_step``: False for the later pieces of a step cut at drug switches (the report
+        adds them to the step's counts)."""
         xp = self.xp
-        self.report.begin_step()
+        if new_step:
+            self.report.begin_step()
         x = state.substrates if planes is None else planes   # (n, *grid), in place
         scheme = self.num.scheme
         beta = dt / self.last_dt if (self.history and scheme == "backward_euler") else None
@@ -154,6 +174,8 @@ class SubstrateStep:
             if info.diverged:            # no usable result: keep the step's start, and fail
                 x[...] = self._start
                 raise SolverDivergence(self._failure(name, info, t))
+        for s in self.held:
+            x[s] = self.prev[s]          # the step's start, exactly
         for s, sub in enumerate(self.subs):
             if sub.is_drug:
                 auc = state[auc_name(sub.name)]
@@ -294,6 +316,11 @@ class _PcgFallback:
         self.x[s] = new
         info.note = f"multigrid {reason}"
         return info
+
+
+def _into(row, value):
+    row[...] = value
+    return row
 
 
 def _merge(first, second):

@@ -1,7 +1,10 @@
 """The initial tissue: vessel map and cell densities S, P, R, F, M (cells/voxel).
 
 Built once on the host in NumPy (float64); the simulator converts and moves it to its
-backend. Three sources, applied in this order:
+backend. ``kind`` chooses where it comes from: ``generated`` (the three steps below),
+``files`` (steps 2 and 3 only, with a label image as step 1 if one is given: nothing is
+generated, so a field no file sets starts at 0) or ``well_mixed`` (:func:`well_mixed`: one
+voxel at the generators' densities, no files).
 
 1. **Generators** (:class:`~spatialdtp.config.TissueConfig` ``vessels``, ``tumour``,
    ``stroma``, ``macrophages``; :mod:`.generators`), or, when ``labels.path`` is set, a
@@ -63,9 +66,13 @@ def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dic
             raise ValueError(f"tissue.files.{name}={path!r}: fields that can be loaded "
                              f"are {sorted(known)}")
 
+    if cfg.kind == "well_mixed":
+        return well_mixed(cfg, grid, capacity)
     tumour_centre = [f * e for f, e in zip(cfg.tumour.center[:grid.ndim], grid.extent)]
     if cfg.labels.path:
         out = from_labels(cfg, grid, capacity)
+    elif cfg.kind == "files":
+        out = {name: np.zeros(grid.shape) for name in ("vessels",) + CELL_TYPES}
     else:
         out = {"vessels": vessels(cfg, grid, tumour_centre, rng)}
         t = cfg.tumour
@@ -94,3 +101,25 @@ def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dic
                           "proportionally", stacklevel=2)
     return out
 
+
+
+def well_mixed(cfg: TissueConfig, grid: Grid, capacity: float) -> dict[str, np.ndarray]:
+    """The well-mixed tissue: every voxel (one) at the generators' densities.
+
+    S + P + R = tumour.density · capacity split by persister_fraction and
+    resistant_fraction; F = stroma.caf_density · capacity (0 with ``stroma.kind=none``);
+    M = macrophages.density · capacity; vessels = ``well_mixed.vessel_fraction``.
+    """
+    t = cfg.tumour
+    tumour = t.density * capacity
+    caf = 0.0 if cfg.stroma.kind == "none" else cfg.stroma.caf_density * capacity
+    level = {"vessels": cfg.well_mixed.vessel_fraction,
+             "S": (1.0 - t.persister_fraction - t.resistant_fraction) * tumour,
+             "P": t.persister_fraction * tumour, "R": t.resistant_fraction * tumour,
+             "F": caf, "M": cfg.macrophages.density * capacity}
+    total = sum(level[c] for c in CELL_TYPES)
+    if total > capacity:
+        raise ValueError(f"tissue.kind=well_mixed: S+P+R+F+M = {total:g} cells/voxel exceeds "
+                         f"the capacity {capacity:g}; lower tissue.tumour.density, "
+                         "tissue.stroma.caf_density or tissue.macrophages.density")
+    return {name: np.full(grid.shape, value) for name, value in level.items()}

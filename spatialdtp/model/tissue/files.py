@@ -108,3 +108,22 @@ def from_labels(cfg: TissueConfig, grid: Grid, capacity: float) -> dict:
                       "tissue.labels.mapping; treated as background", stacklevel=3)
     return out
 
+
+
+def load_coefficient_maps(substrates: dict, grid: Grid,
+                          drugs=()) -> dict[str, dict[str, np.ndarray]]:
+    """The per-voxel coefficient maps of every substrate (``substrates``: name -> its
+    config, the ``transport`` of each of ``drugs`` included): ``{name: {kind: float64
+    array}}``, checked as the tissue's arrays are (the grid's shape, finite, >= 0)."""
+    from ...config import MAP_KINDS
+
+    out = {}
+    for name, s in substrates.items():
+        prefix = f"treatment.drugs.{name}.transport" if name in drugs else f"substrates.{name}"
+        for kind in MAP_KINDS:
+            path = getattr(s.maps, kind)
+            if path is not None:
+                key = f"{prefix}.maps.{kind}"
+                out.setdefault(name, {})[kind] = check_values(
+                    load_array(path, grid.shape, key), key, path, kind)
+    return out

@@ -9,8 +9,8 @@ Three parts, in the order a step uses them:
 3. :mod:`.effects` turn the *local* tissue concentration into effects on the cells (Hill
    curves, Bliss/HSA within a class).
 """
-from .effects import HAZARD_CLASSES, DrugEffects, drug_effects, hill
+from .effects import EC50_FLOOR, HAZARD_CLASSES, DrugEffects, drug_effects, hill
 from .plasma import DoseEvent, StepPlasma, Treatment
 
-__all__ = ["HAZARD_CLASSES", "DoseEvent", "DrugEffects", "StepPlasma", "Treatment",
+__all__ = ["EC50_FLOOR", "HAZARD_CLASSES", "DoseEvent", "DrugEffects", "StepPlasma", "Treatment",
            "drug_effects", "hill"]

@@ -22,6 +22,10 @@ from ...config.checks import choice
 
 # Classes whose effect is a persister kill hazard (1/min) rather than a fraction.
 HAZARD_CLASSES = ("oxphos", "gpx4", "fao")
+#: µM, the EC50 that ``ec50 = 0`` stands for: E = emax wherever c >> 1e-30 µM (any level a
+#: dose gives, in float32 too), E = 0 where c = 0 exactly. Beyond float32's range c/EC50
+#: saturates at the cap below, so nothing overflows.
+EC50_FLOOR = 1.0e-30
 
 
 def hill(c, ec50, hill, emax, xp=numpy):
@@ -29,10 +33,11 @@ def hill(c, ec50, hill, emax, xp=numpy):
 
     Negative concentrations (round-off from the solvers) count as 0. Written as
     ``r/(1 + r)`` with ``r = (c/EC50)ʰ`` capped at 1e30 so that float32 neither overflows
-    nor gives inf/inf.
+    nor gives inf/inf. ``ec50 = 0`` is the limit of a step: E = emax for any c > 0
+    (:data:`EC50_FLOOR`), so that E = 1 is reachable with emax = 1.
     """
     cap = 1.0e30 ** (1.0 / max(hill, 1.0))
-    x = xp.minimum(xp.maximum(c, 0.0) / ec50, cap)
+    x = xp.minimum(xp.maximum(c, 0.0) / max(ec50, EC50_FLOOR), cap)
     r = x ** hill
     return emax * r / (1.0 + r)
 
