@@ -338,7 +338,7 @@ def preflight(argv: list[str]) -> None:
 def _preflight_run(hydra_app, config_name, overrides):
     from hydra.types import RunMode
 
-    from .run.preflight import prepare_resume, prepare_run
+    from .run.preflight import check_resume_file, prepare_resume, prepare_run
 
     cfg = _compose(hydra_app, config_name, overrides, RunMode.RUN)
     HydraConfig.instance().set_config(cfg)
@@ -348,11 +348,12 @@ def _preflight_run(hydra_app, config_name, overrides):
         raise ConfigError(f"hydra.run.dir: {_omegaconf_message(exc)}") from None
     config = _task_config(cfg)
     if config.resume:
+        report = check_resume_file(config.resume)     # the file first: is it resumable?
         task = list(cfg.hydra.overrides.task)
         _refuse_ignored_overrides(task)
         days = config.run.days if any(o.split("=", 1)[0].lstrip("+~") == "run.days"
                                       for o in task) else None
-        sim = prepare_resume(config.resume, days)[0]
+        sim = prepare_resume(config.resume, days, report)[0]
     else:
         sim = prepare_run(config, Path(run_dir) / config.run.output)
     _Prepared.sim, _Prepared.key = sim, _fingerprint(config)

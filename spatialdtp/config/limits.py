@@ -105,14 +105,14 @@ def check_work(cfg, capacity: float) -> None:
     frames = n_frames(cfg)
     if frames > MAX_FRAMES:
         raise ConfigError(
-            f"run.output_interval_hours={r.output_interval_hours!r}: {r.days:g} days would "
-            f"write {frames:.3g} frames, more than the {MAX_FRAMES} allowed; write frames "
-            "less often")
+            f"run.output_interval_hours={r.output_interval_hours!r} (run.days={r.days!r}): "
+            f"the run would write {frames:.3g} frames, more than the {MAX_FRAMES} allowed; "
+            "write frames less often or shorten the run")
     steps = n_steps(cfg)
     if steps > MAX_STEPS:
         raise ConfigError(
-            f"run.dt={r.dt!r}: run.days={r.days:g} would take {steps:.3g} steps, more than "
-            f"the {MAX_STEPS} allowed; use a larger run.dt or a shorter run.days")
+            f"run.dt={r.dt!r} (run.days={r.days!r}): the run would take {steps:.3g} steps, "
+            f"more than the {MAX_STEPS} allowed; use a larger run.dt or a shorter run.days")
     if cfg.numerics.max_iterations > MAX_SOLVER_ITERATIONS:
         raise ConfigError(
             f"numerics.max_iterations={cfg.numerics.max_iterations!r}: must be at most "

@@ -111,6 +111,7 @@ def validate_values(cfg: SpatialDTPConfig) -> float:
                  f"{sorted(reserved)} or start with 'auc_' (exposure maps)")
         validate_drug(f"treatment.drugs.{name}", d, ndim)
 
+    _check_representable(cfg)
     validate_cells(cfg.cells)
     validate_tissue(cfg.tissue, ndim, set(all_substrates(cfg)) | set(CELL_TYPES) | {"vessels"})
     validate_objective(cfg.objective, list(SUMMARY_UNITS) + [
@@ -142,6 +143,25 @@ def capacity(cfg: SpatialDTPConfig) -> float:
         return float(cfg.cells.capacity)
     g = cfg.grid.dx
     return g * g * g / cfg.cells.cell_volume
+
+
+def _check_representable(cfg: SpatialDTPConfig) -> None:
+    """Levels a field takes on directly (initial, blood, boundary values, plasma doses) must
+    fit the precision: 1e39 in float32 is inf before the first step."""
+    import numpy as np
+
+    top = float(np.finfo(cfg.backend.precision).max)
+    levels = []
+    for name, sub in all_substrates(cfg).items():
+        key = f"treatment.drugs.{name}.transport" if name in cfg.treatment.drugs \
+            else f"substrates.{name}"
+        levels += [(f"{key}.{a}", getattr(sub, a)) for a in ("initial", "blood", "boundary_value")]
+    for name, drug in cfg.treatment.drugs.items():
+        levels.append((f"treatment.drugs.{name}.schedule.dose", drug.schedule.dose))
+    for key, value in levels:
+        if value is not None and value >= top:
+            fail(key, value, f"larger than {cfg.backend.precision} can hold ({top:.3g}); "
+                 "fields would be infinite from the start")
 
 
 def check_capacity(cfg: SpatialDTPConfig) -> float:

@@ -130,11 +130,12 @@ def prepare_run(cfg, run_file):
     return _built(lambda: Simulation(cfg))
 
 
-def prepare_resume(path, days=None):
-    """The simulation that resumes ``path`` (its stored config, ``days`` if given)."""
+def prepare_resume(path, days=None, report: dict | None = None):
+    """(simulation, report): the simulation that resumes ``path`` (its stored config,
+    ``days`` if given), and what :func:`check_resume_file` found (``report``: already)."""
     from .simulation import Simulation
 
-    report = check_resume_file(path)
+    report = report or check_resume_file(path)
     try:
         return _built(lambda: Simulation.resume(path, days=days)), report
     except ConfigError as err:

@@ -22,7 +22,7 @@ import numpy as np
 from ..backends import Backend, get_backend
 from ..config import (CELL_TYPES, SpatialDTPConfig, all_substrates, check_resources,
                       to_dict, validate_values)
-from ..config.limits import check_transport, chemokine_bound
+from ..config.limits import check_transport, chemokine_bound, n_frames, n_steps
 from ..model.cells import CellKinetics
 from ..model.grid import Grid
 from ..model.state import CELL_LONG_NAMES, FieldLayout, State, auc_name
@@ -468,7 +468,8 @@ class Simulation:
                  "precision": self.dtype.name, "seed": self.cfg.seed,
                  "capacity": self.capacity, "drugs": list(self.drugs)}
         writer = RunWriter(path, grid=self.grid, fields=fields, attrs=attrs, dtype=self.dtype,
-                           overwrite=overwrite)
+                           overwrite=overwrite, expected_frames=n_frames(self.cfg),
+                           expected_rows=n_steps(self.cfg))
         try:
             writer.write_static("vessels", self.backend.to_host(self.state.vessels),
                                 units="vessel fraction")

@@ -132,7 +132,8 @@ class RunWriter:
     """
 
     def __init__(self, path, *, grid: Grid, fields: dict[str, dict], attrs: dict, dtype,
-                 flush_every: int = 100, overwrite: bool = False):
+                 flush_every: int = 100, overwrite: bool = False, expected_frames: int = 1024,
+                 expected_rows: int = 1024):
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype={dtype}: frames are float32 or float64")
@@ -143,19 +144,22 @@ class RunWriter:
         if frame_bytes > MAX_CHUNK_BYTES:
             raise ValueError(f"grid.shape={list(grid.shape)} at {dtype}: one frame is "
                              f"{frame_bytes / 2**30:.1f} GiB, over HDF5's 4 GiB chunk limit")
+        path = os.path.abspath(os.fspath(path))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
             lock = WriterLock(path, reserve_bytes(len(specs))).acquire()  # RunFileBusy if live
         except OSError as exc:   # no room for the disk reserve
-            raise RunFileWriteError(f"creating {os.fspath(path)} failed: {exc}") from None
+            raise RunFileWriteError(f"creating {path} failed: {exc}") from None
+        # Written under a temporary name and linked into place once it holds a checkpoint
+        # (publish): a run file is never seen half-created.
+        part = os.path.join(os.path.dirname(path),
+                            f".{os.path.basename(path)}.{lock.token}.part")
         try:
-            if os.path.lexists(path):
-                if not overwrite:
-                    raise RunFileExists(
-                        f"run file {os.fspath(path)!r} exists: pass overwrite=True to replace "
-                        "it, or resume it with RunWriter.reopen")
-                os.unlink(path)     # under our lock: no live writer holds it
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            f = h5py.File(path, "x", track_order=True)   # exclusive: never truncates
+            if os.path.lexists(path) and not overwrite:
+                raise RunFileExists(
+                    f"run file {path!r} exists: pass overwrite=True to replace it, or resume "
+                    "it with RunWriter.reopen")
+            f = h5py.File(part, "x", track_order=True)   # exclusive: never truncates
         except BaseException:
             lock.release()
             raise
@@ -173,8 +177,12 @@ class RunWriter:
             f.attrs["axes"] = list(grid.axes)
             f.attrs["time_units"] = "min"
 
+            # The two counting datasets get one chunk for the whole run, allocated with the
+            # first frame: a new chunk would move the file's end in the same flush that
+            # extends the count (a kill then leaves the count unreadable).
             time = f.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64,
-                                    chunks=(1024,))
+                                    chunks=(_count_chunk(expected_frames),),
+                                    fillvalue=np.nan)
             time.attrs["units"] = "min"
             group = f.create_group("fields", track_order=True)
             for name, spec in specs.items():
@@ -188,15 +196,18 @@ class RunWriter:
                     ds.attrs[key] = spec[key]
             obs = f.create_group("observables", track_order=True)
             otime = obs.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64,
-                                       chunks=(1024,))
+                                       chunks=(_count_chunk(expected_rows),), fillvalue=np.nan)
             otime.attrs["units"] = "min"
             f.create_group("static", track_order=True)
             f.flush()
         except BaseException:
             f.close()
+            os.unlink(part)
             lock.release()
             raise
         self._setup(f, grid, dtype, flush_every, lock)
+        self.path = path
+        self._part, self._overwrite = part, overwrite
 
     # -- construction helpers
     def _setup(self, f: h5py.File, grid: Grid, dtype, flush_every: int, lock: WriterLock):
@@ -208,6 +219,7 @@ class RunWriter:
         except Exception:  # noqa: BLE001 - another driver: flush only
             self._fd = None
         self.path = f.filename
+        self._part = None          # the temporary name until published (new files only)
         self.grid = grid
         self.dtype = np.dtype(dtype)
         self.flush_every = int(flush_every)
@@ -367,6 +379,33 @@ class RunWriter:
         if self._fd is not None:
             os.fsync(self._fd)
 
+    @property
+    def published(self) -> bool:
+        """Whether the file is at ``path`` yet (a new file is, from its first checkpoint)."""
+        return self._part is None
+
+    def publish(self):
+        """Give the new file its name: link it into place (or replace the old file with
+        ``overwrite``), with everything written so far synced first."""
+        if self._part is None:
+            return
+        with self._writing("the new run file's name"):
+            self._sync()
+            if self._overwrite:
+                os.replace(self._part, self.path)
+            else:
+                os.link(self._part, self.path)     # fails if the name was taken meanwhile
+                os.unlink(self._part)
+            self._part = None
+            try:
+                dir_fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+            except OSError:
+                pass
+
     def _check_array(self, what: str, array) -> np.ndarray:
         array = host_array(array)
         if array.shape != self.grid.shape:
@@ -498,6 +537,7 @@ class RunWriter:
                 del f[CHECKPOINT]
             f.move(CHECKPOINT_NEW, CHECKPOINT)
             self._sync()
+        self.publish()   # a new file gets its name with its first checkpoint
 
     def write_failure(self, step: int, t: float, arrays: dict[str, np.ndarray], message: str):
         """Keep the state that went wrong in /failure for post-mortem; /checkpoint (the last
@@ -557,6 +597,8 @@ class RunWriter:
                 f.flush()
             if self._fd is not None:
                 os.fsync(self._fd)
+            if self._part is not None:    # even a failed run's file gets its name
+                self.publish()
         finally:
             self._file = None
             self._ds, self._obs, self._time = {}, {}, None
@@ -583,3 +625,9 @@ def reserve_bytes(n_datasets: int) -> int:
     """The disk reserve kept in the lock file for a run file of ``n_datasets`` fields (see
     RESERVE_BASE_BYTES)."""
     return RESERVE_BASE_BYTES + n_datasets * CHUNK_CACHE_BYTES
+
+
+def _count_chunk(expected: int) -> int:
+    """Chunk length of a counting dataset (/time, /observables/time): the expected count,
+    within [1024, 2**20] (8 KiB to 8 MiB)."""
+    return int(min(max(int(expected), 1024), 2**20))
