@@ -302,7 +302,8 @@ def _kernels(sim, dt, copy_bw):
            lambda: ops.react_cells(st, sim.kinetics, sim.cfg.treatment, tau),
            traffic.reaction_bytes(n, item, len(sim.layout.substrates)))
     chi = sim.cfg.cells.macrophage.chemotaxis
-    record("transport (move_cells)", lambda: ops.move_cells(st, sim.motilities, chi, tau),
+    record("transport (move_cells)",
+           lambda: ops.move_cells(st, sim.motilities, chi, tau, sim.capacity),
            traffic.transport_bytes(n, item, _substeps(sim, tau), chi > 0))
     sub = sim.substrates[0]
     level = sim.treatment.plasma().get(sub.name, sub.cfg.blood) if sub.is_drug else sub.cfg.blood
@@ -325,8 +326,13 @@ def _kernels(sim, dt, copy_bw):
     shapes = [lv.shape for lv in solver.levels]
     record("V-cycle", lambda: solver.multigrid.vcycle(lev, rhs),
            traffic.vcycle_elems(shapes, kinds) * item)
-    near, floor = sim.observer.near_and_floor(st)
-    record("observable sums", lambda: ops.observable_sums(sim.observer, st, near, floor),
-           (5 + 2 + len(sim.drugs)) * n * item + n)
+    obs = sim.observer
+    labels = obs.niche_labels(st)
+    ref = obs.reference
+    n_labels = 2 * ref.n_strata if ref is not None else 0
+    T0 = ref.T0 if ref is not None else None
+    record("observable sums",
+           lambda: ops.observable_sums(obs, st, labels, T0, n_labels),
+           (5 + 2 + len(sim.drugs) + (1 if T0 is not None else 0)) * n * item + n)
     record("copy of one field (xp.copyto)", lambda: xp.copyto(q, p), 2 * n * item)
     return out

@@ -353,8 +353,10 @@ def _scaling_point(res, reused=False):
     return out
 
 
-def run(mode="quick", backends=BACKENDS, log=print, on_result=None, budget=None):
-    """Run the suite; the results dict (machine, copy bandwidth, cases, skips)."""
+def run(mode="quick", backends=BACKENDS, log=print, on_result=None, budget=None,
+        custom_plan=None):
+    """Run the suite; the results dict (machine, copy bandwidth, cases, skips).
+    ``custom_plan`` replaces the mode's plan (the one-shot GPU session's subset)."""
     runner = Runner(plan(mode, False), backends, log=log, on_result=on_result)
     runner.open_backends()
     gpu = runner.gpu_backend()
@@ -364,7 +366,7 @@ def run(mode="quick", backends=BACKENDS, log=print, on_result=None, budget=None)
             info = machine.gpu_info(gpu.cp)
         except Exception:      # noqa: BLE001  (recorded without the GPU's details)
             info = {"name": gpu.device(), "memory_bytes": None}
-    runner.plan = plan(mode, gpu is not None)
+    runner.plan = custom_plan or plan(mode, gpu is not None)
     if budget is not None:
         runner.plan.budget_s = float(budget)
     runner.results["mode"] = mode

@@ -12,12 +12,12 @@
  *     hyp   = clamp((O_hyp − O)/(O_hyp − O_hyp,full))
  *     δ_env = δ_nec clamp((O_on − O)/(O_on − O_max)) + δ_st clamp((G_st − G)/G_st)
  *                                                              (G_st = 0: no δ_st term)
- *     H     = h/(h + K_hgf) (1 − B),  recruit = ψ v(x) q/(q + K_q)
+ *     H     = h/(h + K_hgf) (1 − B),  recruit = (ψ0 + ψ q/(q + K_q)) v(x)
  * Rates (free = max(0, 1 − ΣN/capacity), π = g free if Norton–Simon kill else 1):
- *     r_S = r_S g free − k_S E π − d_S − δ_env
+ *     r_S = r_S g free − k_S E π (1 − θ_S H) − d_S − δ_env
  *     r_P = r_P g free − k_P E π (1 − θH) − κ_P − d_P − δ_env
  *     r_R = r_S(1 − c_R) g free − k_R E π − d_R − δ_env
- *     r_F = r_F free − d_F,   r_M = −d_M,   TAM source = recruit · free
+ *     r_F = r_F max(0, 1 − F/K_F) − d_F,   r_M = −d_M,   TAM source = recruit · free
  *     α = (α0 + α_E E (1 + β_H H)(1 + β_hyp hyp)) (1 − E_epi)      entry S → P
  *     ρ = ρ0 (1 − E)  reversion P → S,    μE  acquisition P → R
  * Time step τ, Strang composition (each flow exact or second order, positivity preserving):
@@ -46,8 +46,9 @@ enum CkParam {
     CK_NECROSIS_RATE, CK_O2_NECROSIS_ONSET, CK_O2_NECROSIS_SPAN, CK_STARVATION_RATE,
     CK_GLUCOSE_STARVATION, CK_HGF_K, CK_RECRUITMENT, CK_CHEMOKINE_K, CK_CAPACITY,
     CK_GROWTH_S, CK_KILL_S, CK_DEATH_S, CK_GROWTH_P, CK_KILL_P, CK_DEATH_P,
-    CK_GROWTH_R, CK_KILL_R, CK_DEATH_R, CK_GROWTH_F, CK_DEATH_F, CK_DEATH_M,
+    CK_GROWTH_R, CK_KILL_R, CK_DEATH_R, CK_GROWTH_F, CK_DEATH_F, CK_CARRYING_F, CK_DEATH_M,
     CK_ALPHA0, CK_ALPHA_DRUG, CK_BETA_HGF, CK_BETA_HYPOXIA, CK_RHO0, CK_MU, CK_THETA,
+    CK_THETA_S, CK_BASELINE_RECRUITMENT,
     CK_N_PARAMS                      /* per drug from here: CK_DRUG_STRIDE reals each */
 };
 enum { CK_DRUG_EC50, CK_DRUG_HILL, CK_DRUG_EMAX, CK_DRUG_KILL_RATE, CK_DRUG_CAP, CK_DRUG_STRIDE };
@@ -81,12 +82,16 @@ SDTP_INLINE real ck_rates(const real* SDTP_RESTRICT p, int norton_simon, const C
     const real prolif = e.growth * free;
     const real scale = norton_simon ? prolif : (real)1;
     const real E = e.kill;
-    r[0] = p[CK_GROWTH_S] * prolif - p[CK_KILL_S] * E * scale - p[CK_DEATH_S] - e.env_death;
+    r[0] = p[CK_GROWTH_S] * prolif
+           - p[CK_KILL_S] * E * scale * ((real)1 - p[CK_THETA_S] * e.met_signal)
+           - p[CK_DEATH_S] - e.env_death;
     r[1] = p[CK_GROWTH_P] * prolif
            - p[CK_KILL_P] * E * scale * ((real)1 - p[CK_THETA] * e.met_signal)
            - e.p_kill - p[CK_DEATH_P] - e.env_death;
     r[2] = p[CK_GROWTH_R] * prolif - p[CK_KILL_R] * E * scale - p[CK_DEATH_R] - e.env_death;
-    r[3] = p[CK_GROWTH_F] * free - p[CK_DEATH_F];
+    real room_f = (real)1 - c[3] / p[CK_CARRYING_F];
+    room_f = (room_f < (real)0) ? (real)0 : room_f;
+    r[3] = p[CK_GROWTH_F] * room_f - p[CK_DEATH_F];
     r[4] = -p[CK_DEATH_M];
     return e.recruitment * free;
 }
@@ -208,7 +213,8 @@ SDTP_KERNEL cell_kinetics(idx_t n, real* SDTP_RESTRICT data, const real* SDTP_RE
         e.epigenetic = ck_combined(epigenetic, hsa);
         e.met_signal = hgf / (hgf + p[CK_HGF_K]) * ((real)1 - ck_combined(met, hsa));
         e.p_kill = oxphos + gpx4 + fao;
-        e.recruitment = p[CK_RECRUITMENT] * vessels[i] * chem / (chem + p[CK_CHEMOKINE_K]);
+        e.recruitment = (p[CK_BASELINE_RECRUITMENT]
+                         + p[CK_RECRUITMENT] * chem / (chem + p[CK_CHEMOKINE_K])) * vessels[i];
 
         /* CellKinetics.switching */
         const real E = e.kill;

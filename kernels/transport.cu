@@ -1,27 +1,43 @@
-/* transport.cu: one explicit sub-step of cell motility and TAM chemotaxis.
+/* transport.cu: one explicit sub-step of crowding-limited cell motility and TAM chemotaxis,
+ * and one of the tumour's pressure-driven expansion.
  *
- *     ∂n/∂t = −∇·F,    F = −D ∇n + v n        (v only for M: v = χ ∇q, q the chemokine)
+ *     ∂n/∂t = −∇·J,   per face j+½ along an axis (a = n_j, b = n_{j+1}):
  *
- * Finite volumes on the voxel faces, zero flux through the domain faces. On the face
- * j+½ along an axis (a = n_j, b = n_{j+1}):
+ *     f_k     = clamp(1 − (o_k + n_k)/capacity, 0, 1)   room of voxel k (o: the other cell
+ *                                                        types, frozen over the sub-steps)
+ *     J_{j+½} = (D (a f_{j+1} − b f_j)) / dx  +  (v > 0 ? v a f_{j+1} : v b f_j),
+ *     v       = (χ (q_{j+1} − q_j)) / dx               (only for M: q the chemokine)
  *
- *     F_{j+½} = (−D (b − a)) / dx  +  (v > 0 ? v a : v b),   v = (χ (q_{j+1} − q_j)) / dx
+ *     n_new_j = n_j + h Σ_axes (J_{j−½} − J_{j+½}) / dx      (axes slowest first: z, y, x)
  *
- *     n_new_j = n_j + h Σ_axes (F_{j−½} − F_{j+½}) / dx      (axes slowest first: z, y, x)
+ * and, on the last sub-step of a half-step, n_new ← max(n_new, 0). Cells move only into
+ * room (volume filling): a full voxel gains nothing; in empty tissue J is −D∇n + v n.
  *
- * and, on the last sub-step of a half-step, n_new ← max(n_new, 0).
- *
- * Reference: spatialdtp.numerics.transport.move_cells (_tendency, chemotactic_velocity, substeps).
- * Every operation is the reference's, in its order and in the field dtype, so that on the
- * host float32 and float64 results agree with it to rounding (on the GPU, up to the FMAs
- * that NVRTC contracts). One thread per voxel reads n at itself and its 2·ndim neighbours
- * (and q there, for the drift) and writes a separate buffer: neighbours must see the old n.
+ * Reference: spatialdtp.numerics.transport.move_cells (_tendency, free_fraction,
+ * chemotactic_velocity, substeps). Every operation is the reference's, in its order and in
+ * the field dtype, so that on the host float32 and float64 results agree with it to
+ * rounding (on the GPU, up to the FMAs that NVRTC contracts). One thread per voxel reads n
+ * and o at itself and its 2·ndim neighbours (and q there, for the drift) and writes a
+ * separate buffer: neighbours must see the old n.
  *
  * transport_max_jump: max over all faces of |q_{j+1} − q_j|, per chunk (the max over
  * chunks on the device). The reference's v_max = max |fl(fl(χ Δq)/dx)|; rounding is
  * monotone and sign-symmetric, so that equals fl(fl(χ max|Δq|)/dx) exactly (the launcher
  * does those two roundings in the field dtype) and the sub-step count, a ceil() of it, is
  * the reference's. A NaN propagates (as xp.max does).
+ *
+ * transport_pressure_substep: S, P and R pushed together down the gradient of T = S + P + R
+ * (Darcy flow with a pressure linear in T), through stroma o = F + M that neither moves nor
+ * pushes but holds room:
+ *
+ *     s_k  = K − T_k > 0 ? clamp((K − T_k − o_k)/(K − T_k), 0, 1) : 0   room stroma leaves
+ *     w_ik = T_k > 0 ? n_ik / T_k : 0                                   share of type i
+ *     Φ    = c ((T_j − T_{j+1})(T_j + T_{j+1})),   c = D_p/(2K dx)      face j+½
+ *     J_i  = Φ > 0 ? (Φ s_{j+1}) w_ij : (Φ s_j) w_i,j+1
+ *     n_new_ij = n_ij + h Σ_axes (J_{i,j−½} − J_{i,j+½}) / dx, clamped to >= 0 on the last
+ *
+ * Reference: spatialdtp.numerics.transport.push_tumour (_pressure_tendencies, stroma_room,
+ * tumour_shares), in its order of operations and dtype.
  */
 #include "sdtp.h"
 
@@ -54,14 +70,32 @@ SDTP_INLINE void transport_coords(idx_t i, idx_t n, idx_t ny, idx_t nx,
     }
 }
 
-/* flux through the face between a (lower index) and b; the drift needs q there */
-SDTP_INLINE real transport_face_flux(real a, real b, bool drift, const real* q, idx_t ia,
-                                     idx_t ib, real neg_d, real chi, real dx)
+/* room of a voxel: clamp(1 − (o + n)/capacity, 0, 1); NaN stays NaN, as np.clip */
+SDTP_INLINE real transport_room(real o, real n, real capacity)
 {
-    real f = neg_d * (b - a) / dx;
+    const real f = (real)1 - (o + n) / capacity;
+    return f < (real)0 ? (real)0 : (f > (real)1 ? (real)1 : f);
+}
+
+/* room stroma o leaves in a voxel whose tumour cells leave gap = K − T > 0:
+ * clamp((gap − o)/gap, 0, 1); NaN stays NaN, as np.clip */
+SDTP_INLINE real transport_room_of_gap(real gap, real o)
+{
+    const real f = (gap - o) / gap;
+    return f < (real)0 ? (real)0 : (f > (real)1 ? (real)1 : f);
+}
+
+/* flux through the face between a (lower index, room fa) and b (room fb); the drift
+ * needs q there */
+SDTP_INLINE real transport_face_flux(real a, real b, real fa, real fb, bool drift,
+                                     const real* q, idx_t ia, idx_t ib, real d, real chi,
+                                     real dx)
+{
+    const real into_b = a * fb, into_a = b * fa;
+    real f = d * (into_b - into_a) / dx;
     if (drift) {
         const real v = chi * (q[ib] - q[ia]) / dx;
-        const real from_a = v * a, from_b = v * b;   /* both: a select, no branch */
+        const real from_a = v * a * fb, from_b = v * b * fa;   /* both: a select, no branch */
         f = f + (v > (real)0 ? from_a : from_b);
     }
     return f;
@@ -69,13 +103,15 @@ SDTP_INLINE real transport_face_flux(real a, real b, bool drift, const real* q, 
 
 /* n_new of voxel i at (z, y, x), any position: a missing face (domain boundary) carries no
  * flux, an axis of extent 1 none at all (the reference adds 0 for it) */
-SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT q,
+SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
+                                 const real* SDTP_RESTRICT q,
                                  idx_t i, idx_t z, idx_t y, idx_t x,
                                  idx_t nz, idx_t ny, idx_t nx,
-                                 real neg_d, real chi, real dx, real h, idx_t clamp)
+                                 real d, real chi, real dx, real capacity, real h, idx_t clamp)
 {
     const bool drift = q != 0;
     const real c = src[i];
+    const real fc = transport_room(o[i], c, capacity);
     const idx_t extent[3] = {nz, ny, nx};
     const idx_t coord[3] = {z, y, x};
     const idx_t stride[3] = {nx * ny, nx, 1};
@@ -86,9 +122,11 @@ SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP
         const idx_t s = stride[axis];
         real lo = (real)0, hi = (real)0;
         if (coord[axis] > 0)
-            lo = transport_face_flux(src[i - s], c, drift, q, i - s, i, neg_d, chi, dx);
+            lo = transport_face_flux(src[i - s], c, transport_room(o[i - s], src[i - s], capacity),
+                                     fc, drift, q, i - s, i, d, chi, dx);
         if (coord[axis] < extent[axis] - 1)
-            hi = transport_face_flux(c, src[i + s], drift, q, i, i + s, neg_d, chi, dx);
+            hi = transport_face_flux(c, src[i + s], fc, transport_room(o[i + s], src[i + s], capacity),
+                                     drift, q, i, i + s, d, chi, dx);
         t = t + (lo - hi) / dx;
     }
     const real out = c + h * t;
@@ -109,70 +147,88 @@ SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP
 /* voxels i0 <= i < i1, all of whose 2·ndim neighbours exist */
 template <bool HAS_Z, bool DRIFT>
 static inline void transport_row_inner(const real* SDTP_RESTRICT src,
+                                       const real* SDTP_RESTRICT o,
                                        const real* SDTP_RESTRICT q, real* SDTP_RESTRICT dst,
-                                       idx_t i0, idx_t i1, idx_t sz, idx_t sy, real neg_d,
-                                       real chi, real dx, real h, bool clamp)
+                                       idx_t i0, idx_t i1, idx_t sz, idx_t sy, real d,
+                                       real chi, real dx, real capacity, real h, bool clamp)
 {
+#define TRANSPORT_ROOM(k) transport_room(o[k], src[k], capacity)
     for (idx_t i = i0; i < i1; ++i) {
         const real c = src[i];
+        const real fc = TRANSPORT_ROOM(i);
         real t = (real)0;
         if (HAS_Z)
-            t = t + (transport_face_flux(src[i - sz], c, DRIFT, q, i - sz, i, neg_d, chi, dx)
-                     - transport_face_flux(c, src[i + sz], DRIFT, q, i, i + sz, neg_d, chi, dx))
+            t = t + (transport_face_flux(src[i - sz], c, TRANSPORT_ROOM(i - sz), fc, DRIFT, q,
+                                         i - sz, i, d, chi, dx)
+                     - transport_face_flux(c, src[i + sz], fc, TRANSPORT_ROOM(i + sz), DRIFT, q,
+                                           i, i + sz, d, chi, dx))
                     / dx;
-        t = t + (transport_face_flux(src[i - sy], c, DRIFT, q, i - sy, i, neg_d, chi, dx)
-                 - transport_face_flux(c, src[i + sy], DRIFT, q, i, i + sy, neg_d, chi, dx))
+        t = t + (transport_face_flux(src[i - sy], c, TRANSPORT_ROOM(i - sy), fc, DRIFT, q,
+                                     i - sy, i, d, chi, dx)
+                 - transport_face_flux(c, src[i + sy], fc, TRANSPORT_ROOM(i + sy), DRIFT, q,
+                                       i, i + sy, d, chi, dx))
                 / dx;
-        t = t + (transport_face_flux(src[i - 1], c, DRIFT, q, i - 1, i, neg_d, chi, dx)
-                 - transport_face_flux(c, src[i + 1], DRIFT, q, i, i + 1, neg_d, chi, dx))
+        t = t + (transport_face_flux(src[i - 1], c, TRANSPORT_ROOM(i - 1), fc, DRIFT, q,
+                                     i - 1, i, d, chi, dx)
+                 - transport_face_flux(c, src[i + 1], fc, TRANSPORT_ROOM(i + 1), DRIFT, q,
+                                       i, i + 1, d, chi, dx))
                 / dx;
         const real out = c + h * t;
         dst[i] = (clamp && out < (real)0) ? (real)0 : out;
     }
+#undef TRANSPORT_ROOM
 }
 
-static inline void transport_row(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT q,
+static inline void transport_row(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
+                                 const real* SDTP_RESTRICT q,
                                  real* SDTP_RESTRICT dst, idx_t row, idx_t nz, idx_t ny,
-                                 idx_t nx, real neg_d, real chi, real dx, real h, idx_t clamp)
+                                 idx_t nx, real d, real chi, real dx, real capacity, real h,
+                                 idx_t clamp)
 {
     const idx_t z = row / ny, y = row - z * ny, i0 = row * nx;
     const bool inner_y = ny > 1 && y > 0 && y < ny - 1;
     const bool inner_z = nz == 1 || (z > 0 && z < nz - 1);
     if (!(inner_y && inner_z && nx >= 3)) {
         for (idx_t x = 0; x < nx; ++x)
-            dst[i0 + x] = transport_voxel(src, q, i0 + x, z, y, x, nz, ny, nx, neg_d, chi, dx,
-                                          h, clamp);
+            dst[i0 + x] = transport_voxel(src, o, q, i0 + x, z, y, x, nz, ny, nx, d, chi, dx,
+                                          capacity, h, clamp);
         return;
     }
     const idx_t sz = nx * ny, i1 = i0 + nx - 1;
     const bool cl = clamp != 0;
-    dst[i0] = transport_voxel(src, q, i0, z, y, 0, nz, ny, nx, neg_d, chi, dx, h, clamp);
+    dst[i0] = transport_voxel(src, o, q, i0, z, y, 0, nz, ny, nx, d, chi, dx, capacity, h, clamp);
     if (nz > 1 && q)
-        transport_row_inner<true, true>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
+        transport_row_inner<true, true>(src, o, q, dst, i0 + 1, i1, sz, nx, d, chi, dx, capacity,
+                                        h, cl);
     else if (nz > 1)
-        transport_row_inner<true, false>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
+        transport_row_inner<true, false>(src, o, q, dst, i0 + 1, i1, sz, nx, d, chi, dx,
+                                         capacity, h, cl);
     else if (q)
-        transport_row_inner<false, true>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
+        transport_row_inner<false, true>(src, o, q, dst, i0 + 1, i1, sz, nx, d, chi, dx,
+                                         capacity, h, cl);
     else
-        transport_row_inner<false, false>(src, q, dst, i0 + 1, i1, sz, nx, neg_d, chi, dx, h, cl);
-    dst[i1] = transport_voxel(src, q, i1, z, y, nx - 1, nz, ny, nx, neg_d, chi, dx, h, clamp);
+        transport_row_inner<false, false>(src, o, q, dst, i0 + 1, i1, sz, nx, d, chi, dx,
+                                          capacity, h, cl);
+    dst[i1] = transport_voxel(src, o, q, i1, z, y, nx - 1, nz, ny, nx, d, chi, dx, capacity, h,
+                              clamp);
 }
 #endif
 
 SDTP_KERNEL transport_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
-                              const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT q,
-                              real* SDTP_RESTRICT dst, real neg_d, real chi, real dx, real h,
-                              idx_t clamp)
+                              const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
+                              const real* SDTP_RESTRICT q, real* SDTP_RESTRICT dst, real d,
+                              real chi, real dx, real capacity, real h, idx_t clamp)
 {
 #if TRANSPORT_PER_VOXEL
     FOR_EACH(i, n) {
         idx_t z, y, x;
         transport_coords(i, n, ny, nx, &z, &y, &x);
-        dst[i] = transport_voxel(src, q, i, z, y, x, nz, ny, nx, neg_d, chi, dx, h, clamp);
+        dst[i] = transport_voxel(src, o, q, i, z, y, x, nz, ny, nx, d, chi, dx, capacity, h,
+                                 clamp);
     }
 #else
     FOR_EACH(row, n / nx)
-        transport_row(src, q, dst, row, nz, ny, nx, neg_d, chi, dx, h, clamp);
+        transport_row(src, o, q, dst, row, nz, ny, nx, d, chi, dx, capacity, h, clamp);
 #endif
 }
 
@@ -251,6 +307,72 @@ SDTP_KERNEL transport_max_jump(idx_t chunks, idx_t n, idx_t nz, idx_t ny, idx_t 
         __builtin_memcpy(&m, &bits, sizeof m);
 #endif
         partial[c] = (double)m;            /* exact: a max rounds nothing */
+    }
+}
+
+/* room, total and shares of one voxel for the pressure flux */
+struct PressureVoxel {
+    real t, room, w[3];
+};
+
+SDTP_INLINE PressureVoxel pressure_voxel(const real* SDTP_RESTRICT S, const real* SDTP_RESTRICT P,
+                                         const real* SDTP_RESTRICT R, const real* SDTP_RESTRICT o,
+                                         idx_t k, real capacity)
+{
+    PressureVoxel v;
+    v.t = (S[k] + P[k]) + R[k];
+    const real gap = capacity - v.t;
+    v.room = gap > (real)0 ? transport_room_of_gap(gap, o[k]) : (real)0;
+    const bool any = v.t > (real)0;
+    v.w[0] = any ? S[k] / v.t : (real)0;
+    v.w[1] = any ? P[k] / v.t : (real)0;
+    v.w[2] = any ? R[k] / v.t : (real)0;
+    return v;
+}
+
+/* the three types' fluxes through the face from a (lower index) to b */
+SDTP_INLINE void pressure_face(const PressureVoxel& a, const PressureVoxel& b, real c, real* j)
+{
+    const real phi = c * ((a.t - b.t) * (a.t + b.t));
+    const bool up = phi > (real)0;
+    const real into_b = phi * b.room, into_a = phi * a.room;
+    for (int k = 0; k < 3; ++k)
+        j[k] = up ? into_b * a.w[k] : into_a * b.w[k];
+}
+
+SDTP_KERNEL transport_pressure_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
+                                       const real* SDTP_RESTRICT S, const real* SDTP_RESTRICT P,
+                                       const real* SDTP_RESTRICT R, const real* SDTP_RESTRICT o,
+                                       real* SDTP_RESTRICT dS, real* SDTP_RESTRICT dP,
+                                       real* SDTP_RESTRICT dR, real c, real dx, real capacity,
+                                       real h, idx_t clamp)
+{
+    FOR_EACH(i, n) {
+        idx_t z, y, x;
+        transport_coords(i, n, ny, nx, &z, &y, &x);
+        const PressureVoxel self = pressure_voxel(S, P, R, o, i, capacity);
+        const idx_t extent[3] = {nz, ny, nx};
+        const idx_t coord[3] = {z, y, x};
+        const idx_t stride[3] = {nx * ny, nx, 1};
+        real t[3] = {(real)0, (real)0, (real)0};
+        for (int axis = 0; axis < 3; ++axis) {
+            if (extent[axis] == 1)
+                continue;
+            const idx_t s = stride[axis];
+            real lo[3] = {(real)0, (real)0, (real)0}, hi[3] = {(real)0, (real)0, (real)0};
+            if (coord[axis] > 0)
+                pressure_face(pressure_voxel(S, P, R, o, i - s, capacity), self, c, lo);
+            if (coord[axis] < extent[axis] - 1)
+                pressure_face(self, pressure_voxel(S, P, R, o, i + s, capacity), c, hi);
+            for (int k = 0; k < 3; ++k)
+                t[k] = t[k] + (lo[k] - hi[k]) / dx;
+        }
+        const real* src[3] = {S, P, R};
+        real* dst[3] = {dS, dP, dR};
+        for (int k = 0; k < 3; ++k) {
+            const real out = src[k][i] + h * t[k];
+            dst[k][i] = (clamp && out < (real)0) ? (real)0 : out;   /* NaN stays NaN */
+        }
     }
 }
 

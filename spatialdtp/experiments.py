@@ -34,9 +34,8 @@ def run_arm(overrides: Iterable[str], days: float | None = None, arm: str = "") 
     from . import api
 
     sim = api.simulation(list(overrides))
-    initial = {c: sim.field(c) for c in ("S", "P", "R")}
     sim.run_until(days=days, progress=False)
-    return ArmRun.from_simulation(sim, initial, arm)
+    return ArmRun.from_simulation(sim, arm)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

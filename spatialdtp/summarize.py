@@ -2,6 +2,7 @@
 
     spatialdtp-summarize multirun/2026-11-21/12-00-00
     spatialdtp-summarize SWEEP --by treatment --by cells.switching.theta --out results/
+    spatialdtp-summarize SWEEP --sensitivity final_niche_contrast
 
 What it writes and prints is :mod:`spatialdtp.studies.sweep_report`.
 """
@@ -28,11 +29,15 @@ def main(argv=None) -> int:
                              "treatment). A group (tissue, cells) or any dotted key "
                              "(cells.switching.theta)")
     parser.add_argument("--no-plots", action="store_true", help="write the table only")
+    parser.add_argument("--sensitivity", metavar="KEY",
+                        help="also plot this summary key (e.g. final_niche_contrast) against "
+                             "every numeric key the sweep varies: sensitivity.png")
     args = parser.parse_args(argv)
     by = tuple(args.by or ("treatment",))
     try:
         sweep, written = summarize_sweep(args.sweep_dir, args.out, by, plots=not args.no_plots,
-                                         expand=expand_basic_sweep)
+                                         expand=expand_basic_sweep,
+                                         sensitivity=args.sensitivity)
     except (FileNotFoundError, ValueError) as err:
         print(f"spatialdtp-summarize: {err}", file=sys.stderr)
         return 2

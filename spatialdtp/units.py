@@ -13,5 +13,5 @@ SUMMARY_UNITS = {
     "nadir_fraction": "of baseline", "mrd_reached": "1 = yes", "final_burden": "cells",
     "final_fraction": "of baseline", "final_resistant_fraction": "of burden",
     "final_persister_fraction": "of burden", "final_P": "cells", "final_R": "cells",
-    "mean_niche_index": "P near / P far",
+    "final_niche_contrast": "P/T0 near / far",
 }

@@ -11,11 +11,15 @@ import math
 import numpy as np
 import pytest
 
+from conftest import DOUBLE
 from spatialdtp.api import load_config
 from spatialdtp.backends import get_backend
 from spatialdtp.run.simulation import Simulation
 
 COMPILED = ["cpu", pytest.param("cupy", marks=pytest.mark.gpu)]
+#: cases that take minutes on the CuPy device double (TR-BDF2 to rtol 1e-12: some 4400
+#: launches a step, each emulated on the host): ``slow`` there, run by ``-m slow``
+SLOW_ON_DOUBLE = {"3d_gpx4_tr_bdf2"}
 
 QUICK = ["run.progress=false", "run.plot=false", "numerics.rtol=1e-12",
          "run.output_interval_hours=12", "tissue.tumour.radius=150"]
@@ -71,8 +75,16 @@ def assert_runs_agree(ref, got, tol):
         assert err <= tol, f"observable {name} differs by {err:.3g} > {tol:g}"
 
 
-@pytest.mark.parametrize("backend", COMPILED)
-@pytest.mark.parametrize("case", sorted(CASES))
+def compiled_runs(cases):
+    """(backend, case) for every compiled backend; a case in SLOW_ON_DOUBLE is ``slow`` for
+    cupy where the double stands in for the GPU."""
+    for case in cases:
+        yield pytest.param("cpu", case, id=f"{case}-cpu")
+        slow = [pytest.mark.slow] if DOUBLE is not None and case in SLOW_ON_DOUBLE else []
+        yield pytest.param("cupy", case, marks=[pytest.mark.gpu, *slow], id=f"{case}-cupy")
+
+
+@pytest.mark.parametrize("backend,case", list(compiled_runs(sorted(CASES))))
 def test_whole_run_matches_numpy_reference_float64(backend, case):
     ref = run("numpy", CASES[case], "float64", days=2.0)
     got = run(backend, CASES[case], "float64", days=2.0)

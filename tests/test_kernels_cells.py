@@ -41,7 +41,8 @@ def fast_cells(kill_model="constant"):
     c.resistant.kill = 1e-4
     c.switching.alpha0, c.switching.alpha_drug = 1e-4, 1e-3
     c.switching.rho0, c.switching.mu = 5e-4, 2e-4
-    c.macrophage.recruitment = 5e-3
+    c.macrophage.recruitment, c.macrophage.baseline_recruitment = 5e-3, 1e-3
+    c.fibroblast.growth, c.fibroblast.death = 4e-4, 1e-4   # CAF turnover (off by default)
     return c
 
 

@@ -7,12 +7,14 @@ import pytest
 from spatialdtp.config import RunConfig
 from spatialdtp.model.grid import Grid
 from spatialdtp.model.state import FieldLayout, State
-from spatialdtp.run.observables import Observer
+from spatialdtp.run import niche
+from spatialdtp.run.observables import FIXED_SUMS, Observer
 
 SHAPES = {"2d": (9, 11), "3d": (5, 7, 6)}
 DRUGS = {0: (), 1: ("osimertinib",), 3: ("osimertinib", "savolitinib", "chemo")}
-RUN = RunConfig(hypoxic_threshold=15.0)
-N_FIXED = 12            # sums before the drugs'; [8] and [10] are voxel counts
+RUN = RunConfig(hypoxic_threshold=15.0, niche_threshold=0.3, niche_distance=20.0,
+                niche_far_distance=40.0, niche_edge_bin=20.0)
+CAP = 10.0
 
 
 def layout_with(drugs):
@@ -22,7 +24,8 @@ def layout_with(drugs):
 
 def random_state(shape, dtype, drugs, seed=0):
     """Fields that put voxels on both sides of every test the sums make, and on their
-    edges: a voxel exactly at the tumour floor, one exactly at the hypoxic threshold."""
+    edges (a voxel exactly at the hypoxic threshold), and random niche labels: every near
+    and far stratum label, "none", each with and without the niche bit."""
     rng = np.random.default_rng(seed)
     st = State(Grid(shape, 20.0), layout_with(drugs), dtype=dtype)
     st.data[...] = rng.uniform(0.0, 5.0, st.data.shape)
@@ -31,21 +34,24 @@ def random_state(shape, dtype, drugs, seed=0):
     st["oxygen"] = rng.uniform(0.0, 30.0, shape)
     st["oxygen"].flat[3] = RUN.hypoxic_threshold
     st["S"].flat[3] = 1.0                        # so that the voxel at the threshold counts
-    near = rng.uniform(size=shape) < 0.4
-    tumour_cells = st["S"] + st["P"] + st["R"]
-    floor = float(np.sort(tumour_cells.ravel())[tumour_cells.size // 2])   # half are below
-    return st, near, floor
+    n_labels = 6
+    labels = rng.integers(0, n_labels + 1, shape).astype(np.uint8)
+    labels[labels == n_labels] = niche.NO_LABEL
+    labels |= (rng.uniform(size=shape) < 0.3).astype(np.uint8) * niche.NICHE_BIT
+    T0 = rng.uniform(0.0, 5.0, shape).astype(dtype)
+    return st, labels, T0, n_labels
 
 
 def observer_for(st, ops=None):
-    return Observer(st.grid, st.layout, RUN, capacity=10.0, drugs=st.layout.drugs, ops=ops)
+    return Observer(st.grid, st.layout, RUN, capacity=CAP, drugs=st.layout.drugs, ops=ops)
 
 
-def assert_sums_match(got, want):
+def assert_sums_match(got, want, n_labels):
     """Counts exactly; sums in double to their summation order (n·eps64 of the sum of the
     non-negative terms, whatever the field dtype: every term is converted exactly)."""
     assert got.dtype == np.float64 and got.shape == want.shape
-    assert got[8] == want[8] and got[10] == want[10]
+    counts = [FIXED_SUMS - 1] + [FIXED_SUMS + 3 * k for k in range(n_labels)]
+    np.testing.assert_array_equal(got[counts], want[counts])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
@@ -53,50 +59,46 @@ def assert_sums_match(got, want):
 @pytest.mark.parametrize("dim", SHAPES)
 @pytest.mark.parametrize("n_drugs", DRUGS)
 def test_observable_sums_kernel_matches_reference(cpu, n_drugs, dim, dtype):
-    st, near, floor = random_state(SHAPES[dim], dtype, DRUGS[n_drugs])
+    st, labels, T0, n_labels = random_state(SHAPES[dim], dtype, DRUGS[n_drugs])
     obs = observer_for(st)
-    want = obs.sums_reference(st, near, floor)
-    got = cpu.ops(dtype).observable_sums(obs, st, near, floor)
-    assert len(want) == N_FIXED + n_drugs
-    assert 0 < want[8] and 0 < want[10]          # both near and far tumour voxels exist
-    assert_sums_match(got, want)
+    want = obs.sums_reference(st, labels, T0, n_labels)
+    got = cpu.ops(dtype).observable_sums(obs, st, labels, T0, n_labels)
+    assert len(want) == FIXED_SUMS + 3 * n_labels + n_drugs
+    assert all(want[FIXED_SUMS + 3 * k] > 0 for k in range(n_labels))   # every label used
+    assert_sums_match(got, want, n_labels)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("dim", SHAPES)
-def test_observable_sums_kernel_with_empty_tumour(cpu, dim, dtype):
-    st, near, _ = random_state(SHAPES[dim], dtype, DRUGS[1], seed=3)
-    for c in ("S", "P", "R"):
-        st[c] = 0.0
+def test_observable_sums_kernel_without_a_reference(cpu, dim, dtype):
+    """Before treatment start: no labels to sum and no T0 (a null pointer), only the niche
+    voxels counted."""
+    st, labels, _, _ = random_state(SHAPES[dim], dtype, DRUGS[1], seed=3)
+    labels = (labels & niche.NICHE_BIT) | niche.NO_LABEL
     obs = observer_for(st)
-    want = obs.sums_reference(st, near, 0.0)
-    got = cpu.ops(dtype).observable_sums(obs, st, near, 0.0)
-    assert got[8] == got[10] == 0.0
-    assert_sums_match(got, want)
+    want = obs.sums_reference(st, labels, None, 0)
+    got = cpu.ops(dtype).observable_sums(obs, st, labels, None, 0)
+    assert got[FIXED_SUMS - 1] == float(((labels & niche.NICHE_BIT) > 0).sum())
+    assert_sums_match(got, want, 0)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("dim", SHAPES)
-def test_observable_sums_kernel_with_empty_niche(cpu, dim, dtype):
-    st, near, floor = random_state(SHAPES[dim], dtype, DRUGS[3], seed=4)
-    near[...] = False
-    obs = observer_for(st)
-    want = obs.sums_reference(st, near, floor)
-    got = cpu.ops(dtype).observable_sums(obs, st, near, floor)
-    assert got[8] == 0.0 and got[10] > 0
-    assert_sums_match(got, want)
+def test_observable_sums_kernel_refuses_too_many_labels(cpu):
+    st, labels, T0, _ = random_state(SHAPES["2d"], np.float64, DRUGS[0])
+    with pytest.raises(ValueError, match="n_labels=33"):
+        cpu.ops(np.float64).observable_sums(observer_for(st), st, labels, T0, 33)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_observer_compute_on_cpu_backend_matches_numpy(cpu, dtype):
-    st, _, _ = random_state(SHAPES["3d"], dtype, DRUGS[3], seed=5)
-    st["F"][st["F"] < 4.0] = 0.0                 # a few niches, so near and far both exist
+    st, _, _, _ = random_state(SHAPES["3d"], dtype, DRUGS[3], seed=5)
+    st["F"][...] = 0.0
+    st["F"][2, 1:3, 0] = 4.0                     # a niche at one side: near and far exist
     st["M"] = 0.0
     plasma = dict.fromkeys(st.layout.drugs, 1.0)
     on = dict.fromkeys(st.layout.drugs, True)
     want = observer_for(st).compute(st, plasma, on)
     got = observer_for(st, cpu.ops(dtype)).compute(st, plasma, on)
     assert tuple(got) == tuple(want)
-    assert math.isfinite(want["niche_index"])
+    assert math.isfinite(want["niche_contrast"])
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-12, nan_ok=True), k

@@ -18,6 +18,10 @@ from spatialdtp.numerics import transport
 LAYOUT = FieldLayout(substrates=("oxygen", "glucose", "hgf", "chemokine", "drug"),
                      drugs=("drug",))
 DX = 10.0
+# capacity (cells/voxel) against random densities up to 3 per type (sums up to ~15): some
+# voxels are over-full (no room), some empty, most in between, so the room clamp, the
+# room-limited flux and plain diffusion are all exercised
+CAP = 8.0
 
 # (motilities S, P, R, F, M; chi; tau; chemokine amplitude)
 CASES = {
@@ -87,8 +91,8 @@ def test_transport_kernel_matches_reference(loop, case, dim, dtype):
     m = max_substeps(ref, motilities, chi, tau)
     if case != "motility_one_substep":
         assert m >= 3, "the case must exercise several sub-steps"
-    ReferenceOps(np).move_cells(ref, motilities, chi, tau)
-    loop[dtype].move_cells(got, motilities, chi, tau)
+    ReferenceOps(np).move_cells(ref, motilities, chi, tau, CAP)
+    loop[dtype].move_cells(got, motilities, chi, tau, CAP)
     atol = tolerance(ref, m)
     for c in CELL_TYPES:
         np.testing.assert_allclose(got[c], ref[c], rtol=0, atol=atol, err_msg=c)
@@ -104,7 +108,7 @@ def test_transport_kernel_conserves_every_cell_total(loop, dim, dtype):
     st = random_state(SHAPES[dim], dtype, amplitude, seed=1)
     before = st.cells.reshape(5, -1).astype(np.float64).sum(axis=1)
     m = max_substeps(st, motilities, chi, tau)
-    loop[dtype].move_cells(st, motilities, chi, tau)
+    loop[dtype].move_cells(st, motilities, chi, tau, CAP)
     after = st.cells.reshape(5, -1).astype(np.float64).sum(axis=1)
     # zero flux: each face's flux leaves one voxel and enters the other; only the rounding
     # of n + h·t (one per voxel and sub-step, ≤ eps/2 · n) changes a total
@@ -115,7 +119,7 @@ def test_transport_kernel_conserves_every_cell_total(loop, dim, dtype):
 def test_transport_kernel_leaves_static_cells_and_zero_motility_alone(cpu):
     st = random_state((6, 8), np.float64, 5.0)
     before = st.data.copy()
-    cpu.ops(np.float64).move_cells(st, (0.0, 0.0, 0.0, 0.0, 0.0), 0.0, 10.0)
+    cpu.ops(np.float64).move_cells(st, (0.0, 0.0, 0.0, 0.0, 0.0), 0.0, 10.0, CAP)
     np.testing.assert_array_equal(st.data, before)
 
 
@@ -137,6 +141,50 @@ def test_transport_kernel_refuses_nan_chemokine_like_reference(cpu):
     st["chemokine"].flat[7] = np.nan
     motilities = CASES["chemotaxis_steep"][0]
     with pytest.raises(ValueError):
-        ReferenceOps(np).move_cells(st.copy(), motilities, 50.0, 10.0)
+        ReferenceOps(np).move_cells(st.copy(), motilities, 50.0, 10.0, CAP)
     with pytest.raises(ValueError, match="NaN"):
-        cpu.ops(np.float64).move_cells(st, motilities, 50.0, 10.0)
+        cpu.ops(np.float64).move_cells(st, motilities, 50.0, 10.0, CAP)
+
+
+# ------------------------------------------------------------------ the pressure flux
+# sub-step counts: one (the copy-first path), and several of odd and even count
+PRESSURE_SUBSTEPS = (1, 3, 4)
+
+
+def mobility_for(substeps, tau, ndim):
+    """A D_p whose CFL bound 2d D_p τ/dx² ≤ 0.9 takes exactly ``substeps`` sub-steps."""
+    return 0.99 * substeps * 0.9 * DX**2 / (2 * ndim * tau)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dim", SHAPES)
+@pytest.mark.parametrize("m", PRESSURE_SUBSTEPS)
+def test_pressure_kernel_matches_reference(loop, m, dim, dtype):
+    """transport_pressure_substep against push_tumour (random fields: over-full, empty and
+    negative voxels included; CAP keeps most voxels with room)."""
+    tau = 10.0
+    ref = random_state(SHAPES[dim], dtype, 0.0, negative=True)
+    mobility = mobility_for(m, tau, ref.grid.ndim)
+    assert transport.pressure_substeps(mobility, tau, DX, ref.grid.ndim) == m
+    got, before = ref.copy(), ref.copy()
+    still = (0.0,) * 5                        # no motility: the pressure flux alone
+    ReferenceOps(np).move_cells(ref, still, 0.0, tau, CAP, mobility)
+    loop[dtype].move_cells(got, still, 0.0, tau, CAP, mobility)
+    atol = tolerance(ref, m)
+    for c in CELL_TYPES:
+        np.testing.assert_allclose(got[c], ref[c], rtol=0, atol=atol, err_msg=c)
+    # the case moves cells (S, P, R), and only them
+    assert np.abs(ref["S"] - before["S"]).max() > 100 * atol
+    for c in ("F", "M"):
+        np.testing.assert_array_equal(ref[c], before[c])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_pressure_and_motility_together_match_reference(loop, dtype):
+    ref = random_state(SHAPES["3d"], dtype, 0.2, seed=4)
+    got = ref.copy()
+    motilities, chi, tau, _ = CASES["chemotaxis_steep"]
+    ReferenceOps(np).move_cells(ref, motilities, chi, tau, CAP, 30.0)
+    loop[dtype].move_cells(got, motilities, chi, tau, CAP, 30.0)
+    for c in CELL_TYPES:
+        np.testing.assert_allclose(got[c], ref[c], rtol=0, atol=tolerance(ref, 8), err_msg=c)

@@ -9,12 +9,6 @@ import spatialdtp.run.observables as observables
 from spatialdtp.config import RunConfig
 from spatialdtp.model.grid import Grid
 from spatialdtp.model.state import FieldLayout, State
-from spatialdtp.run.niche import (
-    BallDilation,
-    ball_offsets,
-    distance_to_mask,
-    niche_profile,
-)
 from spatialdtp.run.observables import Observer
 from spatialdtp.run.summary import format_summary, summarize
 
@@ -82,7 +76,7 @@ def test_empty_tumour_gives_nan_fractions_not_errors():
     o = observe(make_state((4, 4)))
     assert o["burden"] == 0.0
     assert math.isnan(o["resistant_fraction"]) and math.isnan(o["hypoxic_fraction"])
-    assert math.isnan(o["niche_index"])
+    assert math.isnan(o["niche_contrast"])      # the reference tumour is empty: no bed
 
 
 def test_bad_arguments_are_named():
@@ -108,103 +102,7 @@ def test_hypoxic_fraction_counts_tumour_cells_below_the_threshold():
     assert o["hypoxic_fraction"] == pytest.approx(2.0 / 7.0)
 
 
-# --------------------------------------------------------------------------- niche index
-def test_ball_offsets_at_the_radius_edges():
-    assert ball_offsets(0.0, 20.0, 2).tolist() == [[0, 0]]
-    assert len(ball_offsets(19.99, 20.0, 2)) == 1    # below one voxel: the centre alone
-    assert len(ball_offsets(20.0, 20.0, 2)) == 5     # exactly dx: face neighbours join
-    assert len(ball_offsets(20.0, 20.0, 3)) == 7
-    assert len(ball_offsets(20.0 * math.sqrt(2), 20.0, 2)) == 9
-    assert len(ball_offsets(40.0, 20.0, 2)) == 13    # |d|² <= 4
-    assert len(ball_offsets(50.0, 20.0, 2)) == 21    # |d|² <= 6.25
-    with pytest.raises(ValueError, match="radius"):
-        ball_offsets(-1.0, 20.0, 2)
-
-
-@pytest.mark.parametrize("shape,radius", [((17, 19), 50.0), ((9, 11, 13), 45.0),
-                                          ((9, 11, 13), 0.0)])
-def test_dilation_matches_the_euclidean_distance_transform(shape, radius):
-    ndimage = pytest.importorskip("scipy.ndimage")
-    rng = np.random.default_rng(1)
-    mask = rng.random(shape) < 0.02
-    mask[(0,) * len(shape)] = True                    # a niche in a corner
-    dx = 20.0
-    near = BallDilation(radius, dx, len(shape))(mask)
-    expected = ndimage.distance_transform_edt(~mask, sampling=dx) <= radius * (1 + 1e-9)
-    np.testing.assert_array_equal(near, expected)
-    np.testing.assert_allclose(distance_to_mask(mask, dx),
-                               ndimage.distance_transform_edt(~mask, sampling=dx))
-
-
-def niche_state():
-    """One CAF voxel at (4, 4); tumour voxels at known distances (dx = 20 µm)."""
-    st = make_state((9, 9))
-    st["F"][4, 4] = 1.0
-    placed = {(4, 5): 3.0, (4, 6): 1.0, (5, 6): 2.0,   # 20, 40, 44.7 µm: near (<= 50)
-              (6, 6): 0.5, (4, 7): 0.5, (0, 0): 0.0}    # 56.6, 60 µm and far away: far
-    for ij, p in placed.items():
-        st["S"][ij], st["P"][ij] = 1.0, p
-    st["P"][3, 4] = 0.003      # near but below the tumour floor 1e-3 × peak (4 at (4, 5)): ignored
-    return st
-
-
-def test_niche_index_is_near_mean_over_far_mean():
-    o = observe(niche_state(), capacity=10.0, niche_distance=50.0, niche_threshold=0.1)
-    near_mean = (3.0 + 1.0 + 2.0) / 3
-    far_mean = (0.5 + 0.5 + 0.0) / 3
-    assert o["niche_index"] == pytest.approx(near_mean / far_mean)   # 6
-
-
-def test_niche_index_survives_a_thousandfold_shrinking_tumour():
-    """The tumour floor follows the current peak, so a tumour killed down 10⁴-fold by the
-    drug still has tumour voxels and the same niche index."""
-    st = niche_state()
-    for c in ("S", "P"):
-        st[c][...] *= 1e-4
-    o = observe(st, capacity=10.0, niche_distance=50.0, niche_threshold=0.1)
-    assert o["niche_index"] == pytest.approx(6.0)
-
-
-def test_niche_threshold_decides_which_voxels_are_niches():
-    st = niche_state()
-    st["F"][4, 4] = 0.05
-    st["M"][4, 4] = 0.04           # F + M = 0.09 < 0.1: no niche, no near set
-    assert math.isnan(observe(st, niche_distance=50.0, niche_threshold=0.1)["niche_index"])
-    st["M"][4, 4] = 0.05           # F + M = 0.1: a niche again
-    assert observe(st, niche_distance=50.0, niche_threshold=0.1)["niche_index"] == pytest.approx(6.0)
-
-
-def test_zero_niche_distance_makes_only_the_niche_voxel_near():
-    st = make_state((5, 5))
-    st["F"][2, 2] = 1.0
-    st["S"][2, 2], st["P"][2, 2] = 1.0, 4.0
-    st["S"][2, 3], st["P"][2, 3] = 1.0, 1.0        # a neighbour, 20 µm away: far
-    assert observe(st, niche_distance=0.0)["niche_index"] == pytest.approx(4.0)
-    assert observe(st, niche_distance=10.0)["niche_index"] == pytest.approx(4.0)
-    assert math.isnan(observe(st, niche_distance=20.0)["niche_index"])   # no far voxel left
-
-
-@pytest.mark.parametrize("shape", [(5, 8), (3, 5, 8)])
-def test_niche_at_one_edge_does_not_reach_the_opposite_edge(shape):
-    st = make_state(shape)
-    mid = tuple(n // 2 for n in shape[:-1])
-    st["F"][mid + (0,)] = 1.0
-    st["S"][mid + (1,)], st["P"][mid + (1,)] = 1.0, 2.0                 # 20 µm: near
-    st["S"][mid + (shape[-1] - 1,)], st["P"][mid + (shape[-1] - 1,)] = 1.0, 1.0  # 1 voxel if wrapped
-    obs = Observer(st.grid, LAYOUT, RunConfig(niche_distance=50.0), capacity=10.0)
-    near, _ = obs.niche_masks(st)
-    assert near[mid + (1,)] and not near[mid + (shape[-1] - 1,)]
-    assert obs.compute(st, {}, {})["niche_index"] == pytest.approx(2.0)
-
-
-def test_niche_profile_bins_persister_density_by_distance():
-    prof = niche_profile(niche_state(), RunConfig(niche_threshold=0.1), Grid((9, 9), 20.0),
-                         bins=[0.0, 30.0, 50.0, 70.0], capacity=10.0)
-    np.testing.assert_array_equal(prof.counts, [1, 2, 2])   # 20 | 40, 44.7 | 56.6, 60
-    np.testing.assert_allclose(prof.mean_P, [3.0, 1.5, 0.5])
-    np.testing.assert_allclose(prof.centres, [15.0, 40.0, 60.0])
-    auto = niche_profile(niche_state(), RunConfig(), Grid((9, 9), 20.0), bins=4, capacity=10.0)
-    assert auto.counts.sum() == 6 and auto.edges[-1] == pytest.approx(math.hypot(80, 80))
+# The niche contrast (niche_contrast and its counts) is tested in test_niche.py.
 
 
 # --------------------------------------------------------------------------- summary
@@ -222,6 +120,16 @@ def test_time_to_progression_is_the_first_sample_above_factor_times_baseline():
     assert (s["nadir"], s["nadir_day"], s["nadir_fraction"]) == (30.0, 3.0, 0.3)
     assert s["mrd_reached"] == 0.0
     assert s["final_burden"] == 300.0 and s["final_fraction"] == 3.0
+
+
+def test_burden_exactly_at_the_threshold_is_not_progression():
+    """Progression is burden > factor × baseline (RECIST-like: a rise *above* the
+    threshold). Factor 1.25 on a baseline of 100 is 125 exactly in binary; days 2 and 3 sit
+    on it, day 4 is the first above: 4 days, not 2 (a >= would give 2)."""
+    t, obs = course([100, 80, 125, 125, 130])
+    s = summarize(t, obs, RunConfig(progression_factor=1.25))
+    assert s["progression_threshold"] == 125.0
+    assert s["time_to_progression_days"] == 4.0
 
 
 def test_baseline_and_times_count_from_treatment_start():
@@ -248,14 +156,14 @@ def test_burden_starting_above_the_threshold_must_drop_before_it_progresses():
     assert s["time_to_progression_days"] == 4.0
 
 
-def test_final_fractions_niche_mean_and_days_on():
+def test_final_fractions_niche_contrast_and_days_on():
     t, obs = course([10, 8, 6, 8], P=np.array([1.0, 2, 3, 2]), R=np.array([0.0, 0, 1, 4]),
-                    niche_index=np.array([np.nan, 2.0, 4.0, np.nan]),
+                    niche_contrast=np.array([np.nan, 2.0, 4.0, 1.5]),
                     on_drug=np.array([1.0, 1.0, 1.0, 0.0]))
     s = summarize(t, obs, RunConfig())
     assert s["final_P"] == 2.0 and s["final_R"] == 4.0
     assert s["final_persister_fraction"] == 0.25 and s["final_resistant_fraction"] == 0.5
-    assert s["mean_niche_index"] == 3.0
+    assert s["final_niche_contrast"] == 1.5     # the last sample, not a mean
     assert s["cumulative_on_days_drug"] == 3.0   # each flag holds until the next sample
 
 
@@ -291,7 +199,7 @@ def synthetic_run(treated, n=43):
     P = 3e2 * (1 + days)
     R = 10 * np.exp(0.5 * days)     # resistance takes over: the treated run progresses
     obs = {"S": S, "P": P, "R": R, "burden": S + P + R,
-           "niche_index": np.full(n, np.nan) if not treated else 1.5 + 0.01 * days}
+           "niche_contrast": np.full(n, np.nan) if not treated else 1.5 + 0.01 * days}
     drugs = ()
     if treated:
         on = ((days % 10) < 7).astype(float)
@@ -330,7 +238,7 @@ def test_plot_summary_shades_drug_periods(tmp_path):
 def test_plot_summary_survives_a_single_time_point(tmp_path):
     from spatialdtp.run.summary_plot import plot_summary
     t, obs = np.array([0.0]), {"S": np.array([5.0]), "P": np.array([1.0]), "R": np.array([0.0]),
-                               "burden": np.array([6.0]), "niche_index": np.array([np.nan]),
+                               "burden": np.array([6.0]), "niche_contrast": np.array([np.nan]),
                                "on_drug": np.array([1.0]), "plasma_drug": np.array([2.0])}
     s = summarize(t, obs, RunConfig())
     plot_summary(tmp_path / "one.png", t, obs, s, ("drug",))
@@ -341,10 +249,11 @@ def test_plot_summary_survives_a_single_time_point(tmp_path):
 @pytest.mark.gpu
 def test_cupy_observer_matches_numpy():
     cp = pytest.importorskip("cupy")
+    from test_niche import niche_state
     st = niche_state()
     st["oxygen"][0:3] = 4.0
     st["drug"][2, 2] = 3.0
-    run = RunConfig(niche_distance=50.0)
+    run = RunConfig(niche_distance=50.0, niche_far_distance=50.0)
     ref = Observer(st.grid, LAYOUT, run, 10.0, ("drug",)).compute(st, {"drug": 1.0}, {"drug": True})
     gst = State(st.grid, LAYOUT, xp=cp, dtype=np.float64, data=cp.asarray(st.data))
     got = Observer(st.grid, LAYOUT, run, 10.0, ("drug",), xp=cp).compute(

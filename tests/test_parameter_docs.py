@@ -182,7 +182,7 @@ def rows(doc_text):
 def test_walker_reaches_dict_entries_nulls_lists_and_drug_defaults():
     leaves = schema_leaves()
     assert leaves["substrates.oxygen.uptake.S"] == 10.0
-    assert leaves["substrates.hgf.secretion.F"] == 1.4
+    assert leaves["substrates.hgf.secretion.F"] == 0.45
     assert leaves["treatment.drugs.drug.pk.elimination"] == 3.2e-4
     assert leaves["treatment.drugs.drug.transport.uptake.P"] == 0.01
     assert leaves["cells.capacity"] is None and "substrates.glucose.uptake_km" in leaves

@@ -25,7 +25,10 @@ def well_mixed_config(tmp_path, scheme="backward_euler", picard=0, dt=10.0):
                  # faster switching so two days exercise every process
                  "cells.switching.alpha0=1e-4", "cells.switching.alpha_drug=1e-3",
                  "cells.switching.rho0=5e-4", "cells.switching.mu=2e-4",
-                 "cells.sensitive.growth=2e-3", "cells.sensitive.kill=3e-3"]
+                 "cells.sensitive.growth=2e-3", "cells.sensitive.kill=3e-3",
+                 # CAF turnover (off by default): F = 0.3 grows towards K_F = 0.64
+                 "cells.fibroblast.growth=4e-4", "cells.fibroblast.death=1e-4",
+                 "cells.fibroblast.carrying_density=0.2"]
     overrides += [f"+tissue.files.{k}={v}" for k, v in files.items()]
     return load_config(overrides), vals
 
@@ -54,7 +57,11 @@ def well_mixed_reference(cfg, vals, t_end):
             up = sum(u * n[j] for j, u in s.uptake.items())
             up = up * s.uptake_km / (s.uptake_km + x) if s.uptake_km else up
             sec = sum(q * n[j] for j, q in s.secretion.items())
-            d.append(-s.decay * x + s.permeability * (blood[name] - x) - phi * up * x + phi * sec)
+            # binding to immobile sites (HGF): (1 + κ) dx/dt = ... − κ λ_b x
+            kappa = s.binding.sites / s.binding.kd if s.binding is not None else 0.0
+            lost_bound = kappa * s.binding.bound_decay * x if s.binding is not None else 0.0
+            d.append((-s.decay * x - lost_bound + s.permeability * (blood[name] - x)
+                      - phi * up * x + phi * sec) / (1 + kappa))
         O, G, hgf, q, dr = y[:5]
         E = drug.emax * dr**drug.hill / (dr**drug.hill + drug.ec50**drug.hill)
         g = ramp((O - e.o2_proliferation_threshold)
@@ -66,13 +73,16 @@ def well_mixed_reference(cfg, vals, t_end):
         free = max(0.0, 1 - (S + P + R + F + M) / cap)
         alpha = sw.alpha0 + sw.alpha_drug * E * (1 + sw.beta_hgf * H) * (1 + sw.beta_hypoxia * hyp)
         rho = sw.rho0 * (1 - E)
-        dS = (c.sensitive.growth * g * free - c.sensitive.kill * E - c.sensitive.death - dth - alpha) * S + rho * P
+        dS = (c.sensitive.growth * g * free - c.sensitive.kill * E * (1 - sw.theta_sensitive * H)
+              - c.sensitive.death - dth - alpha) * S + rho * P
         dP = ((c.persister.growth * g * free - c.persister.kill * E * (1 - sw.theta * H)
                - c.persister.death - dth - rho - sw.mu * E) * P + alpha * S)
         dR = (c.sensitive.growth * (1 - c.resistant.fitness_cost) * g * free - c.resistant.kill * E
               - c.resistant.death - dth) * R + sw.mu * E * P
-        dF = (c.fibroblast.growth * free - c.fibroblast.death) * F
-        dM = (c.macrophage.recruitment * q / (q + c.macrophage.chemokine_k) * free
+        K_F = c.fibroblast.carrying_density * cap
+        dF = (c.fibroblast.growth * max(0.0, 1 - F / K_F) - c.fibroblast.death) * F
+        dM = ((c.macrophage.baseline_recruitment
+               + c.macrophage.recruitment * q / (q + c.macrophage.chemokine_k)) * free
               - c.macrophage.death * M)
         return d + [dS, dP, dR, dF, dM]
 
@@ -251,3 +261,24 @@ def test_a_new_simulation_never_appends_to_another_runs_file(tmp_path):
     sim.run_until(days=0.5, path=path, progress=False)       # continuing its own file is fine
     with h5py.File(path) as f:
         assert f["time"][-1] == pytest.approx(720.0)
+
+
+@pytest.mark.slow
+def test_untreated_default_tissue_keeps_its_stroma_and_its_tumour_for_30_days():
+    """The default section (96×96, 500-µm nest) without drug: quiescent CAFs stay exactly
+    put; TAMs, recruited at the baseline rate calibrated to the seeded density, stay within
+    5 % of their start (the steady state of test_cells.py's vessel-voxel balance, summed
+    over the tissue); the tumour, seeded at its oxygen-limited density, stays within 10 %
+    and grows over the last two weeks. (The fast rules behind it: test_cells.py's
+    homeostasis tests.)"""
+    cfg = load_config(["treatment=none", "run.dt=30", "run.progress=false", "run.plot=false",
+                       "backend=numpy"])
+    sim = Simulation(cfg)
+    sim.run_until(days=30.0)
+    o = sim.observables()
+    days = o["time"] / 1440.0
+    assert np.all(o["F"] == o["F"][0])
+    assert np.max(np.abs(o["M"] / o["M"][0] - 1)) < 0.05
+    burden = o["burden"] / o["burden"][0]
+    assert burden.min() > 0.9
+    assert burden[-1] > burden[np.searchsorted(days, 16.0)]

@@ -63,7 +63,7 @@ def test_a_2x2_sweep_becomes_one_row_per_run_equal_to_the_run_files(two_by_two, 
     table = pd.read_csv(out / "summary.csv")
     assert len(table) == 4
     for column in ("job", "status", "treatment", "seed", "days", "time_to_progression_days",
-                   "nadir", "nadir_fraction", "final_P", "final_R", "mean_niche_index",
+                   "nadir", "nadir_fraction", "final_P", "final_R", "final_niche_contrast",
                    "cumulative_on_days_drug", "plasma_exposure_drug", "plasma_exposure",
                    "objective", "error", "dir", "overrides"):
         assert column in table.columns, column

@@ -54,7 +54,9 @@ def bare(**changes):
 @pytest.mark.parametrize("dim", ["2D", "3D"])
 def test_default_tissue_is_nonnegative_within_capacity_with_vessels(dim):
     grid = GRIDS[dim]
-    out = build(grid=grid)
+    cfg = TissueConfig()
+    cfg.tumour.density = 0.6            # denser than the default 0.3, so patches overflow
+    out = build(cfg, grid=grid)
     assert set(out) == {"vessels", *CELL_TYPES}
     for name, a in out.items():
         assert a.shape == grid.shape and a.dtype == np.float64, name
@@ -79,7 +81,7 @@ def test_tumour_centroid_sits_at_configured_centre(dim, center):
     d = distance_to_point(grid, expected)
     assert T[d > 400 + grid.dx].max() == 0
     pure = (d < 400 - grid.dx) & (build(cfg, grid)["F"] == 0) & (build(cfg, grid)["M"] == 0)
-    np.testing.assert_allclose(T[pure], 0.6 * CAP)
+    np.testing.assert_allclose(T[pure], cfg.tumour.density * CAP)
 
 
 @pytest.mark.parametrize("dim", ["2D", "3D"])

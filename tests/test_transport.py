@@ -1,4 +1,9 @@
-"""Cell motility and TAM chemotaxis: conservative, positive, and diffusive at the right rate."""
+"""Cell motility and TAM chemotaxis: conservative, positive, and diffusive at the right rate.
+
+Sparse cells (capacity ≫ density, here ``math.inf``: every voxel all room) move by plain
+diffusion and upwind drift; crowding is tested in ``test_transport_crowding.py``."""
+import math
+
 import numpy as np
 import pytest
 
@@ -22,7 +27,7 @@ def test_random_motility_spreads_variance_by_2Dt():
     D, t = 2.0, 600.0
     u0 = blob((81, 81), 4.0)
     zero = np.zeros_like(u0)
-    out = move_cells([u0, zero, zero, zero, zero], (D, 0, 0, 0, 0), zero, 0.0, t, DX, np)
+    out = move_cells([u0, zero, zero, zero, zero], (D, 0, 0, 0, 0), zero, 0.0, t, DX, math.inf, np)
     gained = variance_along(out[0], 1) - variance_along(u0, 1)
     assert gained == pytest.approx(2 * D * t, rel=0.02)
 
@@ -31,7 +36,7 @@ def test_motility_conserves_cells_in_a_closed_tissue():
     rng = np.random.default_rng(0)
     cells = [rng.uniform(0, 1, (20, 17, 9)) for _ in range(5)]
     q = rng.uniform(0, 5, (20, 17, 9))
-    out = move_cells(cells, (1.0, 0.5, 0.5, 0.0, 3.0), q, 80.0, 240.0, DX, np)
+    out = move_cells(cells, (1.0, 0.5, 0.5, 0.0, 3.0), q, 80.0, 240.0, DX, math.inf, np)
     for before, after in zip(cells, out):
         assert after.sum() == pytest.approx(before.sum(), rel=1e-12)
         assert after.min() >= 0
@@ -43,7 +48,7 @@ def test_macrophages_climb_the_chemokine_gradient():
     M = np.zeros((ny, nx))
     M[:, 10] = 1.0
     zero = np.zeros_like(M)
-    out = move_cells([zero, zero, zero, zero, M], (0, 0, 0, 0, 0.0), q, 50.0, 300.0, DX, np)
+    out = move_cells([zero, zero, zero, zero, M], (0, 0, 0, 0, 0.0), q, 50.0, 300.0, DX, math.inf, np)
     x = np.arange(nx) * DX
     shift = (out[4].sum(0) * x).sum() / out[4].sum() - 10 * DX
     v = 50.0 * (6 / ((nx - 1) * DX))                      # χ ∂q/∂x, µm/min
@@ -65,6 +70,6 @@ def test_drift_out_of_a_chemokine_pit_neither_goes_negative_nor_creates_cells():
     zero = np.zeros_like(M)
     chi = 25.0 * DX                                 # |v| = χ Δq/dx = 25 µm/min
     for tau in np.linspace(1.0, 10.0, 37):          # odd and even numbers of sub-steps
-        out = move_cells([zero, zero, zero, zero, M], (0, 0, 0, 0, 0.0), q, chi, tau, DX, np)
+        out = move_cells([zero, zero, zero, zero, M], (0, 0, 0, 0, 0.0), q, chi, tau, DX, math.inf, np)
         assert out[4].sum() == pytest.approx(1.0, rel=1e-12), tau
         assert out[4].min() >= 0

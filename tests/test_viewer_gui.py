@@ -102,7 +102,8 @@ def test_a_screenshot_of_a_run_shows_its_caf_niches(viewer, run2d):
     app.open_run(run2d, viewer, frame=0, widgets=False)
     with RunFile(run2d) as run:
         F, M = run.frame("F", 0), run.frame("M", 0)
-        assert np.any((F + M >= run.cfg.run.niche_threshold) & (F >= M))   # a CAF niche
+        threshold = run.cfg.run.niche_threshold * run.capacity      # cells/voxel
+        assert np.any((F + M >= threshold) & (F >= M))            # a CAF niche
     image = _canvas(viewer)
     assert image.std() > 10                                   # not blank
     with_niches = _caf_pixels(image)
@@ -173,8 +174,9 @@ def test_the_widgets_follow_the_time_slider_and_a_click_moves_it(viewer, run2d):
     assert population.marker_day() == pytest.approx(days[2])
     assert niche.marker_day() == pytest.approx(days[2])
     _wait(lambda: niche.profile_frame == 2, timeout=5)      # ...and the profile follows
-    expected = niche.compute_profile(2)
-    assert np.allclose(niche.profile.mean_P, expected.mean_P, equal_nan=True)
+    expected, contrast = niche.compute_profile(2)
+    assert np.allclose(niche.profile.rate, expected.rate, equal_nan=True)
+    assert niche.contrast.near_voxels == contrast.near_voxels
 
     _click(population, population._time_axes[0], days[-1])  # a click moves the slider
     assert population.current_frame() == len(days) - 1

@@ -169,7 +169,9 @@ def test_contrast_limits_come_from_the_model_and_a_fading_field_fades(run2d):
     def brightness(i):
         return np.clip((_frame(data, i) - lo) / (hi - lo), 0, 1)[tumour].mean()
 
-    assert S_end[tumour].mean() < 0.1 * S0[tumour].mean()
+    # S dies at k_S E (1 − θ_S H) − r_S g ≥ 2e-3·0.9·(1 − 0.5·0.3) − 1e-4 ≈ 1.4e-3/min even
+    # where HGF protects it (H ≤ 0.3): after a day at most e^(−2.0) = 0.14 of it is left
+    assert S_end[tumour].mean() < 0.2 * S0[tumour].mean()
     assert brightness(data.shape[0] - 1) < 0.8 * brightness(0)
     # the displayed value is log10 of the density, floored 5 decades below capacity
     assert _frame(data, 0)[tumour] == pytest.approx(np.log10(S0[tumour]), rel=1e-5)
@@ -190,7 +192,7 @@ def test_niche_layer_outlines_the_niches_of_the_run(run2d):
     layers = _layers(run2d)
     with RunFile(run2d) as run:
         F, M = run.frame("F", 0), run.frame("M", 0)
-        threshold = run.cfg.run.niche_threshold
+        threshold = run.cfg.run.niche_threshold * run.capacity      # cells/voxel
     niche = F + M >= threshold
     assert niche.any() and not niche.all()
     drawn = _frame(layers["niches"][0], 0)

@@ -12,8 +12,9 @@ def _substrate_params(ops, sub, blood: float):
     uptake = [(CELL_TYPES.index(j), r) for j, r in cfg.uptake.items() if r > 0]
     secretion = [(CELL_TYPES.index(j), r) for j, r in cfg.secretion.items() if r > 0]
     km = -1.0 if cfg.uptake_km is None else cfg.uptake_km
-    perm = cfg.permeability if cfg.permeability > 0 else 0.0
-    p = [cfg.decay, perm, blood, sub.phi, km, cfg.diffusion, cfg.hindrance, sub.capacity,
+    perm = sub.permeability if cfg.permeability > 0 else 0.0
+    # the constants of the free-level equation (divided by the binding retardation R)
+    p = [sub.decay, perm, blood, sub.phi, km, sub.diffusion, cfg.hindrance, sub.capacity,
          len(uptake), len(secretion)]
     for pairs in (uptake, secretion):
         for j, r in pairs:
@@ -33,7 +34,7 @@ def coefficients(ops, sub, state, c_lin, blood: float):
     p = xp.asarray(np.asarray(_substrate_params(ops, sub, blood), dtype=ops.dtype))
     c_lin = xp.ascontiguousarray(c_lin, dtype=ops.dtype)
     ops.lib.launch("substrate_coefficients", n, state.cells, state.vessels, c_lin, p, D, a, b)
-    return (D if D is not None else float(sub.cfg.diffusion)), a, b
+    return (D if D is not None else float(sub.diffusion)), a, b
 
 
 # --------------------------------------------------------------------------- cell kinetics
@@ -61,8 +62,10 @@ def _kinetics_params(state, kinetics, treatment_cfg):
          c.persister.growth, c.persister.kill, c.persister.death,
          c.sensitive.growth * (1.0 - c.resistant.fitness_cost), c.resistant.kill,
          c.resistant.death,
-         c.fibroblast.growth, c.fibroblast.death, c.macrophage.death,
-         sw.alpha0, sw.alpha_drug, sw.beta_hgf, sw.beta_hypoxia, sw.rho0, sw.mu, sw.theta]
+         c.fibroblast.growth, c.fibroblast.death,
+         c.fibroblast.carrying_density * kinetics.capacity, c.macrophage.death,
+         sw.alpha0, sw.alpha_drug, sw.beta_hgf, sw.beta_hypoxia, sw.rho0, sw.mu, sw.theta,
+         sw.theta_sensitive, m.baseline_recruitment]
     index = state.layout.index
     drugs = list(treatment_cfg.drugs.items())
     q = [index["oxygen"], index["glucose"], index["hgf"], index["chemokine"],

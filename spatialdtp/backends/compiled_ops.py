@@ -34,8 +34,9 @@ class CompiledOps:
     def react_cells(self, state, kinetics, treatment_cfg, tau: float) -> None:
         compiled_cells.react_cells(self, state, kinetics, treatment_cfg, tau)
 
-    def move_cells(self, state, motilities, chi: float, tau: float) -> None:
-        compiled_transport.move_cells(self, state, motilities, chi, tau)
+    def move_cells(self, state, motilities, chi: float, tau: float, capacity: float,
+                   pressure: float = 0.0) -> None:
+        compiled_transport.move_cells(self, state, motilities, chi, tau, capacity, pressure)
 
     def coefficients(self, substrate, state, c_lin, blood: float):
         return compiled_cells.coefficients(self, substrate, state, c_lin, blood)
@@ -52,5 +53,6 @@ class CompiledOps:
     def prolong(self, level, coarse, fine):
         return compiled_multigrid.prolong(self, level, coarse, fine)
 
-    def observable_sums(self, observer, state, near, tumour_floor):
-        return compiled_observables.observable_sums(self, observer, state, near, tumour_floor)
+    def observable_sums(self, observer, state, labels, T0, n_labels: int):
+        return compiled_observables.observable_sums(self, observer, state, labels, T0,
+                                                    n_labels)

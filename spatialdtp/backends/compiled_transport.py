@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..config import CELL_TYPES
-from ..numerics.transport import substeps
+from ..numerics.transport import others_total, pressure_substeps, substeps
 
 
 def _grid3(state):
@@ -26,15 +26,49 @@ def max_face_speed(ops, q, chi: float, dx: float, dims) -> float:
     return float(real(chi) * real(float(xp.max(partial))) / real(dx))
 
 
-def move_cells(ops, state, motilities, chi, tau):
+def push_tumour(ops, state, mobility, tau, capacity):
+    """The tumour's pressure flux over ``tau`` minutes in place, as
+    :func:`spatialdtp.numerics.transport.push_tumour`: each sub-step one kernel pass that
+    moves S, P and R together, between the state's planes and one set of three buffers
+    (with an odd number of sub-steps the planes are first copied into the buffers, so that
+    the last pass writes the planes, with the clamp to >= 0 fused in). The stroma total
+    F + M is summed once: the pressure flux does not move it."""
+    if mobility == 0:
+        return
+    xp, n = ops.xp, state.grid.size
+    dims = _grid3(state)
+    dx = float(state.grid.dx)
+    m = pressure_substeps(float(mobility), float(tau), dx, state.grid.ndim)
+    h = float(tau) / m
+    c = float(mobility) / (2.0 * float(capacity) * dx)
+    planes = [state[name] for name in CELL_TYPES[:3]]
+    others = state["F"] + state["M"]
+    spare = ops.cached(("pressure_buffers", state.grid.shape),
+                       lambda: [xp.empty(state.grid.shape, ops.dtype) for _ in range(3)])
+    src, dst = planes, spare
+    if m % 2:
+        for a, b in zip(spare, planes):
+            xp.copyto(a, b)
+        src, dst = spare, planes
+    for k in range(m):
+        ops.lib.launch("transport_pressure_substep", n, *dims, *src, others, *dst, c, dx,
+                       float(capacity), h, 1 if k == m - 1 else 0)
+        src, dst = dst, src
+
+
+def move_cells(ops, state, motilities, chi, tau, capacity, pressure=0.0):
     """Advance every cell plane of ``state`` by ``tau`` minutes in place, as
-    :func:`spatialdtp.numerics.transport.move_state`: the same sub-step counts, each sub-step one
-    kernel pass from one buffer to the other, the last one writing the state's plane with
-    the clamp to >= 0 fused in."""
+    :func:`spatialdtp.numerics.transport.move_state`: first the tumour's pressure flux
+    (:func:`push_tumour`), then motility and chemotaxis with the same sub-step counts as the
+    reference, each sub-step one kernel pass from one buffer to the other, the last one
+    writing the state's plane with the clamp to >= 0 fused in. The other cell types' total,
+    which sets the room a voxel offers, is summed once per moving cell type, in the
+    reference's order."""
+    push_tumour(ops, state, pressure, tau, capacity)
     xp, n = ops.xp, state.grid.size
     dims = _grid3(state)
     dx, ndim = float(state.grid.dx), state.grid.ndim
-    chi, tau = float(chi), float(tau)
+    chi, tau, capacity = float(chi), float(tau), float(capacity)
     q = state["chemokine"]
     drift_of = len(CELL_TYPES) - 1                 # M, the last cell type
     v_max = max_face_speed(ops, q, chi, dx, dims) if chi > 0 else 0.0
@@ -54,6 +88,7 @@ def move_cells(ops, state, motilities, chi, tau):
             buffers = ops.cached(("transport_buffers", state.grid.shape), lambda: (
                 xp.empty(state.grid.shape, ops.dtype), xp.empty(state.grid.shape, ops.dtype)))
         a, b = buffers
+        others = xp.ascontiguousarray(others_total([state[c] for c in CELL_TYPES], i, xp))
         src = plane
         if m == 1:                             # the one sub-step must not write its input
             xp.copyto(a, plane)
@@ -61,6 +96,6 @@ def move_cells(ops, state, motilities, chi, tau):
         for k in range(m):
             last = k == m - 1
             dst = plane if last else (a if src is not a else b)
-            ops.lib.launch("transport_substep", n, *dims, src, q if drift else None, dst,
-                           -D, chi, dx, h, 1 if last else 0)
+            ops.lib.launch("transport_substep", n, *dims, src, others, q if drift else None,
+                           dst, D, chi, dx, capacity, h, 1 if last else 0)
             src = dst

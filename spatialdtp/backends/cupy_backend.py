@@ -1,9 +1,14 @@
 """Backend ``cupy``: the state on an NVIDIA GPU, stepped by the kernels of ``kernels/``.
 
-The kernels are compiled at first use by CuPy's NVRTC (``cupy.RawModule``), one module per
-precision, with the local headers inlined into the source so that CuPy's on-disk kernel
-cache (``~/.cupy/kernel_cache``, or ``$CUPY_CACHE_DIR``) is keyed by everything the
-kernels read: later runs load the cached binaries. The whole state stays on the device;
+The kernels are compiled when the backend is made, by CuPy's NVRTC (``cupy.RawModule``),
+one module per precision, with the local headers inlined into the source so that CuPy's
+on-disk kernel cache (``~/.cupy/kernel_cache``, or ``$CUPY_CACHE_DIR``) is keyed by
+everything the kernels read: later runs, and the other jobs of a sweep, load the cached
+binaries (CuPy writes each cache entry atomically, so parallel jobs may share the folder).
+CuPy itself compiles lazily, at a module's first ``get_function``; compiling at
+construction instead turns a compile error into :class:`BackendUnavailable` with NVRTC's
+log, which ``backend=auto`` reports before falling back to ``cpu``, rather than an error
+in the middle of a step. The whole state stays on the device;
 per step only the observable sums (a few dozen doubles) come back to the host, and output
 frames are copied on a side stream into pinned memory so that the run file is written while
 the next steps compute.
@@ -23,7 +28,8 @@ INSTALL_HINT = ("install the GPU extra: pip install 'spatialdtp[gpu]' (CuPy for 
                 "pip install 'spatialdtp[gpu13]' (cupy-cuda13x) for CUDA 13; it needs an "
                 "NVIDIA GPU and driver")
 
-_THREADS = 256
+_THREADS = 256          # threads per block
+_BLOCKS_PER_SM = 32     # the grid's cap: enough blocks in flight; kernels stride beyond it
 
 
 def import_cupy():
@@ -51,23 +57,38 @@ def import_cupy():
     return cupy
 
 
+def nvrtc_options(dtype) -> tuple:
+    """The options the kernels of ``dtype`` are compiled with (CuPy adds its own: see
+    ``tests/test_backends.py``, which compiles with both to check the sm_90 binary)."""
+    real = "float" if np.dtype(dtype) == np.float32 else "double"
+    return (f"-DSDTP_REAL={real}", "--std=c++14")
+
+
 class CupyKernelLibrary(KernelLibrary):
-    """The kernels of one precision as one ``cupy.RawModule``."""
+    """The kernels of one precision as one ``cupy.RawModule``, compiled and loaded here."""
 
     def __init__(self, cupy, dtype):
         source = module_source()
         super().__init__(dtype, source)
         self.cp = cupy
-        real = "float" if self.dtype == np.float32 else "double"
-        self.module = cupy.RawModule(code=source, options=(f"-DSDTP_REAL={real}", "--std=c++14"))
-        self._functions = {}
+        self.options = nvrtc_options(self.dtype)
+        self.module = cupy.RawModule(code=source, options=self.options)
+        try:
+            self.module.compile()
+            self._functions = {name: self.module.get_function(name) for name in self.signatures}
+        except cupy.cuda.compiler.CompileException as err:
+            raise BackendUnavailable(
+                f"backend cupy: NVRTC could not compile kernels/*.cu for {self.dtype} "
+                f"(options {' '.join(self.options)}):\n{str(err)[-4000:]}") from None
+        except Exception as err:  # noqa: BLE001  (no binary for this GPU, headers missing…)
+            raise BackendUnavailable(
+                f"backend cupy: the kernels for {self.dtype} could not be compiled or "
+                f"loaded ({type(err).__name__}: {err})") from None
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         self.sms = int(props["multiProcessorCount"])
         self._np_real = np.float32 if self.dtype == np.float32 else np.float64
 
     def function(self, name):
-        if name not in self._functions:
-            self._functions[name] = self.module.get_function(name)
         return self._functions[name]
 
     def reduction_chunks(self, n: int) -> int:
@@ -90,7 +111,7 @@ class CupyKernelLibrary(KernelLibrary):
         return a
 
     def _call(self, name, n, args):
-        blocks = min((n + _THREADS - 1) // _THREADS, 32 * self.sms)
+        blocks = min((n + _THREADS - 1) // _THREADS, _BLOCKS_PER_SM * self.sms)
         self.function(name)((blocks,), (_THREADS,), tuple(args))
 
 
@@ -128,6 +149,8 @@ class CupyBackend(Backend):
         self.xp = self.cp
         self._libraries = {}
         self._copy_stream = None
+        for dtype in (np.float32, np.float64):      # compile now: a failure says why here
+            self.library(dtype)
 
     def library(self, dtype) -> CupyKernelLibrary:
         dtype = np.dtype(dtype)

@@ -25,9 +25,12 @@ class ReferenceOps(ArrayStencils):
         """Pointwise cell kinetics over τ minutes, substrates frozen (in place)."""
         cell_kinetics.react_state(state, kinetics, treatment_cfg, tau)
 
-    def move_cells(self, state, motilities, chi: float, tau: float) -> None:
-        """Motility of every cell type and TAM chemotaxis over τ minutes (in place)."""
-        transport.move_state(state, motilities, chi, tau)
+    def move_cells(self, state, motilities, chi: float, tau: float, capacity: float,
+                   pressure: float = 0.0) -> None:
+        """The tumour's pressure-driven expansion (mobility ``pressure``, µm²/min), then
+        crowding-limited motility of every cell type and TAM chemotaxis, over τ minutes (in
+        place); ``capacity`` in cells per voxel."""
+        transport.move_state(state, motilities, chi, tau, capacity, pressure)
 
     # substrates -------------------------------------------------------------------
     def coefficients(self, substrate, state, c_lin, blood: float):
@@ -36,6 +39,6 @@ class ReferenceOps(ArrayStencils):
         return substrate.coefficients(state, c_lin, blood)
 
     # observables ------------------------------------------------------------------
-    def observable_sums(self, observer, state, near, tumour_floor):
+    def observable_sums(self, observer, state, labels, T0, n_labels: int):
         """The float64 sums the observables are made of, as one host array."""
-        return observer.sums_reference(state, near, tumour_floor)
+        return observer.sums_reference(state, labels, T0, n_labels)

@@ -55,7 +55,13 @@ from .schema import (
            validate,
            validate_values,
 )
-from .substrates import BASE_SUBSTRATES, BOUNDARY_KINDS, SubstrateConfig, boundary_of
+from .substrates import (
+           BASE_SUBSTRATES,
+           BOUNDARY_KINDS,
+           BindingConfig,
+           SubstrateConfig,
+           boundary_of,
+)
 from .tissue import (
            LabelImageConfig,
            MacrophageSeedConfig,
@@ -76,7 +82,8 @@ from .treatment import (
            validate_drug,
 )
 
-__all__ = ["BACKENDS", "BASE_SUBSTRATES", "BOUNDARY_KINDS", "BackendConfig", "CELL_TYPES",
+__all__ = ["BACKENDS", "BASE_SUBSTRATES", "BOUNDARY_KINDS", "BackendConfig", "BindingConfig",
+           "CELL_TYPES",
            "CENSORED_RUN_DAYS", "COMBINATION_RULES", "CellsConfig", "ConfigError",
            "DRUG_CLASSES", "DrugConfig", "EnvironmentResponseConfig", "FibroblastConfig",
            "GridConfig", "KILL_MODELS", "LabelImageConfig", "MacrophageConfig",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .checks import choice, fail, fraction, nonneg_numbers, positive
+from .checks import choice, fail, fraction, nonneg, nonneg_numbers, positive
 
 #: the cell fields: sensitive, persister and resistant tumour cells, CAFs, TAMs
 CELL_TYPES = ("S", "P", "R", "F", "M")
@@ -19,7 +19,7 @@ class TumourCellConfig:
     growth: float = 7.2e-4             # 1/min at full oxygen/glucose and free space
     death: float = 5.32e-5             # 1/min turnover (apoptosis)
     kill: float = 2.0e-3               # 1/min maximal kill by the targeted drug (E = 1)
-    motility: float = 0.5              # µm²/min random motility
+    motility: float = 0.005            # µm²/min random motility (into free space only)
 
 
 @dataclass
@@ -27,19 +27,26 @@ class ResistantCellConfig:
     fitness_cost: float = 0.3          # r_R = r_S (1 - fitness_cost)
     death: float = 5.32e-5
     kill: float = 0.0
-    motility: float = 0.5
+    motility: float = 0.005
 
 
 @dataclass
 class FibroblastConfig:
-    growth: float = 1.0e-4
-    death: float = 1.0e-4
+    # dF/dt = growth·max(0, 1 − F/K_F)·F − death·F with K_F = carrying_density·capacity:
+    # turnover balanced at F* = K_F (1 − death/growth). The defaults (0, 0) are quiescent
+    # activated fibroblasts: F stays where the tissue put it.
+    growth: float = 0.0                # 1/min division rate of a sparse CAF population
+    death: float = 0.0                 # 1/min
+    carrying_density: float = 0.5      # fraction of capacity: K_F
     motility: float = 0.0              # CAFs are stromal and largely static
 
 
 @dataclass
 class MacrophageConfig:
     death: float = 2.3e-4              # 1/min (≈3-day lifespan)
+    # monocyte influx at a vessel voxel (cells/voxel/min, times free space): a baseline
+    # (CSF-1/CCL2 of the tumour and stroma, lumped) plus the persister-chemokine part
+    baseline_recruitment: float = 5.0e-5
     recruitment: float = 1.0e-3        # cells/voxel/min from a vessel voxel at full chemokine
     chemokine_k: float = 1.0           # nM, half-maximal recruitment
     chemotaxis: float = 50.0           # µm²/min/nM, drift = chi ∇chemokine
@@ -54,8 +61,9 @@ class SwitchingConfig:
     beta_hypoxia: float = 1.0          # fold boost of drug-induced entry by hypoxia
     rho0: float = 7.0e-5               # 1/min P→S reversion without drug
     mu: float = 5.0e-6                 # 1/min P→R under drug at E = 1
-    theta: float = 0.8                 # fraction of P kill removed by full MET signal
-    hgf_k: float = 20.0                # ng/mL half-maximal MET activation
+    theta: float = 0.8                 # fraction of the drug kill of P removed by full MET signal
+    theta_sensitive: float = 0.5       # the same for the drug kill of S
+    hgf_k: float = 1.43                # ng/mL free HGF of half-maximal MET signal (MET K_D)
 
 
 @dataclass
@@ -77,9 +85,12 @@ class CellsConfig:
     cell_volume: float = 2494.0        # µm³
     capacity: Optional[float] = None   # cells/voxel; null: voxel volume / cell volume
     kill_model: str = "constant"       # constant | norton_simon
+    # µm²/min D_p: tumour cells (S, P, R together) are pushed down the gradient of their own
+    # crowding, u = −D_p ∇(T/K), T = S + P + R (proliferation pressure, a porous medium)
+    pressure_mobility: float = 0.45
     sensitive: TumourCellConfig = field(default_factory=TumourCellConfig)
     persister: TumourCellConfig = field(default_factory=lambda: TumourCellConfig(
-        growth=3.6e-5, death=5.32e-5, kill=1.0e-5, motility=0.5))
+        growth=3.6e-5, death=1.0e-5, kill=5.5e-5, motility=0.005))
     resistant: ResistantCellConfig = field(default_factory=ResistantCellConfig)
     fibroblast: FibroblastConfig = field(default_factory=FibroblastConfig)
     macrophage: MacrophageConfig = field(default_factory=MacrophageConfig)
@@ -89,6 +100,7 @@ class CellsConfig:
 
 def validate_cells(c: CellsConfig) -> None:
     positive("cells.cell_volume", c.cell_volume)
+    nonneg("cells.pressure_mobility", c.pressure_mobility)
     if c.capacity is not None:
         positive("cells.capacity", c.capacity)
     choice("cells.kill_model", c.kill_model, KILL_MODELS)
@@ -97,6 +109,9 @@ def validate_cells(c: CellsConfig) -> None:
         nonneg_numbers(f"cells.{sub}", getattr(c, sub))
     fraction("cells.resistant.fitness_cost", c.resistant.fitness_cost)
     fraction("cells.switching.theta", c.switching.theta)
+    fraction("cells.switching.theta_sensitive", c.switching.theta_sensitive)
+    fraction("cells.fibroblast.carrying_density", c.fibroblast.carrying_density)
+    positive("cells.fibroblast.carrying_density", c.fibroblast.carrying_density)
     positive("cells.switching.hgf_k", c.switching.hgf_k)
     positive("cells.macrophage.chemokine_k", c.macrophage.chemokine_k)
     e = c.environment

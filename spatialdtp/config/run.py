@@ -49,8 +49,11 @@ class RunConfig:
     output_interval_hours: float = 12.0  # how often field frames are written
     checkpoint_interval_hours: float = 24.0
     progression_factor: float = 1.2    # progression: burden > factor × baseline
-    niche_distance: float = 50.0       # µm, "near a niche" for the niche index
-    niche_threshold: float = 0.1       # F + M (cells/voxel) that makes a voxel a niche
+    # the niche measure (spatialdtp.run.niche): niche voxels, near and far, edge strata
+    niche_threshold: float = 0.25      # F + M that makes a voxel a niche, fraction of capacity
+    niche_distance: float = 50.0       # µm: tumour within this of a niche voxel is "near"
+    niche_far_distance: float = 150.0  # µm: tumour beyond this from every niche is "far"
+    niche_edge_bin: float = 50.0       # µm: width of the strata of distance to the tumour edge
     hypoxic_threshold: float = 15.0    # mmHg, for the hypoxic fraction
     mrd_threshold: float = 1.0e-3      # minimal residual disease: burden / baseline below this
     output: str = "run.h5"             # run file name, inside the Hydra run directory
@@ -89,7 +92,14 @@ def validate_run(cfg) -> int:
     positive("run.checkpoint_interval_hours", r.checkpoint_interval_hours)
     positive("run.progression_factor", r.progression_factor)
     nonneg("run.niche_distance", r.niche_distance)
-    nonneg("run.niche_threshold", r.niche_threshold)
+    if not (isinstance(r.niche_threshold, (int, float)) and 0 < r.niche_threshold <= 1):
+        fail("run.niche_threshold", r.niche_threshold, "must be a fraction of capacity in (0, 1]")
+    if not (isinstance(r.niche_far_distance, (int, float))
+            and math.isfinite(r.niche_far_distance)
+            and r.niche_far_distance >= r.niche_distance):
+        fail("run.niche_far_distance", r.niche_far_distance,
+             f"must be a finite distance >= run.niche_distance ({r.niche_distance}) µm")
+    positive("run.niche_edge_bin", r.niche_edge_bin)
     positive("run.mrd_threshold", r.mrd_threshold)
     nonneg("run.hypoxic_threshold", r.hypoxic_threshold)
     check_output_name(r.output)

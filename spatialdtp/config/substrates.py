@@ -17,6 +17,16 @@ BASE_SUBSTRATES = ("oxygen", "glucose", "hgf", "chemokine")
 
 
 @dataclass
+class BindingConfig:
+    """Fast, linear binding to immobile sites (heparan sulfate for HGF): bound = (sites/kd)
+    × free, bound does not diffuse and is lost at ``bound_decay``. The field is the free
+    level; the equation it obeys is in :mod:`spatialdtp.model.substrate_coefficients`."""
+    sites: float = 750.0               # nM of binding sites in the tissue
+    kd: float = 6.7                    # nM dissociation constant (same unit as sites)
+    bound_decay: float = 2.7e-3        # 1/min loss of the bound form
+
+
+@dataclass
 class SubstrateConfig:
     units: str = "a.u."
     diffusion: float = 1000.0          # µm²/min
@@ -37,6 +47,9 @@ class SubstrateConfig:
     # Boundary per face: keys "default" or a face such as "x-", "x+", "y-", "z+".
     boundary: Dict[str, str] = field(default_factory=lambda: {"default": "no_flux"})
     boundary_value: Optional[float] = None  # for "fixed" faces; null means the blood level
+    # Binding to immobile matrix sites (null: none): slows diffusion and adds the loss of
+    # the bound form, see BindingConfig.
+    binding: Optional[BindingConfig] = None
 
 
 def _oxygen():
@@ -56,7 +69,8 @@ def _hgf():
     return SubstrateConfig(units="ng/mL", diffusion=600.0, decay=0.027, blood=0.0,
                            permeability=0.0, initial=0.0,
                            uptake={"S": 0.005, "P": 0.005, "R": 0.005},
-                           secretion={"F": 1.4, "M": 0.7}, hindrance=1.0)
+                           secretion={"F": 0.45, "M": 0.225}, hindrance=1.0,
+                           binding=BindingConfig())
 
 
 def _chemokine():
@@ -91,6 +105,10 @@ def validate_substrate(key: str, s: SubstrateConfig, ndim: int):
             fail(f"{key}.boundary.{ax}", [lo, hi], "periodic must be set on both faces of an axis")
     if s.boundary_value is not None:
         nonneg(f"{key}.boundary_value", s.boundary_value)
+    if s.binding is not None:
+        nonneg(f"{key}.binding.sites", s.binding.sites)
+        positive(f"{key}.binding.kd", s.binding.kd)
+        nonneg(f"{key}.binding.bound_decay", s.binding.bound_decay)
 
 
 def boundary_of(s: SubstrateConfig, face: str) -> str:

@@ -21,7 +21,7 @@ class VesselConfig:
 class TumourConfig:
     center: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # fraction of extent
     radius: float = 400.0              # µm
-    density: float = 0.6               # fraction of capacity
+    density: float = 0.3               # fraction of capacity
     persister_fraction: float = 0.003  # pre-existing DTPs among tumour cells
     resistant_fraction: float = 1.0e-4
 

@@ -8,19 +8,26 @@ OXPHOS/GPX4/FAO inhibitors (all from :mod:`spatialdtp.treatment`):
     hyp   = clamp((O_hyp − O)/(O_hyp − O_hyp,full))                 hypoxia signal
     δ_env = δ_nec clamp((O_on − O)/(O_on − O_max)) + δ_st clamp((G_st − G)/G_st)
     free  = max(0, 1 − (S+P+R+F+M)/capacity)                        crowding
-    H     = h/(h + K_hgf) · (1 − B)                                 MET signal
+    H     = h/(h + K_hgf) · (1 − B)                                 MET signal (free HGF h)
     π     = g·free (Norton–Simon kill scales with it; constant kill uses π = 1)
 
-    dS/dt = r_S g free S − k_S E π S − d_S S − δ_env S − α S + ρ P
-    dP/dt = r_P g free P − k_P E π (1 − θH) P − κ_P P − d_P P − δ_env P + α S − ρ P − μ E P
+    dS/dt = r_S g free S − k_S E π (1 − θ_S H) S − d_S S − δ_env S − α S + ρ P
+    dP/dt = r_P g free P − k_P E π (1 − θ H) P − κ_P P − d_P P − δ_env P + α S − ρ P − μ E P
     dR/dt = r_S(1 − c_R) g free R − k_R E π R − d_R R − δ_env R + μ E P
-    dF/dt = r_F free F − d_F F
-    dM/dt = ψ v(x) q/(q + K_q) free − d_M M                 (+ motility, chemotaxis: transport)
+    dF/dt = r_F max(0, 1 − F/K_F) F − d_F F                K_F = carrying_density · capacity
+    dM/dt = (ψ0 + ψ q/(q + K_q)) v(x) free − d_M M         (+ motility, chemotaxis: transport)
+
+HGF–MET protection lowers the drug-induced kill of S (θ_S) and of P (θ), and raises drug-
+induced entry into P (β_H, in α). CAFs renew against their own carrying density, not the
+tumour's crowding: without turnover (r_F = d_F = 0, the default) they are quiescent and F
+stays put; with turnover F → K_F (1 − d_F/r_F). TAMs come from vessel voxels at a baseline
+rate ψ0 plus the rate the persister chemokine q adds, and die at d_M.
 
     α = (α0 + α_E E (1 + β_H H)(1 + β_hyp hyp)) (1 − E_epi)         entry into the DTP state
     ρ = ρ0 (1 − E)                                                  reversion when drug is gone
 
-Everything here is pointwise; how it is integrated in time is :mod:`spatialdtp.reactions`.
+Everything here is pointwise; how it is integrated in time is
+:mod:`spatialdtp.numerics.cell_kinetics`.
 """
 from __future__ import annotations
 
@@ -47,7 +54,8 @@ class Environment:
     met_signal: object   # H in [0, 1]
     epigenetic: object   # E_epi in [0, 1]
     p_kill: object       # 1/min persister hazard of OXPHOS/GPX4/FAO inhibitors
-    recruitment: object  # cells/voxel/min TAM influx at vessel voxels (before crowding)
+    recruitment: object  # cells/voxel/min TAM influx at vessel voxels (before crowding):
+                         # (ψ0 + ψ q/(q + K_q)) v(x)
 
 
 class CellKinetics:
@@ -77,7 +85,8 @@ class CellKinetics:
                   if e.glucose_starvation > 0 else 0.0)
         met = hgf / (hgf + sw.hgf_k) * (1.0 - effects.met_blockade)
         m = self.cfg.macrophage
-        recruit = m.recruitment * self.vessels * chem / (chem + m.chemokine_k)
+        recruit = (m.baseline_recruitment + m.recruitment * chem / (chem + m.chemokine_k)) \
+            * self.vessels
         return Environment(growth=g_o2 * g_glc, hypoxia=hyp, env_death=necro + starve,
                            kill=effects.kill, met_signal=met, epigenetic=effects.epigenetic,
                            p_kill=effects.p_kill, recruitment=recruit)
@@ -95,14 +104,18 @@ class CellKinetics:
         kill_scale = prolif if self.norton_simon else 1.0
         E = env.kill
         shared_death = env.env_death
-        r_S = (c.sensitive.growth * prolif - c.sensitive.kill * E * kill_scale
+        r_S = (c.sensitive.growth * prolif
+               - c.sensitive.kill * E * kill_scale * (1.0 - c.switching.theta_sensitive
+                                                      * env.met_signal)
                - c.sensitive.death - shared_death)
         r_P = (c.persister.growth * prolif
                - c.persister.kill * E * kill_scale * (1.0 - c.switching.theta * env.met_signal)
                - env.p_kill - c.persister.death - shared_death)
         r_R = (c.sensitive.growth * (1.0 - c.resistant.fitness_cost) * prolif
                - c.resistant.kill * E * kill_scale - c.resistant.death - shared_death)
-        r_F = c.fibroblast.growth * free - c.fibroblast.death
+        f = c.fibroblast
+        room_F = self.xp.maximum(0.0, 1.0 - cells[3] / (f.carrying_density * self.capacity))
+        r_F = f.growth * room_F - f.death
         r_M = self.xp.full_like(free, -c.macrophage.death)
         source_M = env.recruitment * free
         return (r_S, r_P, r_R, r_F, r_M), source_M
@@ -131,3 +144,7 @@ class CellKinetics:
     def protection(self, env: Environment):
         """Fraction by which the local HGF–MET signal lowers the persister kill rate."""
         return self.cfg.switching.theta * env.met_signal
+
+    def protection_sensitive(self, env: Environment):
+        """Fraction by which the local HGF–MET signal lowers the sensitive-cell kill rate."""
+        return self.cfg.switching.theta_sensitive * env.met_signal

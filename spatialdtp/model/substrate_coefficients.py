@@ -4,14 +4,32 @@ For each substrate c the simulator solves, implicitly over a step with the cells
 
     ∂c/∂t = ∇·(D(x)∇c) − a(x) c + b(x)
 
-    D(x) = D / (1 + h F(x)/capacity)                        desmoplastic hindrance by CAFs
-    a(x) = λ + v(x) p + φ Σ_j u_j n_j · K/(K + c*)           decay, vessel exchange, uptake
-    b(x) = v(x) p c_blood(t) + φ Σ_j s_j n_j                vessel supply, secretion
+    D(x) = (D/R) / (1 + h F(x)/capacity)                    desmoplastic hindrance by CAFs
+    a(x) = [λ + κ λ_b + v(x) p + φ Σ_j u_j n_j · K/(K + c*)] / R
+                                                 decay (free, bound), vessel exchange, uptake
+    b(x) = [v(x) p c_blood(t) + φ Σ_j s_j n_j] / R          vessel supply, secretion
 
 with φ = V_cell/V_voxel (per-cell rates act on the cell's own volume, as in PhysiCell).
 Uptake with ``uptake_km = K`` is Michaelis–Menten with V_max = u·K, linearised around
 c* (the start-of-step value, or a midpoint estimate on Picard passes); with K null it is
 linear, u·c. The vessel term v p (c_blood − c) is split as −(v p) c + v p c_blood.
+
+**Binding to immobile sites** (``binding``: sites B_T, dissociation constant K_D, loss
+λ_b of the bound form; HGF on heparan sulfate). Free c and bound b obey
+
+    ∂c/∂t = ∇·(D∇c) − λ c − k_on (B_T − b) c + k_off b + (uptake, exchange, secretion)
+    ∂b/∂t =                k_on (B_T − b) c − k_off b − λ_b b
+
+When binding is fast against the step and linear (c ≪ K_D = k_off/k_on, so b ≪ B_T),
+b = κ c with κ = B_T/K_D at every moment. Adding the two equations gives one for c alone,
+
+    (1 + κ) ∂c/∂t = ∇·(D∇c) − (λ + κ λ_b) c + (uptake, exchange, secretion),
+
+which is the equation above with the retardation R = 1 + κ: binding slows diffusion and
+every source and sink by R, and adds the loss of the bound form. Its steady range is
+ℓ = √(D/(λ + κ λ_b)): binding alone (λ_b = 0) leaves ℓ = √(D/λ) (it only slows the
+approach), only the loss of bound HGF shortens it. The field holds the free level c; the
+total (free + bound) is R c. Without ``binding`` R = 1 and κ = 0.
 """
 from __future__ import annotations
 
@@ -27,9 +45,17 @@ class Substrate:
         self.name, self.cfg, self.grid, self.xp = name, cfg, grid, xp
         self.is_drug = is_drug
         self.capacity = capacity
-        self.phi = cell_volume / grid.voxel_volume
+        b = cfg.binding
+        self.kappa = b.sites / b.kd if b is not None else 0.0    # bound / free
+        self.retardation = 1.0 + self.kappa                      # R = 1 + κ
+        # the constants of the free-level equation, divided by R (exact when R = 1)
+        self.diffusion = cfg.diffusion / self.retardation
+        self.decay = (cfg.decay + (self.kappa * b.bound_decay if b is not None else 0.0)) \
+            / self.retardation
+        self.permeability = cfg.permeability / self.retardation
+        self.phi = cell_volume / grid.voxel_volume / self.retardation
         self.vessels = vessels
-        self.exchange = cfg.permeability * vessels if cfg.permeability > 0 else 0.0
+        self.exchange = self.permeability * vessels if cfg.permeability > 0 else 0.0
         self.kinds = tuple((boundary_of(cfg, ax + "-"), boundary_of(cfg, ax + "+"))
                            for ax in grid.axes)
 
@@ -37,16 +63,22 @@ class Substrate:
         value = self.cfg.boundary_value if self.cfg.boundary_value is not None else blood
         return Boundary(self.kinds, float(value))
 
+    @property
+    def range(self) -> float:
+        """Steady diffusion length √(D/(λ + κ λ_b)) in cell-free tissue (µm; inf without
+        decay)."""
+        return (self.diffusion / self.decay) ** 0.5 if self.decay > 0 else float("inf")
+
     def diffusivity(self, cells: dict):
         if self.cfg.hindrance > 0:
-            return self.cfg.diffusion / (1.0 + self.cfg.hindrance * cells["F"] / self.capacity)
-        return self.cfg.diffusion
+            return self.diffusion / (1.0 + self.cfg.hindrance * cells["F"] / self.capacity)
+        return self.diffusion
 
     def sink_and_source(self, c_lin, cells: dict, blood: float):
         """a(x) (1/min) and b(x) (units/min); ``c_lin`` is where uptake is linearised."""
         cfg = self.cfg
         uptake = sum(rate * cells[j] for j, rate in cfg.uptake.items() if rate > 0)
-        a = cfg.decay + self.exchange
+        a = self.decay + self.exchange
         if not isinstance(uptake, int):  # some cell type takes this substrate up
             if cfg.uptake_km is not None:
                 uptake = uptake * (cfg.uptake_km / (cfg.uptake_km + self.xp.maximum(c_lin, 0.0)))

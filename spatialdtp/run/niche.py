@@ -1,121 +1,79 @@
-"""Where the niches are: Euclidean distances and dilations on the grid, and the persister
-density against distance to the nearest CAF/TAM niche.
+"""The niche measure: are persisters enriched near the CAF/TAM niches, once the tumour edge
+is accounted for? One definition, used by the per-step observable (:mod:`.observables`),
+the experiments' read-outs and the viewer's niche widget.
 
-    niche voxel:   F + M >= run.niche_threshold                    (cells/voxel)
-    tumour voxel:  S + P + R >= TUMOUR_FLOOR · max(S + P + R)      (follows a shrinking tumour)
+    niche voxel   F + M >= niche_threshold · capacity                  (CAF/TAM-dense voxels)
+    tumour bed    T0 >= TUMOUR_FLOOR · capacity, T0 = S + P + R at treatment start
+    d_niche(x)    Euclidean distance (µm, voxel centres) to the nearest niche voxel
+    near, far     bed voxels with d_niche <= niche_distance, and > niche_far_distance
+    stratum s(x)  floor(d_edge(x) / niche_edge_bin), capped at MAX_STRATA − 1, with d_edge
+                  the distance from a bed voxel to the nearest voxel outside the bed
+    rate          P / T0 pooled over a set: persisters per initial tumour cell
+    contrast      the Mantel–Haenszel rate ratio of near against far across the strata,
 
-:class:`BallDilation` marks the voxels within a distance of a mask (for the per-step
-niche index of :mod:`.observables`); :func:`distance_to_mask` is the exact Euclidean
-distance map; :func:`niche_profile` bins P against it (host side, for plots and the
-viewer). Distances in µm between voxel centres.
+                      Σ_s P_near,s T0_far,s / T0_s   ÷   Σ_s P_far,s T0_near,s / T0_s
+
+                  (T0_s = T0_near,s + T0_far,s; a stratum without both near and far
+                  voxels carries no comparison and drops out)
+
+Persisters per *initial* tumour cell compare survival: a niche voxel that CAFs half fill
+starts with fewer tumour cells, and per initial cell that does not count as fewer
+persisters. Comparing near with far only within strata of distance to the tumour edge
+keeps rim effects (oxygen and vessels at the rim, necrosis in the core) from passing for
+niche effects; > 1 means persisters are enriched near niches. The contrast is NaN, with a
+reason, when there is no reference yet (before treatment start), no niche voxel, no near
+or no far bed voxel, no stratum holding both, or no persister far from niches.
+
+Distances are exact (:func:`distance_to_mask`): separable min-plus passes with one
+parabola per axis, vectorised on NumPy or CuPy, cut at ``limit`` when only the distances
+up to it matter (the per-step observable needs them up to the far distance only).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from ..backends import host_array
 from ..config import RunConfig
-from ..model.grid import Grid
 
-# A voxel is tumour when S+P+R >= TUMOUR_FLOOR × the current peak of S+P+R. Relative to
-# the peak, not to capacity: under drug the tumour shrinks 1000-fold within two weeks and a
-# fixed floor would leave no tumour voxels (and a NaN niche index) while persisters remain.
+#: the tumour bed: voxels whose tumour at treatment start reached this fraction of capacity
 TUMOUR_FLOOR = 1.0e-3
+#: at most this many strata of distance to the tumour edge (the last one is open-ended)
+MAX_STRATA = 16
+#: per-voxel labels (uint8): bits 0–6 the near/far stratum label (NO_LABEL: neither, or not
+#: in the bed); bit 7 set on niche voxels
+NO_LABEL = 127
+NICHE_BIT = 128
 
 
-
-def _at_most_one(x: float) -> float:
-    """Clip rounding overshoot above 1 (NaN stays NaN, unlike min(1.0, x))."""
-    return 1.0 if x > 1.0 else x
-
-
-def ball_offsets(radius: float, dx: float, ndim: int) -> np.ndarray:
-    """Integer voxel offsets ``d`` (shape ``(k, ndim)``) with ``dx·|d| <= radius``.
-
-    The ball is taken between voxel centres, with a relative tolerance of 1e-9 so that a
-    radius of exactly ``dx`` includes the face neighbours. A radius below ``dx`` leaves
-    only the centre ``(0, …, 0)``.
-    """
-    if not (math.isfinite(radius) and radius >= 0):
-        raise ValueError(f"radius={radius!r}: must be a finite distance >= 0 µm")
-    if not dx > 0:
-        raise ValueError(f"dx={dx!r}: the voxel edge must be > 0 µm")
-    r2 = (radius / dx) ** 2 * (1.0 + 1e-9)
-    reach = int(math.floor(math.sqrt(r2)))
-    axes = np.arange(-reach, reach + 1)
-    d = np.stack(np.meshgrid(*([axes] * ndim), indexing="ij"), axis=-1).reshape(-1, ndim)
-    return d[(d**2).sum(axis=1) <= r2]
-
-
-def _or_shifted(out, src, offset) -> None:
-    """``out[p] |= src[p - offset]`` wherever both indices lie inside the grid.
-
-    Slicing instead of rolling keeps the domain edges apart: a niche at x = 0 never
-    reaches x = nx - 1.
-    """
-    dst, take = [], []
-    for d, n in zip(offset, out.shape):
-        d = int(d)
-        if abs(d) >= n:
-            return
-        dst.append(slice(d, n) if d >= 0 else slice(0, n + d))
-        take.append(slice(0, n - d) if d >= 0 else slice(-d, n))
-    out[tuple(dst)] |= src[tuple(take)]
-
-
-class BallDilation:
-    """Dilate a boolean mask by the Euclidean ball of ``radius`` µm (no wrap-around).
-
-    A ball is convex and symmetric, so each of its rows along x is an interval
-    ``[-w, w]``. The mask is first dilated along x by every half-width ``w`` it needs
-    (each width builds on the previous one), then each row is applied as one shift in the
-    leading axes: ``O(r^(ndim-1) + r)`` whole-grid operations instead of ``O(r^ndim)``.
-    """
-
-    def __init__(self, radius: float, dx: float, ndim: int):
-        self.offsets = ball_offsets(radius, dx, ndim)
-        rows: dict[tuple[int, ...], int] = {}
-        for d in self.offsets:
-            lead = tuple(int(v) for v in d[:-1])
-            rows[lead] = max(rows.get(lead, 0), abs(int(d[-1])))
-        self.rows = tuple(rows.items())        # ((leading offset), half-width along x)
-        self.max_width = max(rows.values())
-
-    def __call__(self, mask, xp=np):
-        x_dilated = [mask]
-        for w in range(1, self.max_width + 1):
-            nxt = x_dilated[-1].copy()
-            _or_shifted(nxt, mask, (0,) * (mask.ndim - 1) + (w,))
-            _or_shifted(nxt, mask, (0,) * (mask.ndim - 1) + (-w,))
-            x_dilated.append(nxt)
-        out = xp.zeros(mask.shape, dtype=bool)
-        for lead, w in self.rows:
-            _or_shifted(out, x_dilated[w], lead + (0,))
-        return out
-
-
-def distance_to_mask(mask, dx: float, xp=np):
+def distance_to_mask(mask, dx: float, xp=np, limit: float | None = None):
     """Euclidean distance (µm) from every voxel centre to the nearest True voxel centre.
 
-    Exact: the squared distance ``min_j Σ_k dx²(i_k - j_k)²`` separates into one min-plus
-    pass with a parabola per axis, each done as ``2n - 1`` shifted minima over the whole
+    Exact: the squared distance ``min_j Σ_k dx²(i_k − j_k)²`` separates into one min-plus
+    pass with a parabola per axis, each done as ``2n − 1`` shifted minima over the whole
     grid (vectorised, no loop over voxels). Voxels with no True voxel anywhere get inf.
-    A pass stops early once a shift's parabola ``(s·dx)²`` exceeds every distance that is
-    still open (finite, or infinite on a line that holds a finite value).
+    Without ``limit`` a pass stops once a shift's parabola ``(s·dx)²`` exceeds every
+    distance still open. With ``limit`` (µm) only shifts up to it are taken (no host
+    synchronisation): every distance <= limit is still exact, since its offset along each
+    axis is <= limit, and every other one comes out > limit (or inf).
     """
     d2 = xp.where(mask, 0.0, xp.inf)
     for axis, n in enumerate(mask.shape):
         def along(sl):
             return tuple(sl if k == axis else slice(None) for k in range(mask.ndim))
 
-        reachable = xp.isfinite(d2).any(axis=axis, keepdims=True)
+        if limit is None:
+            reachable = xp.isfinite(d2).any(axis=axis, keepdims=True)
+            top = n - 1
+        else:
+            top = min(n - 1, int(math.floor(limit / dx * (1.0 + 1e-9))))
         best = d2.copy()
-        for s in range(1, n):
+        for s in range(1, top + 1):
             step = (s * dx) ** 2
-            if float(xp.max(xp.where(reachable, best, 0.0))) <= step:
+            if limit is None and float(xp.max(xp.where(reachable, best, 0.0))) <= step:
                 break          # no larger shift can lower any distance on this axis
             hi, lo = along(slice(s, None)), along(slice(None, n - s))
             xp.minimum(best[hi], d2[lo] + step, out=best[hi])
@@ -124,42 +82,200 @@ def distance_to_mask(mask, dx: float, xp=np):
     return xp.sqrt(d2)
 
 
+# --------------------------------------------------------------------------- definition
+@dataclass(frozen=True)
+class NicheGeometry:
+    """The measure's settings in the grid's units (from :class:`~spatialdtp.config.RunConfig`)."""
+
+    threshold: float      # cells/voxel of F + M that make a niche voxel
+    near: float           # µm
+    far: float            # µm
+    edge_bin: float       # µm, width of a stratum of distance to the tumour edge
+    dx: float             # µm
+    capacity: float       # cells/voxel
+
+    @classmethod
+    def of(cls, run: RunConfig, capacity: float, dx: float) -> "NicheGeometry":
+        return cls(threshold=run.niche_threshold * capacity, near=run.niche_distance,
+                   far=run.niche_far_distance, edge_bin=run.niche_edge_bin, dx=float(dx),
+                   capacity=float(capacity))
+
+    def is_near(self, d):
+        return d <= self.near * (1.0 + 1e-9)
+
+    def is_far(self, d):
+        return d > self.far * (1.0 + 1e-9)
+
+
+class NicheReference(NamedTuple):
+    """The tumour at treatment start: what the rates are per, and the edge strata."""
+
+    T0: object            # cells/voxel, S + P + R at treatment start (device array)
+    bed: object           # bool, T0 >= TUMOUR_FLOOR · capacity
+    stratum: object       # int32, stratum of distance to the bed's edge; −1 outside the bed
+    n_strata: int
+
+
+def reference_of(T0, geometry: NicheGeometry, xp=np) -> NicheReference:
+    """The reference of a tumour ``T0`` (S + P + R at treatment start, cells/voxel)."""
+    bed = T0 >= TUMOUR_FLOOR * geometry.capacity
+    if not bool(xp.any(bed)):
+        return NicheReference(T0, bed, xp.full(T0.shape, -1, dtype=xp.int32), 0)
+    edge = distance_to_mask(~bed, geometry.dx, xp)          # inf if the bed fills the grid
+    top = float(xp.max(xp.where(bed & xp.isfinite(edge), edge, 0.0)))
+    n_strata = int(min(MAX_STRATA, math.floor(top / geometry.edge_bin) + 1))
+    s = xp.floor(xp.where(xp.isfinite(edge), edge, top) / geometry.edge_bin)
+    stratum = xp.where(bed, xp.minimum(s, n_strata - 1), -1).astype(xp.int32)
+    return NicheReference(T0, bed, stratum, n_strata)
+
+
+def niche_voxels(F, M, geometry: NicheGeometry):
+    return (F + M) >= geometry.threshold
+
+
+def labels(F, M, reference: NicheReference | None, geometry: NicheGeometry, xp=np):
+    """uint8 label of every voxel (see NO_LABEL, NICHE_BIT): near voxels of stratum s get
+    s, far ones n_strata + s. The niche distance is needed only up to the far distance."""
+    niche = niche_voxels(F, M, geometry)
+    out = xp.full(niche.shape, NO_LABEL, dtype=xp.uint8)
+    if reference is not None and reference.n_strata > 0 and bool(xp.any(niche)):
+        d = distance_to_mask(niche, geometry.dx, xp, limit=geometry.far + geometry.dx)
+        near = reference.bed & geometry.is_near(d)
+        far = reference.bed & geometry.is_far(d)
+        out = xp.where(near, reference.stratum, out)
+        out = xp.where(far, reference.stratum + reference.n_strata, out).astype(xp.uint8)
+    elif reference is not None and reference.n_strata > 0:      # no niche: every bed voxel is far
+        out = xp.where(reference.bed, reference.stratum + reference.n_strata,
+                       out).astype(xp.uint8)
+    return xp.where(niche, out | NICHE_BIT, out).astype(xp.uint8)
+
+
+def label_sums(lab, P, T0, n_labels: int, xp=np):
+    """(count, Σ P, Σ T0) of every label 0..n_labels−1, float64, shape (3, n_labels), and
+    the number of niche voxels (the reference of that part of ``kernels/observables.cu``)."""
+    f64 = np.float64
+    low = lab & NO_LABEL
+    rows = [[xp.sum(low == k, dtype=f64), xp.sum(xp.where(low == k, P, 0), dtype=f64),
+             xp.sum(xp.where(low == k, T0, 0), dtype=f64)] for k in range(n_labels)]
+    niche = xp.sum((lab & NICHE_BIT) > 0, dtype=f64)
+    table = (xp.stack([xp.stack(r) for r in rows], axis=1) if rows
+             else xp.zeros((3, 0), dtype=f64))
+    return table, niche
+
+
+class NicheContrast(NamedTuple):
+    value: float          # Mantel–Haenszel rate ratio near/far (NaN: see reason)
+    near_voxels: int      # bed voxels near niches
+    far_voxels: int       # bed voxels far from niches
+    niche_voxels: int
+    reason: str           # "" when value is defined
+
+
+def contrast_from_sums(table, n_niche: float, n_strata: int, geometry: NicheGeometry,
+                       started: bool = True) -> NicheContrast:
+    """The contrast from the per-label (count, ΣP, ΣT0) table of :func:`label_sums`."""
+    t = np.asarray(table, dtype=np.float64).reshape(3, 2 * n_strata)
+    count_near, P_near, T_near = t[:, :n_strata]          # per stratum s
+    count_far, P_far, T_far = t[:, n_strata:]
+    n_near, n_far, n_niche = int(count_near.sum()), int(count_far.sum()), int(n_niche)
+
+    def out(value, reason=""):
+        return NicheContrast(value, n_near, n_far, n_niche, reason)
+
+    if not started:
+        return out(math.nan, "treatment has not started: no reference tumour yet")
+    if n_strata == 0:
+        return out(math.nan, "no tumour bed at treatment start")
+    if n_niche == 0:
+        return out(math.nan, "no niche voxel (F + M >= niche_threshold · capacity)")
+    if n_near == 0:
+        return out(math.nan, f"no tumour-bed voxel within {geometry.near:g} µm of a niche")
+    if n_far == 0:
+        return out(math.nan, f"no tumour-bed voxel beyond {geometry.far:g} µm of a niche")
+    both = (count_near > 0) & (count_far > 0)
+    if not both.any():
+        return out(math.nan, "no stratum of distance to the tumour edge holds both near "
+                             "and far voxels")
+    total = T_near + T_far
+    with np.errstate(invalid="ignore", divide="ignore"):
+        num = float(np.sum(np.where(both, P_near * T_far / total, 0.0)))
+        den = float(np.sum(np.where(both, P_far * T_near / total, 0.0)))
+    if not den > 0:
+        return out(math.nan, "no persisters far from niches (in the strata holding both)")
+    return out(num / den)
+
+
+def reason_of(value: float, niche_voxels: float, near_voxels: float, far_voxels: float,
+              geometry: NicheGeometry) -> str:
+    """Why a per-step ``niche_contrast`` is NaN, from the counts recorded beside it."""
+    if math.isfinite(value):
+        return ""
+    if not math.isfinite(near_voxels):
+        return "treatment has not started: no reference tumour yet"
+    if niche_voxels == 0:
+        return "no niche voxel (F + M >= niche_threshold · capacity)"
+    if near_voxels == 0:
+        return f"no tumour-bed voxel within {geometry.near:g} µm of a niche"
+    if far_voxels == 0:
+        return f"no tumour-bed voxel beyond {geometry.far:g} µm of a niche"
+    return ("no edge stratum holds both near and far voxels, or no persisters far from "
+            "niches")
+
+
+def niche_contrast(P, F, M, reference: NicheReference | None, geometry: NicheGeometry,
+                   xp=np) -> NicheContrast:
+    """The niche contrast of one frame (P, F, M in cells/voxel), with its counts and
+    reason: the same computation as the per-step observable, as array expressions."""
+    if reference is None:
+        return contrast_from_sums(np.zeros((3, 0)), 0, 0, geometry, started=False)
+    lab = labels(F, M, reference, geometry, xp)
+    table, n_niche = label_sums(lab, P, reference.T0, 2 * reference.n_strata, xp)
+    return contrast_from_sums(host_array(table), float(n_niche), reference.n_strata, geometry)
+
+
+# --------------------------------------------------------------------------- profile
 class NicheProfile(NamedTuple):
     edges: np.ndarray      # µm, bin edges of distance to the nearest niche voxel
     centres: np.ndarray    # µm
-    mean_P: np.ndarray     # cells/voxel, mean P over the tumour voxels in each bin (NaN if none)
-    counts: np.ndarray     # tumour voxels in each bin
+    rate: np.ndarray       # ΣP/ΣT0 of the bed voxels in each bin: persisters per initial
+                           # tumour cell (NaN where empty)
+    counts: np.ndarray     # bed voxels in each bin
 
 
-def niche_profile(state, run_cfg: RunConfig, grid: Grid, bins=10,
-                  capacity: float | None = None) -> NicheProfile:
-    """Mean persister density of tumour voxels against distance to the nearest niche voxel.
+def niche_distance(F, M, geometry: NicheGeometry) -> np.ndarray:
+    """Exact distance (µm) from every voxel to the nearest niche voxel (host; inf without
+    niches)."""
+    F, M = (np.asarray(host_array(a), dtype=np.float64) for a in (F, M))
+    niche = niche_voxels(F, M, geometry)
+    if not niche.any():
+        return np.full(niche.shape, np.inf)
+    return distance_to_mask(niche, geometry.dx)
 
-    Niche voxels: F + M >= ``run_cfg.niche_threshold``. Tumour voxels: S+P+R >= 1e-3 × the
-    peak of S+P+R (as in :class:`Observer`); ``capacity`` is accepted for compatibility.
-    ``bins`` is a number of equal bins from 0 to the farthest tumour voxel, or an array of
-    edges in µm (a voxel at distance exactly ``edges[-1]`` falls in the last bin).
-    Runs on the host with the exact distance of :func:`distance_to_mask`.
-    """
-    fields = {c: host_array(state[c]).astype(np.float64) for c in ("S", "P", "R", "F", "M")}
-    niche = (fields["F"] + fields["M"]) >= run_cfg.niche_threshold
-    tumour_cells = fields["S"] + fields["P"] + fields["R"]
-    tumour = (tumour_cells >= TUMOUR_FLOOR * tumour_cells.max()) & (tumour_cells > 0)
-    dist = distance_to_mask(niche, grid.dx)[tumour]
-    p = fields["P"][tumour]
+
+def niche_profile(P, F, M, reference: NicheReference, geometry: NicheGeometry,
+                  bins=10) -> NicheProfile:
+    """Persisters per initial tumour cell of the tumour bed against distance to the nearest
+    niche voxel (host side, for plots and the viewer). ``bins``: a number of equal bins from
+    0 to the farthest bed voxel, or an array of edges in µm (a voxel at exactly
+    ``edges[-1]`` falls in the last bin)."""
+    bed = np.asarray(host_array(reference.bed), dtype=bool)
+    dist = niche_distance(F, M, geometry)[bed]
+    p = np.asarray(host_array(P), dtype=np.float64)[bed]
+    t0 = np.asarray(host_array(reference.T0), dtype=np.float64)[bed]
     finite = np.isfinite(dist)
-    dist, p = dist[finite], p[finite]
+    dist, p, t0 = dist[finite], p[finite], t0[finite]
     if np.ndim(bins) == 0:
         if not (isinstance(bins, (int, np.integer)) and bins >= 1):
             raise ValueError(f"bins={bins!r}: a number of bins >= 1 or an array of edges (µm)")
-        top = float(dist.max()) if dist.size else grid.dx
-        edges = np.linspace(0.0, max(top, grid.dx), int(bins) + 1)
+        top = float(dist.max()) if dist.size else geometry.dx
+        edges = np.linspace(0.0, max(top, geometry.dx), int(bins) + 1)
     else:
         edges = np.asarray(bins, dtype=np.float64)
         if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError(f"bins={bins!r}: edges must be at least two increasing distances (µm)")
     counts, _ = np.histogram(dist, bins=edges)
     p_sum, _ = np.histogram(dist, bins=edges, weights=p)
+    t_sum, _ = np.histogram(dist, bins=edges, weights=t0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_P = np.where(counts > 0, p_sum / np.maximum(counts, 1), np.nan)
-    return NicheProfile(edges, 0.5 * (edges[1:] + edges[:-1]), mean_P, counts)
+        rate = np.where(t_sum > 0, p_sum / np.where(t_sum > 0, t_sum, 1.0), np.nan)
+    return NicheProfile(edges, 0.5 * (edges[1:] + edges[:-1]), rate, counts)

@@ -37,6 +37,9 @@ from .summary import summarize
 log = logging.getLogger("spatialdtp")
 
 MINUTES_PER_DAY = 1440.0
+#: the run file's map (and checkpoint array) of S + P + R at treatment start, the niche
+#: contrast's reference (cells/voxel)
+TUMOUR_START = "tumour_start"
 TR_BDF2_GAMMA = 2.0 - math.sqrt(2.0)
 
 
@@ -115,7 +118,11 @@ class Simulation:
         self.ops = self.backend.ops(self.dtype)
         self.solver = ImplicitSolver(self.grid.shape, self.grid.dx, xp, self.dtype, ops=self.ops)
         self.observer = Observer(self.grid, self.layout, cfg.run, self.capacity, self.drugs, xp,
-                                 ops=self.ops)
+                                 ops=self.ops, treatment_start=treatment_start_minutes(cfg))
+        self._reference_stored = False         # /static/tumour_start written to the run file
+        if restore is not None and TUMOUR_START in restore[2]:
+            self.observer.set_reference(self.backend.asarray(restore[2][TUMOUR_START],
+                                                             dtype=self.dtype))
         m = cfg.cells
         self.motilities = (m.sensitive.motility, m.persister.motility, m.resistant.motility,
                            m.fibroblast.motility, m.macrophage.motility)
@@ -148,12 +155,12 @@ class Simulation:
     # ------------------------------------------------------------------ one step
     def _cells_half(self, tau: float, transport_first: bool):
         ops, st = self.ops, self.state
-        chi = self.cfg.cells.macrophage.chemotaxis
+        chi, pressure = self.cfg.cells.macrophage.chemotaxis, self.cfg.cells.pressure_mobility
         if transport_first:
-            ops.move_cells(st, self.motilities, chi, tau)
+            ops.move_cells(st, self.motilities, chi, tau, self.capacity, pressure)
         ops.react_cells(st, self.kinetics, self.cfg.treatment, tau)
         if not transport_first:
-            ops.move_cells(st, self.motilities, chi, tau)
+            ops.move_cells(st, self.motilities, chi, tau, self.capacity, pressure)
 
     def _substrates_step(self, dt: float, blood: dict):
         st, num = self.state, self.cfg.numerics
@@ -222,7 +229,7 @@ class Simulation:
     def _observe(self, plasma: dict) -> dict:
         """Observables at ``self.t``. An ``on_<drug>`` flag stands for the coming step, so
         adaptive decisions due now are taken first, with the burden just observed."""
-        obs = self.observer.compute(self.state, plasma, self.treatment.is_on(self.t))
+        obs = self.observer.compute(self.state, plasma, self.treatment.is_on(self.t), t=self.t)
         self._check_finite()
         if self.drugs:
             self.treatment.decide(obs["burden"])
@@ -487,9 +494,15 @@ class Simulation:
 
     def _checkpoint(self, writer):
         self._checkpoint_time = self.t
-        writer.write_checkpoint(self.iteration, self.t,
-                                {"state": self.backend.to_host(self.state.data),
-                                 "vessels": self.backend.to_host(self.state.vessels)},
+        arrays = {"state": self.backend.to_host(self.state.data),
+                  "vessels": self.backend.to_host(self.state.vessels)}
+        ref = self.observer.reference
+        if ref is not None:            # the niche contrast's tumour at treatment start
+            arrays[TUMOUR_START] = self.backend.to_host(ref.T0)
+            if not self._reference_stored:
+                writer.write_static(TUMOUR_START, arrays[TUMOUR_START], units="cells/voxel")
+                self._reference_stored = True
+        writer.write_checkpoint(self.iteration, self.t, arrays,
                                 {"treatment": self.treatment.get_state()})
 
     @classmethod

@@ -33,7 +33,8 @@ def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
       nadir/B0, ``mrd_reached`` = 1.0 if nadir_fraction < mrd_threshold else 0.0.
     - ``final_burden``, ``final_fraction`` (final/B0), ``final_resistant_fraction``,
       ``final_persister_fraction``, ``final_P``, ``final_R``: the last sample.
-    - ``mean_niche_index``: NaN-ignoring mean of niche_index from i0 on (NaN if none).
+    - ``final_niche_contrast``: the niche contrast (:mod:`.niche`) at the last sample (NaN
+      when it is undefined there).
     - ``cumulative_on_days_<drug>`` for each ``on_<drug>`` in ``obs``: Σ on[i]·(t[i+1]-t[i])
       over the whole run (each flag holds until the next sample), in days.
     """
@@ -77,8 +78,6 @@ def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
     def last(name):
         return float(np.asarray(obs[name])[-1]) if name in obs else math.nan
 
-    niche = np.asarray(obs.get("niche_index", np.full(t.shape, np.nan)), dtype=np.float64)[i0:]
-    niche = niche[np.isfinite(niche)]
     out = {
         "treatment_start_day": treatment_start_min / MINUTES_PER_DAY,
         "baseline_burden": b0,
@@ -94,7 +93,7 @@ def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
         "final_persister_fraction": frac(last("P"), final),
         "final_P": last("P"),
         "final_R": last("R"),
-        "mean_niche_index": float(niche.mean()) if niche.size else math.nan,
+        "final_niche_contrast": last("niche_contrast"),
     }
     for key in sorted(k for k in obs if k.startswith("on_")):
         on = np.asarray(obs[key], dtype=np.float64)

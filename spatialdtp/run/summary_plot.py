@@ -40,12 +40,13 @@ def _positive(a):
 
 def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str, float],
                  drugs=()) -> None:
-    """Write a PNG: populations on a log axis with treatment shading, plasma levels, niche index.
+    """Write a PNG: populations on a log axis with treatment shading, plasma levels and the
+    niche contrast.
 
     Top: S, P, R and burden (cells) against days, the progression threshold dashed, the
     time to progression (vertical line) and the nadir (marker) from ``summary``
     (:func:`spatialdtp.observables.summarize`), each drug's on-periods shaded in its own
-    colour. Middle: plasma level of each drug (µM). Bottom: the niche index, when
+    colour. Middle: plasma level of each drug (µM). Bottom: the niche contrast, when
     ``obs`` has one.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -54,7 +55,7 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
 
     days = np.asarray(times_min, dtype=np.float64).ravel() / MINUTES_PER_DAY
     drugs = tuple(drugs)
-    has_niche = "niche_index" in obs
+    has_niche = "niche_contrast" in obs
     n_panels = 3 if has_niche else 2
     fig = Figure(figsize=(8.0, 8.5 if has_niche else 7.0), layout="constrained")
     FigureCanvasAgg(fig)
@@ -114,18 +115,18 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
     plasma.set_ylabel("plasma (µM)")
     plasma.set_title("Plasma drug levels")
 
-    # --- niche index
+    # --- niche contrast
     if has_niche:
         ax = axes[2]
-        ni = np.asarray(obs["niche_index"], dtype=np.float64)
+        ni = np.asarray(obs["niche_contrast"], dtype=np.float64)
         if np.any(np.isfinite(ni)):
             ax.plot(days, ni, color="tab:brown", marker=marker)
             ax.axhline(1.0, color="gray", ls="--", lw=0.8)
         else:
-            ax.text(0.5, 0.5, "niche index undefined (no niche or no far tumour)",
+            ax.text(0.5, 0.5, "niche contrast undefined (no niche, no near or far tumour)",
                     transform=ax.transAxes, ha="center", va="center", color="gray")
-        ax.set_ylabel("P near / P far")
-        ax.set_title("Persister niche index")
+        ax.set_ylabel("P/T0 near ÷ far")
+        ax.set_title("Persister enrichment near CAF/TAM niches (edge-stratified)")
     axes[-1].set_xlabel("time (days)")
     fig.savefig(path, dpi=110, format="png")
 

@@ -229,3 +229,50 @@ def plot_optimization(history, params: Sequence[str], direction: str, path,
         ax.set_ylabel("objective")
         ax.grid(True, alpha=0.3)
     fig.savefig(path, dpi=110)
+
+
+def plot_sensitivity(sweep: Sweep, frame, metric: str, path) -> list[str]:
+    """``metric`` (a summary key, e.g. ``final_niche_contrast``) against every numeric
+    override key the sweep varies (``seed`` aside): one panel per key, each complete run a
+    dot, the median over runs at each value a line (so in a product sweep each panel is
+    the key's effect with the others pooled). Returns the keys drawn."""
+    from .sweeps import parse_overrides
+
+    keys: list[str] = []
+    for job in sweep.jobs:
+        for k in parse_overrides(job.overrides):
+            if k not in keys and k != "seed":
+                keys.append(k)
+    done = frame[frame["status"] == "complete"]
+    if metric not in frame.columns:
+        raise ValueError(f"metric={metric!r}: not a column of the sweep's table; summary "
+                         f"keys include {[c for c in frame.columns if c.startswith('final_')]}")
+
+    def numeric(k):
+        vals = [v for v in done[k] if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return len(vals) == len(done) and len(set(vals)) >= 2
+    keys = [k for k in keys if k in done.columns and numeric(k)]
+    if not keys:
+        raise ValueError("the sweep varies no numeric override key to plot against")
+    fig = _figure((3.6 * len(keys), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True))
+    y = done[metric].to_numpy(dtype=float)
+    for ax, k in zip(axes, keys):
+        x = done[k].to_numpy(dtype=float)
+        ax.scatter(x, y, s=14, color="tab:blue", alpha=0.5, zorder=3)
+        xs = np.unique(x)
+        with np.errstate(invalid="ignore"):
+            med = [np.nanmedian(y[x == v]) if np.isfinite(y[x == v]).any() else np.nan
+                   for v in xs]
+        ax.plot(xs, med, "o-", color="tab:red", lw=1.6, label="median")
+        if xs.min() > 0 and xs.max() / xs.min() >= 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(k)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(metric)
+    axes[0].legend(fontsize=7)
+    note = _left_out(sweep)
+    fig.suptitle(f"{metric}: {len(done)} complete runs" + (f" ({note})" if note else ""),
+                 fontsize=9)
+    fig.savefig(path, dpi=110)
+    return keys

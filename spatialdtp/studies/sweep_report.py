@@ -3,7 +3,8 @@
 What ``spatialdtp-summarize`` writes (:func:`summarize_sweep`) into the sweep directory (or
 ``--out``): ``summary.csv`` (and ``summary.parquet``
 when pyarrow is installed), one row per job (:func:`.sweeps.table`);
-``burden_curves.png`` and ``time_to_progression.png``; for an Optuna study also
+``burden_curves.png`` and ``time_to_progression.png``; with ``--sensitivity KEY``,
+``sensitivity.png`` (KEY against each swept numeric key); for an Optuna study also
 ``optimization_history.csv``, ``best_schedule.yaml`` and ``optimization.png``. Prints a
 per-group table and every run that failed (with its error), is still running or has not
 started. Works on a sweep that is still running: run it again to refresh.
@@ -107,14 +108,22 @@ def report(sweep: Sweep, by) -> str:
     return "\n".join(lines)
 
 
-def summarize_sweep(sweep_dir, out=None, by=("treatment",), plots: bool = True, expand=None
-                    ) -> tuple[Sweep, list[Path]]:
+def summarize_sweep(sweep_dir, out=None, by=("treatment",), plots: bool = True, expand=None,
+                    sensitivity: str | None = None) -> tuple[Sweep, list[Path]]:
     """Gather a sweep and write its table, plots and (for Optuna) study files; ``expand``
-    lists the jobs a basic sweep has planned (see :func:`.sweeps.planned_overrides`)."""
+    lists the jobs a basic sweep has planned (see :func:`.sweeps.planned_overrides`);
+    ``sensitivity`` (a summary key) adds ``sensitivity.png``, that key against every
+    numeric key the sweep varies."""
     sweep = gather(sweep_dir, keep_curves=plots, expand=expand)
     out_dir = Path(out) if out is not None else sweep.dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = write_table(table(sweep, by), out_dir)
+    frame = table(sweep, by)
+    written = write_table(frame, out_dir)
+    if plots and sensitivity:
+        from .sweep_plots import plot_sensitivity
+
+        plot_sensitivity(sweep, frame, sensitivity, out_dir / "sensitivity.png")
+        written.append(out_dir / "sensitivity.png")
     if plots:
         from .sweep_plots import plot_burden_curves, plot_progression
 

@@ -46,7 +46,7 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # Summary keys first in the table, in this order (then the rest, alphabetically).
 SUMMARY_ORDER = ("time_to_progression_days", "nadir", "nadir_fraction", "nadir_day",
                  "final_burden", "final_fraction", "final_P", "final_R",
-                 "final_persister_fraction", "final_resistant_fraction", "mean_niche_index",
+                 "final_persister_fraction", "final_resistant_fraction", "final_niche_contrast",
                  "baseline_burden", "progression_threshold", "mrd_reached",
                  "treatment_start_day")
 # Curves kept per run for the comparison plots (cells, against days since treatment start).

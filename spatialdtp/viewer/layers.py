@@ -20,7 +20,8 @@ each substrate         no      oxygen (mmHg), glucose (mM), HGF (ng/mL), chemoki
                                densities (log₁₀ cells/voxel), blended additively
 ``vessels``            yes     vessel voxels (labels)
 ``niches``             yes     CAF niches (green) and TAM niches (orange): F + M at or
-                               above ``run.niche_threshold``; outlines in 2D, volumes in 3D
+                               above ``run.niche_threshold`` × capacity; outlines in 2D,
+                               volumes in 3D
 =====================  ======  ==========================================================
 
 Contrast limits are fixed for the whole run, so a fading field is seen to fade, and they
@@ -228,15 +229,16 @@ def layer_data(source) -> list[tuple]:
         **space), "labels"))
 
     F, M = source.frames("F"), source.frames("M")
-    niches = da.map_blocks(_niche_frames, F, M, cfg.run.niche_threshold, g.ndim == 2,
+    threshold = cfg.run.niche_threshold * source.capacity       # cells/voxel
+    niches = da.map_blocks(_niche_frames, F, M, threshold, g.ndim == 2,
                            dtype=np.uint8, meta=np.empty((0,) * F.ndim, np.uint8))
     layers.append((niches, dict(
         name="niches",
         colormap={None: TRANSPARENT, 0: TRANSPARENT, **NICHE_COLOURS},
         opacity=1.0 if g.ndim == 2 else 0.5, blending="translucent",
         metadata=_meta(source, "niches", "niches", units="", long_name=(
-            f"CAF (F >= M) and TAM (M > F) niches: F + M >= {cfg.run.niche_threshold:g} "
-            "cells/voxel")),
+            f"CAF (F >= M) and TAM (M > F) niches: F + M >= {threshold:.3g} cells/voxel "
+            f"({cfg.run.niche_threshold:g} of capacity)")),
         **timed), "labels"))
     return layers
 

@@ -59,6 +59,7 @@ class LiveRun:
         self.fields = fields_from_layout(sim.layout)
         self.status = "running"
         self._vessels = sim.backend.to_host(sim.state.vessels).copy()
+        self._observer = sim.observer
         self._times: list[float] = []
         self._frames: dict[str, list[np.ndarray]] = {name: [] for name in self.fields}
         obs = sim.observables()
@@ -92,6 +93,13 @@ class LiveRun:
 
     def vessels(self) -> np.ndarray:
         return self._vessels
+
+    def tumour_start(self) -> np.ndarray | None:
+        """S + P + R at treatment start (the niche measure's reference), None before it."""
+        from ..backends import host_array
+
+        ref = self._observer.reference
+        return None if ref is None else np.asarray(host_array(ref.T0), dtype=np.float64)
 
     def observables(self) -> dict[str, np.ndarray]:
         names = list(self._rows[0][1]) if self._rows else []

@@ -1,8 +1,8 @@
 """Maps derived from one frame of a run: where the CAF/TAM niches are, and how much the
 HGF–MET signal protects persisters there. NumPy in, NumPy out (one frame at a time).
 
-Niches are the voxels the niche index counts (:mod:`spatialdtp.observables`):
-F + M >= ``run.niche_threshold`` cells/voxel. :func:`niche_labels` tells them apart by
+Niches are the voxels the niche measure counts (:mod:`spatialdtp.run.niche`):
+F + M >= ``run.niche_threshold`` × capacity. :func:`niche_labels` tells them apart by
 which stromal cell dominates: 1 = CAF niche (F >= M), 2 = TAM niche (M > F).
 
 Protection is the fraction by which the local HGF–MET signal lowers the persister kill

@@ -278,6 +278,14 @@ class RunFile:
             return da.from_array(ds, chunks=self.grid.shape, lock=self._lock,
                                  name=f"spatialdtp-vessels-{id(self):x}")
 
+    def tumour_start(self) -> np.ndarray:
+        """S + P + R at treatment start, the niche measure's reference (cells/voxel): the
+        ``/static/tumour_start`` map, or the first frame for a file written without it."""
+        if "tumour_start" in self.static_maps:
+            with self._lock:
+                return np.asarray(self._h5["static"]["tumour_start"][()], dtype=np.float64)
+        return sum(np.asarray(self.frame(c, 0), dtype=np.float64) for c in ("S", "P", "R"))
+
     def observables(self) -> dict[str, np.ndarray]:
         """The per-step observables (``time`` in minutes), as read when the file was opened."""
         return dict(self._observables)

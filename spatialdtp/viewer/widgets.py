@@ -2,9 +2,10 @@
 
 - :class:`PopulationWidget` (*Population dynamics*): S, P, R and tumour burden (cells, log
   scale) against days, each drug's on-periods shaded, a marker at the frame shown.
-- :class:`NicheWidget` (*Niche analysis*): at the frame shown, the mean persister density
-  of tumour voxels against distance to the nearest CAF/TAM niche
-  (:func:`spatialdtp.observables.niche_profile`); below, the niche index over time.
+- :class:`NicheWidget` (*Niche analysis*): at the frame shown, persisters per initial
+  tumour cell of the tumour bed against distance to the nearest CAF/TAM niche, and that
+  frame's niche contrast (:mod:`spatialdtp.run.niche`); below, the run's niche contrast
+  over time, with the reason when it is undefined.
 
 Both find the run among the viewer's layers (the last run added; layers made by
 :func:`spatialdtp.viewer.layers.layer_data` carry it in their metadata). Moving the time
@@ -20,8 +21,8 @@ from matplotlib.patches import Patch
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ..config import CELL_TYPES
-from ..run.niche import niche_profile
+from ..run import niche
+from ..run.observables import NICHE_NAMES
 from ..run.summary_plot import DRUG_COLOURS, POPULATION_STYLE, _positive, on_periods
 from .layers import MINUTES_PER_DAY, TimeAxis, source_of
 
@@ -223,8 +224,9 @@ class PopulationWidget(RunPlot):
 
 
 class NicheWidget(RunPlot):
-    """Persister density against distance to the nearest niche at the frame shown, and the
-    niche index over time. The profile is recomputed shortly after the slider stops."""
+    """Persisters per initial tumour cell against distance to the nearest niche at the frame
+    shown, with that frame's niche contrast; below, the run's niche contrast over time
+    (:mod:`spatialdtp.run.niche`). The profile is recomputed shortly after the slider stops."""
 
     title = "Niche analysis"
     DELAY_MS = 150  # wait for the slider to rest before reading a frame
@@ -233,25 +235,44 @@ class NicheWidget(RunPlot):
         self._pending = QTimer()
         self._pending.setSingleShot(True)
         self.profile = None           # the NicheProfile drawn (for checks)
+        self.contrast = None          # the NicheContrast of that frame
         self.profile_frame = None     # its frame index
         super().__init__(napari_viewer, parent)
         self._pending.setInterval(self.DELAY_MS)
         self._pending.timeout.connect(self._draw_profile)
+
+    @property
+    def geometry(self) -> niche.NicheGeometry:
+        src = self.source
+        return niche.NicheGeometry.of(src.cfg.run, src.capacity, src.grid.dx)
+
+    def _contrast_series(self, obs, days):
+        nan = np.full(days.shape, np.nan)
+        return {k: np.asarray(obs.get(k, nan), dtype=np.float64) for k in NICHE_NAMES}
+
+    def _undefined_text(self, series) -> str:
+        """Why the contrast is NaN at the last step (when it is NaN at every step)."""
+        ni = series["niche_contrast"]
+        if np.any(np.isfinite(ni)) or ni.size == 0:
+            return ""
+        return "niche contrast undefined: " + niche.reason_of(
+            ni[-1], series["niche_voxels"][-1], series["niche_near_voxels"][-1],
+            series["niche_far_voxels"][-1], self.geometry)
 
     def draw(self):
         self._profile_ax, index_ax = self.figure.subplots(
             2, 1, gridspec_kw={"height_ratios": [1.4, 1]})
         obs = self.source.observables()
         days = np.asarray(obs["time"], dtype=np.float64) / MINUTES_PER_DAY
-        ni = np.asarray(obs.get("niche_index", np.full(days.shape, np.nan)), dtype=np.float64)
-        self._index_line, = index_ax.plot(days, ni, color="tab:brown",
+        series = self._contrast_series(obs, days)
+        self._index_line, = index_ax.plot(days, series["niche_contrast"], color="tab:brown",
                                           marker="o" if days.size == 1 else "None")
+        text = self._undefined_text(series)
         self._undefined = index_ax.text(
-            0.5, 0.5, "niche index undefined (no niche, or no far tumour)",
-            transform=index_ax.transAxes, ha="center", va="center", color="gray",
-            fontsize="small", visible=not np.any(np.isfinite(ni)))
+            0.5, 0.5, text, wrap=True, transform=index_ax.transAxes, ha="center",
+            va="center", color="gray", fontsize="small", visible=bool(text))
         index_ax.axhline(1.0, color="gray", ls="--", lw=0.8)
-        index_ax.set_ylabel("niche index\n(P near / P far)")
+        index_ax.set_ylabel("niche contrast\n(P/T0 near ÷ far)")
         self._time_plot(index_ax)
         self.profile_frame = None
 
@@ -260,10 +281,12 @@ class NicheWidget(RunPlot):
             return self.refresh()
         obs = self.source.observables()
         days = np.asarray(obs["time"], dtype=np.float64) / MINUTES_PER_DAY
-        ni = np.asarray(obs.get("niche_index", np.full(days.shape, np.nan)), dtype=np.float64)
-        self._index_line.set_data(days, ni)
+        series = self._contrast_series(obs, days)
+        self._index_line.set_data(days, series["niche_contrast"])
         self._index_line.set_marker("o" if days.size == 1 else "None")
-        self._undefined.set_visible(not np.any(np.isfinite(ni)))
+        text = self._undefined_text(series)
+        self._undefined.set_text(text)
+        self._undefined.set_visible(bool(text))
         self._lines_updated()
 
     def update_frame(self, redraw: bool = True):
@@ -275,14 +298,19 @@ class NicheWidget(RunPlot):
                 self._draw_profile()
 
     def compute_profile(self, index: int):
-        """The niche profile of frame ``index`` (reads S, P, R, F and M of that frame)."""
-        src = self.source
-        state = {c: src.frame(c, index) for c in CELL_TYPES}
-        run = src.cfg.run
-        return niche_profile(state, run, src.grid, bins=self._edges(state), capacity=src.capacity)
+        """The niche profile and contrast of frame ``index`` (reads P, F and M of that frame
+        and the tumour at treatment start); (None, contrast with its reason) before that."""
+        src, g = self.source, self.geometry
+        P, F, M = (np.asarray(src.frame(c, index), dtype=np.float64) for c in ("P", "F", "M"))
+        T0 = src.tumour_start()
+        if T0 is None:
+            return None, niche.niche_contrast(P, F, M, None, g)
+        ref = niche.reference_of(T0, g)
+        return (niche.niche_profile(P, F, M, ref, g, bins=self._edges()),
+                niche.niche_contrast(P, F, M, ref, g))
 
-    def _edges(self, state) -> np.ndarray:
-        """Bins of half the niche distance (at least one voxel) out to the farthest voxel."""
+    def _edges(self) -> np.ndarray:
+        """Bins of half the near distance (at least one voxel) out to the farthest voxel."""
         g, run = self.source.grid, self.source.cfg.run
         width = max(g.dx, 0.5 * run.niche_distance)
         far = float(np.sqrt(np.sum(np.square(g.extent))))
@@ -293,27 +321,32 @@ class NicheWidget(RunPlot):
             if self.time is None:
                 return
             index = self.frame if self.frame is not None else self.current_frame()
-            profile = self.compute_profile(index)
+            profile, contrast = self.compute_profile(index)
             ax = self._profile_ax
             ax.clear()
-            keep = profile.counts > 0
+            keep = profile.counts > 0 if profile is not None else np.zeros(0, dtype=bool)
             if np.any(keep):
-                ax.plot(profile.centres[keep], profile.mean_P[keep], "o-", color="tab:orange",
-                        ms=3)
+                ax.plot(profile.centres[keep], 1e3 * profile.rate[keep], "o-",
+                        color="tab:orange", ms=3)
                 ax.set_xlim(0.0, float(profile.edges[1:][keep].max()))
             else:
-                ax.text(0.5, 0.5, "no niche, or no tumour voxel\n(S+P+R ≥ 10⁻³ capacity), "
-                        "in this frame",
-                        transform=ax.transAxes, ha="center", va="center", color="gray",
-                        fontsize="small")
-            near = self.source.cfg.run.niche_distance
-            ax.axvline(near, color="gray", ls=":", lw=1.0, label=f"near: ≤ {near:g} µm")
+                ax.text(0.5, 0.5, "no tumour-bed voxel at a finite distance from a niche "
+                        "in this frame" if profile is not None else contrast.reason,
+                        wrap=True, transform=ax.transAxes, ha="center", va="center",
+                        color="gray", fontsize="small")
+            g = self.geometry
+            ax.axvspan(0.0, g.near, color="tab:red", alpha=0.08, lw=0,
+                       label=f"near: ≤ {g.near:g} µm")
+            ax.axvspan(g.far, max(g.far, ax.get_xlim()[1]), color="tab:grey", alpha=0.1, lw=0,
+                       label=f"far: > {g.far:g} µm")
             ax.legend(fontsize="x-small", loc="best")
             ax.set_xlabel("distance to nearest CAF/TAM niche (µm)")
-            ax.set_ylabel("mean P\n(cells/voxel)")
-            ax.set_title(f"day {self.time.days[index]:.3g}: persisters around niches",
-                         fontsize="medium")
-            self.profile, self.profile_frame = profile, index
+            ax.set_ylabel("P per 1000 initial\ntumour cells")
+            value = (f"contrast {contrast.value:.3g} ({contrast.near_voxels} near, "
+                     f"{contrast.far_voxels} far voxels)" if np.isfinite(contrast.value)
+                     else "contrast undefined")
+            ax.set_title(f"day {self.time.days[index]:.3g}: {value}", fontsize="medium")
+            self.profile, self.contrast, self.profile_frame = profile, contrast, index
             self.canvas.draw_idle()
         except RuntimeError:
             self._disconnect()

@@ -29,8 +29,8 @@ from .arms import (
            load_sweep,
            preset_path,
            sweep_params,
-           tumour_bed,
 )
+from .estimate import two_zone_estimate, zone_environments
 from .figures import plot_experiment
 from .readouts import (
            by_arm,
@@ -45,10 +45,12 @@ from .readouts import (
            readouts,
            schedule_windows,
            value_at,
+           zone_means,
 )
 
 __all__ = ["ArmRun", "EXPERIMENTS", "arm_keys", "arm_label", "arms", "by_arm",
            "holiday_readouts", "load_sweep", "near_far", "niche_contrast",
            "niche_distance_map", "niche_profile_of", "paired_near_far_ratio",
            "paired_profile_ratio", "plot_experiment", "preset_path", "readout_table",
-           "readouts", "schedule_windows", "sweep_params", "tumour_bed", "value_at"]
+           "readouts", "schedule_windows", "sweep_params", "two_zone_estimate", "value_at",
+           "zone_environments", "zone_means"]

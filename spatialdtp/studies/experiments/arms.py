@@ -10,6 +10,7 @@ Units: cells (P, R, burden), cells/voxel (densities), days (times since treatmen
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 from dataclasses import dataclass, field
@@ -19,11 +20,14 @@ from typing import Sequence
 import numpy as np
 
 from ...resources import conf_dir
-from ...run.niche import TUMOUR_FLOOR
+from ...run import niche
 from ...units import MINUTES_PER_DAY
 
 EXPERIMENTS = ("schedules", "combinations", "niche", "persister_origin")
 CELL_FIELDS = ("S", "P", "R", "F", "M")
+#: the last frame's fields an arm run keeps: the cells and the substrates (to show what a
+#: partner drug did, or did not, change, and for the two-zone estimate); the drugs too
+FRAME_FIELDS = CELL_FIELDS + ("oxygen", "glucose", "hgf", "chemokine")
 
 
 # --------------------------------------------------------------------------- the arms
@@ -71,17 +75,17 @@ def arms(experiment: str) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- one run
 @dataclass
 class ArmRun:
-    """One run of one arm: time courses, baseline, and the cell fields of the last frame."""
+    """One run of one arm: time courses, baseline, the last frame, and the tumour at
+    treatment start (the reference of the niche measure, :mod:`spatialdtp.run.niche`)."""
 
     arm: str
     seed: int
     days: np.ndarray                       # days since treatment start, one per step
     observables: dict[str, np.ndarray]     # per step (cells, fractions, µM)
-    fields: dict[str, np.ndarray]          # last frame: S, P, R, F, M (cells/voxel)
-    bed: np.ndarray                        # bool: the tumour bed, see tumour_bed()
-    dx: float                              # µm
-    niche_threshold: float                 # F + M (cells/voxel) that makes a niche voxel
-    niche_distance: float                  # µm
+    fields: dict[str, np.ndarray]          # last frame: FRAME_FIELDS and the drugs
+    tumour_start: np.ndarray               # S + P + R at treatment start (cells/voxel)
+    geometry: niche.NicheGeometry          # the niche measure's settings of the run
+    cfg: object = None                     # the run's SpatialDTPConfig
     summary: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -89,46 +93,59 @@ class ArmRun:
         """Burden (cells) at treatment start."""
         return float(self.summary.get("baseline_burden", self.observables["burden"][0]))
 
+    @property
+    def dx(self) -> float:
+        return self.geometry.dx
+
+    @functools.cached_property
+    def reference(self) -> niche.NicheReference:
+        return niche.reference_of(self.tumour_start, self.geometry)
+
+    @property
+    def bed(self) -> np.ndarray:
+        """bool: the tumour bed, voxels that held tumour at treatment start."""
+        return np.asarray(self.reference.bed)
+
     @classmethod
-    def from_simulation(cls, sim, initial: dict[str, np.ndarray], arm: str = "") -> "ArmRun":
-        """From a simulation that has run; ``initial`` holds its S, P, R at treatment start."""
+    def from_simulation(cls, sim, arm: str = "") -> "ArmRun":
+        """From a simulation that has run past treatment start."""
         from ...run.simulation import treatment_start_minutes
 
         obs = sim.observables()
         start = treatment_start_minutes(sim.cfg)
+        ref = sim.observer.reference
+        if ref is None:
+            raise ValueError(f"{arm!r}: the run has not reached treatment start "
+                             f"({start / MINUTES_PER_DAY:g} d)")
         return cls(arm=arm, seed=int(sim.cfg.seed),
                    days=(obs["time"] - start) / MINUTES_PER_DAY, observables=obs,
-                   fields={c: sim.field(c) for c in CELL_FIELDS},
-                   bed=tumour_bed(initial, sim.capacity), dx=sim.grid.dx,
-                   niche_threshold=sim.cfg.run.niche_threshold,
-                   niche_distance=sim.cfg.run.niche_distance, summary=sim.summary())
+                   fields={c: sim.field(c) for c in FRAME_FIELDS + sim.drugs},
+                   tumour_start=sim.backend.to_host(ref.T0).astype(np.float64),
+                   geometry=sim.observer.geometry, cfg=sim.cfg, summary=sim.summary())
 
     @classmethod
     def from_run_file(cls, path, arm: str = "") -> "ArmRun":
-        """From a run file. The tumour bed comes from its first frame (t = 0): the
-        treatment start in every preset but ``schedules`` (a 14-day lead-in), whose
-        read-outs do not use it."""
+        """From a run file. The tumour at treatment start is its ``/static/tumour_start``
+        map; a file written before that map existed falls back to its first frame."""
+        from ...config import from_dict
         from ...run.runfile import read_run
 
         run = read_run(path)
-        cfg = run.config_dict()
+        cfg = from_dict(run.config_dict())
         obs = run.read_observables()
         start = float(run.summary.get("treatment_start_day", 0.0) or 0.0)
+        names = FRAME_FIELDS + tuple(cfg.treatment.drugs)
         with run:
-            fields = {c: np.asarray(run.frame(c, -1), dtype=np.float64) for c in CELL_FIELDS}
-            initial = {c: np.asarray(run.frame(c, 0), dtype=np.float64) for c in ("S", "P", "R")}
-        return cls(arm=arm, seed=int(cfg.get("seed", 0)),
+            fields = {c: np.asarray(run.frame(c, -1), dtype=np.float64) for c in names}
+            if "tumour_start" in run.static:
+                T0 = np.asarray(run.static_map("tumour_start"), dtype=np.float64)
+            else:
+                T0 = sum(np.asarray(run.frame(c, 0), dtype=np.float64) for c in ("S", "P", "R"))
+        geometry = niche.NicheGeometry.of(cfg.run, float(run.attrs["capacity"]),
+                                          float(run.attrs["dx"]))
+        return cls(arm=arm, seed=int(cfg.seed),
                    days=obs["time"] / MINUTES_PER_DAY - start, observables=obs, fields=fields,
-                   bed=tumour_bed(initial, float(run.attrs["capacity"])),
-                   dx=float(run.attrs["dx"]), niche_threshold=float(cfg["run"]["niche_threshold"]),
-                   niche_distance=float(cfg["run"]["niche_distance"]), summary=dict(run.summary))
-
-
-def tumour_bed(cells: dict[str, np.ndarray], capacity: float) -> np.ndarray:
-    """Voxels that hold tumour at treatment start: S+P+R >= 1e-3 · capacity (the run's
-    niche-index floor). The niche read-outs compare persister densities inside this bed,
-    where the drug has shrunk the tumour (not where a few cells have wandered since)."""
-    return (cells["S"] + cells["P"] + cells["R"]) >= TUMOUR_FLOOR * capacity
+                   tumour_start=T0, geometry=geometry, cfg=cfg, summary=dict(run.summary))
 
 
 # --------------------------------------------------------------------------- sweeps

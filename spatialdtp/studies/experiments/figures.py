@@ -133,27 +133,35 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
             ctrl = {r.seed: r for r in control}
             names = [a for a in groups if a != "continuous"]
             width = 0.38
-            for j, label in enumerate(("within niche_distance of a niche", "farther")):
+            zones = ("within niche_distance of a niche", "beyond niche_far_distance")
+            for j, label in enumerate(zones):
                 cut = [[100.0 * (1.0 - paired_near_far_ratio(r, ctrl[r.seed])[j])
                         for r in groups[a] if r.seed in ctrl] for a in names]
                 axes[2].bar(np.arange(len(names)) + (j - 0.5) * width,
-                            [np.mean(c) if c else np.nan for c in cut], width, label=label,
+                            [np.nanmean(c) if np.isfinite(c).any() else np.nan for c in cut],
+                            width, label=label,
                             color=("tab:red", "tab:grey")[j])
             axes[2].set_xticks(range(len(names)), [lab(n) for n in names])
             axes[2].set_yscale("log")
             axes[2].set_ylabel(f"persisters removed vs targeted alone (%), day {first.days[-1]:g}")
-            axes[2].set_ylim(top=1000.0)      # room for the legend above the 100 % bars
+            # room for the legend above the 100 % bars; down to 0.3 % for small cuts
+            axes[2].set_ylim(0.3, 1000.0)
             axes[2].legend(fontsize=7, title="tumour voxels", title_fontsize=7,
                            loc="upper center")
             axes[2].grid(True, axis="y", which="both", alpha=0.3)
         axes[0].legend(fontsize=7)
     elif experiment == "niche":
-        fig = _figure((16, 3.8))
-        axes = fig.subplots(1, 4)
+        fig = _figure((20, 3.8))
+        axes = fig.subplots(1, 5)
         _curves(axes[0], groups, lambda r: r.observables["P"] / r.baseline,
                 "P / baseline burden", label=lab)
         _points(axes[1], groups, lambda r: value_at(r, "P", r.days[-1]) / r.baseline,
                 f"P / baseline burden at day {first.days[-1]:g}", label=lab)
+        with_niche = {a: rs for a, rs in groups.items()
+                      if any(np.isfinite(r.observables["niche_contrast"]).any() for r in rs)}
+        _curves(axes[2], with_niche, lambda r: r.observables["niche_contrast"],
+                "niche contrast (P/T0 near ÷ far,\nedge-stratified)", log=False, label=lab)
+        axes[2].axhline(1.0, color="black", lw=0.8)
         edges = np.array([0.0, 20.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0])
         centres = 0.5 * (edges[1:] + edges[:-1])
         for k, (arm, rs) in enumerate(groups.items()):
@@ -162,30 +170,32 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
             if np.isfinite(profiles).any():
                 with np.errstate(invalid="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)    # all-NaN bins
-                    axes[2].plot(centres, np.nanmean(profiles, axis=0), "o-", color=colour,
-                                 label=label)
-            else:   # no niche: the whole tumour bed's mean, for reference
-                axes[2].axhline(np.mean([near_far(r)[1] for r in rs]), color=colour, ls="--",
-                                lw=1.2, label=f"{label} (no niche: bed mean)")
-        axes[2].set_ylabel(f"mean P density at day {first.days[-1]:g} (cells/voxel)")
+                    axes[3].plot(centres, 1e3 * np.nanmean(profiles, axis=0), "o-",
+                                 color=colour, label=label)
+            else:   # no niche: the whole tumour bed's rate, for reference
+                axes[3].axhline(1e3 * np.mean([near_far(r)[1] for r in rs]), color=colour,
+                                ls="--", lw=1.2, label=f"{label} (no niche: bed)")
+        axes[3].set_ylabel(f"P per 1000 initial tumour cells, day {first.days[-1]:g}")
         control, treated = groups.get("section + continuous"), groups.get("section + targeted_meti")
         if control and treated:
             ctrl = {r.seed: r for r in control}
             ratios = np.array([paired_profile_ratio(r, ctrl[r.seed], edges) for r in treated
                                if r.seed in ctrl])
             for ratio in ratios:
-                axes[3].plot(centres, ratio, color="tab:blue", lw=0.6, alpha=0.4)
+                axes[4].plot(centres, ratio, color="tab:blue", lw=0.6, alpha=0.4)
             with np.errstate(invalid="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)    # all-NaN bins
-                axes[3].plot(centres, np.nanmean(ratios, axis=0), "o-", color="tab:blue",
+                axes[4].plot(centres, np.nanmean(ratios, axis=0), "o-", color="tab:blue",
                              label="section: P with / without MET inhibitor")
-            axes[3].axhline(1.0, color="black", lw=0.8)
-            axes[3].set_ylabel(f"P ratio at day {first.days[-1]:g}, voxel by voxel")
-            axes[3].legend(fontsize=7)
-        for ax in axes[2:]:
-            ax.axvline(first.niche_distance, color="grey", ls="--", lw=0.8)
+            axes[4].axhline(1.0, color="black", lw=0.8)
+            axes[4].set_ylabel(f"P ratio at day {first.days[-1]:g}, voxel by voxel")
+            axes[4].legend(fontsize=7)
+        for ax in axes[3:]:
+            ax.axvspan(0.0, first.geometry.near, color="tab:red", alpha=0.07, lw=0)
+            ax.axvspan(first.geometry.far, edges[-1], color="tab:grey", alpha=0.07, lw=0)
             ax.set_xlabel("distance to the nearest CAF/TAM niche voxel (µm)")
             ax.grid(True, alpha=0.3)
+        axes[3].legend(fontsize=7)
         axes[2].legend(fontsize=7)
         axes[0].legend(fontsize=7)
     elif experiment == "persister_origin":

@@ -1,7 +1,9 @@
 """The read-outs of each experiment: what the README reports, computed from arm runs.
 
-:func:`value_at` reads an observable at a day; :func:`near_far` and the paired ratios
-compare persisters near and far from the CAF/TAM niches in the tumour bed;
+:func:`value_at` reads an observable at a day; :func:`niche_contrast` is the niche measure
+of :mod:`spatialdtp.run.niche` (the run's own observable, computed from the last frame);
+:func:`near_far`, :func:`zone_means` and the paired ratios compare persisters (and oxygen)
+near and far from the CAF/TAM niches in the tumour bed;
 :func:`holiday_readouts` measures a drug holiday; :func:`readouts` and
 :func:`readout_table` gather each experiment's end points.
 
@@ -15,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ...run.niche import distance_to_mask
+from ...run import niche
 from .arms import EXPERIMENTS, ArmRun
 
 
@@ -32,40 +34,53 @@ def value_at(run: ArmRun, name: str, day: float) -> float:
 
 def niche_distance_map(run: ArmRun) -> np.ndarray:
     """Distance (µm) from every voxel to the nearest niche voxel of the last frame
-    (F + M >= ``niche_threshold``); inf everywhere when there is no niche."""
-    niche = (run.fields["F"] + run.fields["M"]) >= run.niche_threshold
-    if not niche.any():
-        return np.full(niche.shape, np.inf)
-    return distance_to_mask(niche, run.dx)
+    (:mod:`spatialdtp.run.niche`); inf everywhere when there is no niche."""
+    return niche.niche_distance(run.fields["F"], run.fields["M"], run.geometry)
 
 
-def _near(run: ArmRun) -> np.ndarray:
-    return niche_distance_map(run) <= run.niche_distance * (1 + 1e-9)
+def _zones(run: ArmRun, control: ArmRun | None = None):
+    """(near, far) masks of the tumour bed, from ``control``'s niches if given."""
+    ref = control or run
+    d = niche_distance_map(ref)
+    g = ref.geometry
+    return ref.bed & g.is_near(d), ref.bed & g.is_far(d)
+
+
+def niche_contrast(run: ArmRun) -> niche.NicheContrast:
+    """The niche measure of the last frame (:func:`spatialdtp.run.niche.niche_contrast`):
+    persisters per initial tumour cell near niches over far from them, Mantel–Haenszel
+    across strata of distance to the tumour edge; with the voxel counts and, when NaN,
+    the reason."""
+    f = run.fields
+    return niche.niche_contrast(f["P"], f["F"], f["M"], run.reference, run.geometry)
 
 
 def near_far(run: ArmRun) -> tuple[float, float]:
-    """Mean persister density (cells/voxel) of the tumour bed within ``niche_distance`` µm
-    of a niche voxel and farther away, in the last frame. NaN for an empty set."""
-    near = _near(run)
-    P = run.fields["P"]
-    mean = (lambda m: float(P[m].mean()) if m.any() else math.nan)
-    return mean(run.bed & near), mean(run.bed & ~near)
+    """Persisters per initial tumour cell (ΣP/ΣT0) of the tumour bed near niche voxels
+    and far from them, pooled without edge strata (the crude rates); NaN for an empty set."""
+    near, far = _zones(run)
+    P, T0 = run.fields["P"], run.tumour_start
+
+    def rate(m):
+        return float(P[m].sum() / T0[m].sum()) if m.any() and T0[m].sum() > 0 else math.nan
+    return rate(near), rate(far)
 
 
-def niche_contrast(run: ArmRun) -> float:
-    """Mean P near niches / mean P far from them in the tumour bed (last frame); > 1:
-    persisters denser near niches; NaN without a niche."""
-    near, far = near_far(run)
-    return near / far if far > 0 else math.nan
+def zone_means(run: ArmRun, name: str, control: ArmRun | None = None) -> tuple[float, float]:
+    """Mean of the last frame's field ``name`` (e.g. ``"oxygen"``, mmHg) over the near and
+    far tumour-bed voxels (of ``control``'s niches, if given); NaN for an empty set."""
+    near, far = _zones(run, control)
+    a = run.fields[name]
+    return tuple(float(a[m].mean()) if m.any() else math.nan for m in (near, far))
 
 
 def paired_near_far_ratio(treated: ArmRun, control: ArmRun) -> tuple[float, float]:
     """Σ P(treated) / Σ P(control) over the control's tumour bed near and far from its
     niches (same tissue: same seed). Below 1 where the treated arm has fewer persisters."""
-    near = _near(control)
+    near, far = _zones(control)
     ratio = (lambda m: float(treated.fields["P"][m].sum() / control.fields["P"][m].sum())
              if m.any() and control.fields["P"][m].sum() > 0 else math.nan)
-    return ratio(control.bed & near), ratio(control.bed & ~near)
+    return ratio(near), ratio(far)
 
 
 def paired_profile_ratio(treated: ArmRun, control: ArmRun, edges: Sequence[float]) -> np.ndarray:
@@ -81,15 +96,12 @@ def paired_profile_ratio(treated: ArmRun, control: ArmRun, edges: Sequence[float
 
 
 def niche_profile_of(run: ArmRun, edges: Sequence[float]) -> np.ndarray:
-    """Mean P (cells/voxel) of the tumour bed in bins of distance (µm) to the nearest
-    niche voxel; NaN for empty bins (all NaN without a niche)."""
-    dist = niche_distance_map(run)[run.bed]
-    counts, _ = np.histogram(dist, bins=edges)
-    sums, _ = np.histogram(dist, bins=edges, weights=run.fields["P"][run.bed])
-    out = np.full(len(edges) - 1, np.nan)
-    ok = counts > 0
-    out[ok] = sums[ok] / counts[ok]
-    return out
+    """Persisters per initial tumour cell of the tumour bed in bins of distance (µm) to
+    the nearest niche voxel (:func:`spatialdtp.run.niche.niche_profile`); NaN for empty
+    bins (all NaN without a niche)."""
+    f = run.fields
+    return niche.niche_profile(f["P"], f["F"], f["M"], run.reference, run.geometry,
+                               np.asarray(edges, dtype=float)).rate
 
 
 def schedule_windows(run: ArmRun, drug: str = "drug") -> list[tuple[float, float]]:
@@ -144,9 +156,13 @@ def readouts(experiment: str, run: ArmRun) -> dict[str, float]:
         return out
     if experiment in ("combinations", "niche"):
         near, far = near_far(run)
+        contrast = niche_contrast(run)
+        o2_near, o2_far = zone_means(run, "oxygen")
         return {**base, "P_end_per_baseline": base["P_end"] / run.baseline,
-                "P_near": near, "P_far": far,
-                "near_far": near / far if far > 0 else math.nan}
+                "niche_contrast": contrast.value, "near_voxels": contrast.near_voxels,
+                "far_voxels": contrast.far_voxels, "rate_near": near, "rate_far": far,
+                "crude_near_far": near / far if far > 0 else math.nan,
+                "oxygen_near": o2_near, "oxygen_far": o2_far}
     if experiment == "persister_origin":
         return {**base, **holiday_readouts(run)}
     raise ValueError(f"experiment={experiment!r}: known experiments are {list(EXPERIMENTS)}")
