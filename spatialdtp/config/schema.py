@@ -18,7 +18,7 @@ from ..units import SUMMARY_UNITS
 from .cells import CELL_TYPES, CellsConfig, validate_cells
 from .checks import ConfigError, choice, fail
 from .limits import check_work
-from .memory import estimate_memory, memory_contributions
+from .memory import estimate_memory, memory_contributions, n_fields  # noqa: F401
 from .run import (
     BackendConfig,
     GridConfig,
@@ -180,11 +180,6 @@ def check_capacity(cfg: SpatialDTPConfig) -> float:
         fail("cells.capacity", cfg.cells.capacity, allowed)
     fail("grid.dx", cfg.grid.dx, f"the voxel volume dx³ / cells.cell_volume "
          f"({cfg.cells.cell_volume:g} µm³) {allowed}")
-
-
-def n_fields(cfg: SpatialDTPConfig) -> int:
-    subs = all_substrates(cfg)
-    return len(subs) + len(CELL_TYPES) + len(cfg.treatment.drugs)
 
 
 def check_keys(cfg: SpatialDTPConfig) -> None:
