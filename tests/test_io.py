@@ -270,6 +270,7 @@ def test_observables_are_buffered_and_written_on_frame_flush_and_close(tmp_path)
     path = tmp_path / "run.h5"
     grid = Grid((6, 5), 10.0)
     w = writer(path, grid, flush_every=5)
+    w.publish()                 # give the new file its name now (else: at its first checkpoint)
 
     def rows_on_disk():
         with h5py.File(path, "r") as f:
@@ -304,6 +305,8 @@ def test_is_run_file_only_for_spatialdtp_run_files(tmp_path):
     text.write_text("format: spatialdtp-run\n")
     run = tmp_path / "run.h5"
     w = writer(run)
+    assert not run.exists()  # a new file gets its name with its first checkpoint
+    w.write_checkpoint(0, 0.0, {"state": np.zeros(3)}, {})
     assert is_run_file(run)  # also while it is being written
     w.close()
     assert is_run_file(run)

@@ -239,11 +239,11 @@ def test_an_interrupt_inside_a_step_keeps_the_last_consistent_checkpoint(tmp_pat
     calls = {"n": 0}
     original = sim._substrates_step
 
-    def interrupted_on_fifth_call(dt, blood):
+    def interrupted_on_fifth_call(dt, blood, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        original(dt, blood)
+        original(dt, blood, **kwargs)
 
     sim._substrates_step = interrupted_on_fifth_call
     with pytest.raises(RunInterrupted):
@@ -257,11 +257,17 @@ def test_a_new_simulation_never_appends_to_another_runs_file(tmp_path):
     import h5py
     import yaml
 
+    from spatialdtp.run.runfile import RunFileExists
+
     path = tmp_path / "run.h5"
     Simulation(quick(["seed=1", "run.days=0.25"])).run_until(path=path, progress=False)
     sim = Simulation(quick(["seed=0", "run.days=0.25"]))
     sim.step()                                 # stepped by hand, as in the README's API example
-    sim.run_until(path=path, progress=False)
+    with pytest.raises(RunFileExists, match="overwrite=True"):   # never replaced unasked
+        sim.run_until(path=path, progress=False)
+    with h5py.File(path) as f:
+        assert yaml.safe_load(f.attrs["config"])["seed"] == 1 and f.attrs["status"] == "complete"
+    sim.run_until(path=path, progress=False, overwrite=True)
     with h5py.File(path) as f:
         assert yaml.safe_load(f.attrs["config"])["seed"] == 0
         assert f["time"][0] == pytest.approx(sim.cfg.run.dt)   # starts where this run was

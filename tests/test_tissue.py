@@ -7,7 +7,7 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from spatialdtp.config import CELL_TYPES, TissueConfig
+from spatialdtp.config import CELL_TYPES, ConfigError, TissueConfig
 from spatialdtp.model.grid import Grid
 from spatialdtp.model.tissue import TAM_REACH, build_tissue, load_array
 
@@ -335,7 +335,7 @@ def test_bad_files_are_refused_by_name(tmp_path, name, values, message, ext):
 
 
 def test_load_array_names_key_and_refuses_other_formats(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tissue.files.S"):
+    with pytest.raises(ConfigError, match="tissue.files.S=.*no such file"):
         load_array(str(tmp_path / "missing.npy"), (4, 4), "tissue.files.S")
     (tmp_path / "a.csv").write_text("1,2")
     with pytest.raises(ValueError, match=r"tissue.files.S=.*\.csv"):

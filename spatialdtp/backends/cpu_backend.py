@@ -12,12 +12,23 @@ Libraries are cached under ``$SPATIALDTP_KERNEL_CACHE`` (default
 ``~/.cache/spatialdtp/kernels``), keyed by the source text, compiler version and flags, so
 a run compiles only the first time; a changed kernel or header rebuilds. Builds write to a
 temporary file and rename, so that parallel jobs of a sweep can share the cache.
+
+Loading a library runs its code, so a cached one is loaded only once it is verified
+(:func:`verified_library`): the cache directory and both files belong to this user and
+nobody else can write them, and the library's SHA-256 equals the one recorded beside it
+(``<library>.sha256``, written atomically after each build). A truncated or corrupt
+library (a 0-byte file from a full disk), one planted under the expected name, or one
+in a directory others can write, is rebuilt, never loaded. The verified file is loaded
+through its open descriptor (``/proc/self/fd/N``), so it cannot be swapped in between.
 """
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,6 +38,8 @@ import numpy as np
 from .base import Backend, BackendUnavailable, register
 from .kernels import KernelLibrary, module_source, source_digest
 from .numpy_backend import host_description, host_memory_available
+
+log = logging.getLogger("spatialdtp")
 
 #: no -ffast-math: the kernels rely on IEEE expm1/exp and on NaN reaching the checks
 #: (-fno-trapping-math only lets selects vectorise; no value changes)
@@ -51,20 +64,57 @@ def _compiler_version(cxx: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else cxx
 
 
-def build_library(dtype, *, cxx: str | None = None, directory: Path | None = None) -> Path:
-    """Compile the kernels for ``dtype`` (or find them in the cache); the library's path."""
-    cxx = cxx or compiler()
-    if cxx is None:
-        raise BackendUnavailable(
-            f"backend cpu needs a C++ compiler with OpenMP; {os.environ.get('CXX', 'g++')!r} "
-            "was not found (install g++, e.g. `apt install g++`, or set CXX)")
-    real = "float" if np.dtype(dtype) == np.float32 else "double"
-    flags = CXX_FLAGS + (f"-DSDTP_REAL={real}",)
-    key = source_digest(" ".join(flags) + _compiler_version(cxx) + os.uname().machine, directory)
-    target = cache_dir() / f"libsdtp_{real}_{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _private(st: os.stat_result) -> bool:
+    """Owned by this user and writable by nobody else."""
+    return st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _trusted_dir(directory: Path) -> bool:
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and _private(st)
+
+
+def _digest_of(fd: int) -> str:
+    h = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _sidecar(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def verified_library(library: Path) -> int | None:
+    """An open descriptor of ``library`` if it can be trusted (see the module docstring),
+    else None. The caller loads it through that descriptor and closes it."""
+    if not _trusted_dir(library.parent):
+        return None
+    try:
+        fd = os.open(library, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        side = _sidecar(library)
+        side_st = os.lstat(side)
+        if not (stat.S_ISREG(st.st_mode) and _private(st) and st.st_size > 0
+                and stat.S_ISREG(side_st.st_mode) and _private(side_st)):
+            raise OSError("not a private regular file")
+        if side.read_text().strip() != _digest_of(fd):
+            raise OSError("content differs from its recorded hash")
+    except (OSError, UnicodeDecodeError):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _compile(cxx: str, flags, directory, target: Path) -> None:
+    """Build ``target`` (and its hash beside it) through temporary files and renames."""
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         src = Path(tmp) / "kernels.cu"
         src.write_text(module_source(directory))
@@ -74,8 +124,66 @@ def build_library(dtype, *, cxx: str | None = None, directory: Path | None = Non
         if proc.returncode != 0:
             raise BackendUnavailable(
                 f"backend cpu: compiling kernels/*.cu with {cxx} failed:\n{proc.stderr[-4000:]}")
+        os.chmod(out, 0o755)
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            digest = _digest_of(fd)
+        finally:
+            os.close(fd)
+        side = Path(tmp) / (target.name + ".sha256")
+        side.write_text(digest + "\n")
+        os.chmod(side, 0o644)
+        # a reader between the two renames sees a library and a hash that disagree, and
+        # rebuilds: never a library taken for verified that is not
         os.replace(out, target)
+        os.replace(side, _sidecar(target))
+
+
+def build_library(dtype, *, cxx: str | None = None, directory: Path | None = None) -> Path:
+    """Compile the kernels for ``dtype`` (or find them, verified, in the cache); the
+    library's path. A cache directory other users can write is not used: the library is
+    built in a private temporary directory instead."""
+    cxx = cxx or compiler()
+    if cxx is None:
+        raise BackendUnavailable(
+            f"backend cpu needs a C++ compiler with OpenMP; {os.environ.get('CXX', 'g++')!r} "
+            "was not found (install g++, e.g. `apt install g++`, or set CXX)")
+    real = "float" if np.dtype(dtype) == np.float32 else "double"
+    flags = CXX_FLAGS + (f"-DSDTP_REAL={real}",)
+    key = source_digest(" ".join(flags) + _compiler_version(cxx) + os.uname().machine, directory)
+    cache = cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        pass
+    if not _trusted_dir(cache):
+        log.warning("kernel cache %s is not a directory owned by this user and closed to "
+                    "others; building the cpu kernels in a private temporary directory "
+                    "(set SPATIALDTP_KERNEL_CACHE to a private directory to cache them)", cache)
+        cache = Path(tempfile.mkdtemp(prefix="spatialdtp-kernels-"))
+    target = cache / f"libsdtp_{real}_{key}.so"
+    fd = verified_library(target)
+    if fd is not None:
+        os.close(fd)
+        return target
+    if target.exists():
+        log.warning("cached kernel library %s failed verification (truncated, corrupt or not "
+                    "written by this user); rebuilding it", target)
+    _compile(cxx, flags, directory, target)
     return target
+
+
+def load_library(path: Path) -> ctypes.CDLL:
+    """``ctypes.CDLL`` of a verified library, through the descriptor that was verified."""
+    fd = verified_library(path)
+    if fd is None:
+        raise BackendUnavailable(f"backend cpu: the kernel library {path} changed after it "
+                                 "was built and verified; it is not loaded (run again)")
+    try:
+        proc_path = f"/proc/self/fd/{fd}"
+        return ctypes.CDLL(proc_path if os.path.exists(proc_path) else str(path))
+    finally:
+        os.close(fd)
 
 
 class HostKernelLibrary(KernelLibrary):
@@ -84,7 +192,7 @@ class HostKernelLibrary(KernelLibrary):
     def __init__(self, dtype, directory: Path | None = None):
         super().__init__(dtype, module_source(directory))
         self.path = build_library(dtype, directory=directory)
-        self._dll = ctypes.CDLL(str(self.path))
+        self._dll = load_library(self.path)
         self._functions = {}
         real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
         ctype = {"pointer": ctypes.c_void_p, "idx": ctypes.c_longlong, "real": real}

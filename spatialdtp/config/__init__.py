@@ -11,6 +11,8 @@ module             sections
 ``run``            ``grid``, ``run``, ``numerics``, ``backend``, ``viewer``, ``objective``
 ``schema``         :class:`SpatialDTPConfig` (all of them) and :func:`validate`
 ``checks``         :class:`ConfigError` and the checks the sections share
+``limits``         bounds on the steps, frames and sub-steps a configuration implies
+``memory``         :func:`estimate_memory`: the bytes a run needs, by named contribution
 =================  ===========================================================
 
 Everything public is importable from here: ``from spatialdtp.config import CellsConfig``.
@@ -40,14 +42,18 @@ from .run import (
            ViewerConfig,
            check_objective,
 )
+from .memory import memory_contributions
 from .schema import (
            SpatialDTPConfig,
            all_substrates,
+           check_memory,
+           check_resources,
            estimate_memory,
            from_dict,
            n_fields,
            to_dict,
            validate,
+           validate_values,
 )
 from .substrates import (
            BASE_SUBSTRATES,
@@ -91,6 +97,7 @@ __all__ = ["BACKENDS", "BASE_SUBSTRATES", "BOUNDARY_KINDS", "BackendConfig", "Bi
            "PK_MODELS", "PRECISIONS", "ResistantCellConfig", "RunConfig", "SCHEDULE_KINDS",
            "SCHEMES", "ScheduleConfig", "SpatialDTPConfig", "StromaConfig", "SubstrateConfig",
            "SwitchingConfig", "TissueConfig", "TreatmentConfig", "TumourCellConfig",
-           "TISSUE_KINDS", "TumourConfig", "VesselConfig", "ViewerConfig", "WellMixedConfig", "all_substrates", "boundary_of",
-           "check_objective", "estimate_memory", "from_dict", "n_fields", "to_dict",
-           "validate", "validate_drug"]
+           "TISSUE_KINDS", "TumourConfig", "VesselConfig", "ViewerConfig", "WellMixedConfig",
+           "all_substrates", "boundary_of", "check_memory", "check_objective",
+           "check_resources", "estimate_memory", "memory_contributions", "from_dict",
+           "n_fields", "to_dict", "validate", "validate_drug", "validate_values"]

@@ -4,10 +4,11 @@ and the objective a sweep's run returns.
 from __future__ import annotations
 
 import math
+import posixpath
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .checks import ConfigError, choice, fail, nonneg, positive
+from .checks import ConfigError, choice, fail, integer_in, nonneg, positive
 
 PRECISIONS = ("float32", "float64")
 BACKENDS = ("auto", "numpy", "cpu", "cupy")
@@ -66,6 +67,7 @@ class RunConfig:
     output: str = "run.h5"             # run file name, inside the Hydra run directory
     progress: bool = True
     plot: bool = True
+    overwrite: bool = False            # replace an existing run file (never one being written)
 
 
 @dataclass
@@ -108,8 +110,11 @@ def validate_run(cfg) -> int:
     positive("run.niche_edge_bin", r.niche_edge_bin)
     positive("run.mrd_threshold", r.mrd_threshold)
     nonneg("run.hypoxic_threshold", r.hypoxic_threshold)
-    if not (isinstance(cfg.seed, int) and cfg.seed >= 0):
-        fail("seed", cfg.seed, "must be an integer >= 0")
+    check_output_name(r.output)
+    for key in ("progress", "plot", "overwrite"):
+        if not isinstance(getattr(r, key), bool):
+            fail(f"run.{key}", getattr(r, key), "must be true or false")
+    integer_in("seed", cfg.seed, 0)
     n = cfg.numerics
     choice("numerics.scheme", n.scheme, SCHEMES)
     choice("numerics.solver", n.solver, SOLVERS)
@@ -118,24 +123,37 @@ def validate_run(cfg) -> int:
         if not n.rtol < 1:
             fail("numerics.rtol", n.rtol, "must be null (derived) or a number in (0, 1): "
                  "the factor by which a solve reduces its residual")
-    if not (isinstance(n.picard_iterations, int) and 0 <= n.picard_iterations <= 10):
-        fail("numerics.picard_iterations", n.picard_iterations, "must be an integer in [0, 10]")
-    if not (isinstance(n.max_iterations, int) and n.max_iterations >= 1):
-        fail("numerics.max_iterations", n.max_iterations, "must be an integer >= 1")
+    integer_in("numerics.picard_iterations", n.picard_iterations, 0, 10)
+    integer_in("numerics.max_iterations", n.max_iterations, 1)
     choice("backend.name", cfg.backend.name, BACKENDS)
     choice("backend.precision", cfg.backend.precision, PRECISIONS)
     choice("viewer.mode", cfg.viewer.mode, ("none", "live"))
     return ndim
 
 
+def check_output_name(output) -> None:
+    """``run.output`` names a file inside the run directory: a relative path without
+    ``..``, ending in .h5 or .hdf5 (so that sweeps, the viewer and resume find it)."""
+    allowed = ("a file name inside the run directory, e.g. 'run.h5' or 'out/run.h5' "
+               "(relative, no '..', ending in .h5 or .hdf5)")
+    if not isinstance(output, str) or not output.strip():
+        fail("run.output", output, allowed)
+    norm = posixpath.normpath(output.replace("\\", "/"))
+    if (posixpath.isabs(norm) or norm.split("/")[0] in ("..", ".", "~") or output.endswith("/")
+            or not norm.lower().endswith((".h5", ".hdf5")) or "\0" in output):
+        fail("run.output", output, allowed)
+
+
 def check_objective(objective: ObjectiveConfig) -> None:
     """Refuse values that cannot give a number, before a run starts (ValueError naming the key)."""
     if objective.censored_value != CENSORED_RUN_DAYS:
         try:
-            float(objective.censored_value)
+            ok = math.isfinite(float(objective.censored_value))
         except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ValueError(f"objective.censored_value={objective.censored_value!r}: must be "
-                             f"{CENSORED_RUN_DAYS!r} or a number") from None
+                             f"{CENSORED_RUN_DAYS!r} or a finite number")
     cap = objective.dose_cap
     if cap is not None and not (isinstance(cap, (int, float)) and math.isfinite(cap) and cap >= 0):
         raise ValueError(f"objective.dose_cap={cap!r}: must be null or a finite number >= 0 "

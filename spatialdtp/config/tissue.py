@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .checks import choice, fail, fraction, nonneg, positive
+from .checks import choice, fail, fraction, integer_in, is_number, nonneg, positive
 
 
 @dataclass
@@ -94,8 +94,7 @@ def validate_tissue(t: TissueConfig, ndim: int, loadable) -> None:
     positive("tissue.stroma.band_spacing", t.stroma.band_spacing)
     positive("tissue.stroma.band_width", t.stroma.band_width)
     positive("tissue.stroma.cluster_radius", t.stroma.cluster_radius)
-    if not (isinstance(t.stroma.n_clusters, int) and t.stroma.n_clusters >= 0):
-        fail("tissue.stroma.n_clusters", t.stroma.n_clusters, "must be an integer >= 0")
+    integer_in("tissue.stroma.n_clusters", t.stroma.n_clusters, 0)
     choice("tissue.macrophages.near", t.macrophages.near, ("stroma", "vessels", "uniform"))
     fraction("tissue.tumour.density", t.tumour.density)
     fraction("tissue.tumour.persister_fraction", t.tumour.persister_fraction)
@@ -106,7 +105,7 @@ def validate_tissue(t: TissueConfig, ndim: int, loadable) -> None:
     fraction("tissue.stroma.caf_density", t.stroma.caf_density)
     fraction("tissue.macrophages.density", t.macrophages.density)
     if len(t.tumour.center) < ndim or not all(
-            isinstance(v, (int, float)) and 0 <= v <= 1 for v in t.tumour.center[:ndim]):
+            is_number(v) and 0 <= v <= 1 for v in t.tumour.center[:ndim]):
         fail("tissue.tumour.center", list(t.tumour.center),
              f"needs {ndim} fractions of the grid's extent, each in [0, 1]")
     nonneg("tissue.tumour.radius", t.tumour.radius)
@@ -115,10 +114,17 @@ def validate_tissue(t: TissueConfig, ndim: int, loadable) -> None:
     for name, path in t.files.items():
         if name not in known:
             fail(f"tissue.files.{name}", path, f"fields that can be loaded are {sorted(known)}")
+        if not isinstance(path, str) or not path.strip():
+            fail(f"tissue.files.{name}", path, "must be the path of a .npy, .tif or .tiff file")
+    if t.labels.path is not None and (not isinstance(t.labels.path, str)
+                                      or not t.labels.path.strip()):
+        fail("tissue.labels.path", t.labels.path,
+             "must be null or the path of a .npy, .tif or .tiff label image")
     roles = ("vessel", "tumour", "caf", "tam", "background")
     for label, role in t.labels.mapping.items():
         if str(label).lstrip("-").isdigit() is False:
             fail(f"tissue.labels.mapping.{label}", role, "keys are integer label values")
         choice(f"tissue.labels.mapping.{label}", role, roles)
     if t.kind == "generated" and t.labels.mapping and not t.labels.path:
-        fail("tissue.labels.path", t.labels.path, "a label mapping needs a label image path")
+        fail("tissue.labels.path", t.labels.path, "a label mapping needs a label image: "
+             "tissue.labels.path=<labels .npy, .tif or .tiff>")

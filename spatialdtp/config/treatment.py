@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .checks import choice, fail, fraction, nonneg, positive
+from .checks import choice, fail, fraction, is_number, nonneg, positive
 from .substrates import SubstrateConfig, validate_substrate
 
 DRUG_CLASSES = ("targeted", "epigenetic", "oxphos", "gpx4", "fao", "met")
@@ -86,8 +86,10 @@ def validate_drug(key: str, d: DrugConfig, ndim: int):
     choice(f"{k}.kind", s.kind, SCHEDULE_KINDS)
     nonneg(f"{k}.start_day", s.start_day)
     nonneg(f"{k}.dose", s.dose)             # 0: the schedule gives no drug (a vehicle arm)
-    if s.stop_day is not None and s.stop_day < s.start_day:
-        fail(f"{k}.stop_day", s.stop_day, f"must be >= start_day ({s.start_day})")
+    if s.stop_day is not None:   # null means "until the end"; NaN or inf never do
+        nonneg(f"{k}.stop_day", s.stop_day)
+        if s.stop_day < s.start_day:
+            fail(f"{k}.stop_day", s.stop_day, f"must be >= start_day ({s.start_day})")
     if d.pk.model in ("bolus", "oral"):
         positive(f"{k}.interval_hours", s.interval_hours)
     if s.kind == "intermittent":
@@ -105,8 +107,9 @@ def validate_drug(key: str, d: DrugConfig, ndim: int):
             fail(f"{k}.doses", s.doses, "a 'doses' schedule needs at least one [day, amount]")
         for i, entry in enumerate(s.doses):
             if (not isinstance(entry, (list, tuple)) or len(entry) != 2
-                    or not all(isinstance(v, (int, float)) and v >= 0 for v in entry)):
-                fail(f"{k}.doses[{i}]", entry, "each dose is [day, amount] with both >= 0")
+                    or not all(is_number(v) and v >= 0 for v in entry)):
+                fail(f"{k}.doses[{i}]", entry, "each dose is [day, amount], both finite "
+                     "numbers >= 0")
         if d.pk.model in ("constant", "infusion"):
             positive(f"{k}.dose_duration_hours", s.dose_duration_hours)
     validate_substrate(f"{key}.transport", d.transport, ndim)

@@ -42,6 +42,9 @@ from __future__ import annotations
 
 import math
 
+from ..config import ConfigError
+from ..config.limits import MAX_TRANSPORT_SUBSTEPS
+
 
 def _face_diff(u, axis, xp):
     """u[i+1] − u[i] along ``axis`` (one fewer entry)."""
@@ -90,6 +93,11 @@ def chemotactic_velocity(q, chi, dx, xp):
 def substeps(D_max: float, v_max: float, tau: float, dx: float, ndim: int) -> int:
     # a voxel can lose mass through all 2·ndim faces, by diffusion and by upwind drift
     courant = tau * (2 * ndim * D_max / dx**2 + 2 * ndim * v_max / dx)
+    if not courant / 0.9 <= MAX_TRANSPORT_SUBSTEPS:   # a drift of 1e30 µm/min: refuse, not loop
+        raise ConfigError(f"cell transport: a drift of {v_max:.3g} µm/min (motility "
+                          f"{D_max:.3g} µm²/min) would need {courant / 0.9:.3g} sub-steps of "
+                          f"{tau:g} min, more than the {MAX_TRANSPORT_SUBSTEPS:.0e} allowed; "
+                          "lower cells.macrophage.chemotaxis or run.dt")
     return max(1, math.ceil(courant / 0.9))
 
 

@@ -27,7 +27,9 @@ from typing import Callable
 import numpy as np
 
 from ..backends import Backend, get_backend
-from ..config import CELL_TYPES, SpatialDTPConfig, all_substrates, to_dict, validate
+from ..config import (CELL_TYPES, SpatialDTPConfig, all_substrates, check_resources,
+                      to_dict, validate_values)
+from ..config.limits import check_transport, chemokine_bound, n_frames, n_steps
 from ..model.cells import CellKinetics
 from ..model.grid import POINT, Grid
 from ..model.state import CELL_LONG_NAMES, FieldLayout, State, auc_name
@@ -37,6 +39,7 @@ from ..model.treatment import Treatment
 from .errors import NonFiniteError, SolverDivergence
 from .observables import Observer
 from .substrate_step import SubstrateStep
+from .runfile import RunFileWriteError, WriteBehind
 from .summary import summarize
 
 log = logging.getLogger("spatialdtp")
@@ -89,8 +92,9 @@ class Simulation:
                  restore: tuple | None = None):
         self.well_mixed = cfg.tissue.kind == "well_mixed"
         shape = POINT if self.well_mixed else tuple(cfg.grid.shape)
+        capacity = validate_values(cfg)   # the backend is chosen for a valid grid
         self.backend = backend or get_backend(cfg.backend.name, voxels=math.prod(shape))
-        validate(cfg, free_memory_bytes=self.backend.free_memory())
+        check_resources(cfg, capacity, self.backend.free_memory(), self.backend.name)
         self.cfg = cfg
         xp = self.xp = self.backend.xp
         self.dtype = np.dtype(cfg.backend.precision)
@@ -117,6 +121,7 @@ class Simulation:
             step, t, arrays, info = restore
             host, vessels = arrays["state"], arrays["vessels"]
             self.t, self.iteration = float(t), int(step)
+        self._check_chemotaxis(host, vessels)
         self.state = State(self.grid, self.layout, xp, self.dtype,
                            data=self.backend.asarray(host, dtype=self.dtype),
                            vessels=self.backend.asarray(vessels, dtype=self.dtype))
@@ -155,6 +160,23 @@ class Simulation:
         self.last.update(self.substrate_step.report.step_values())
         if restore is None:
             self._history.append((self.t, self.last))
+
+    def _check_chemotaxis(self, host, vessels):
+        """Refuse a chemotaxis whose drift, bounded from this tissue's chemokine sources,
+        would need unbounded transport sub-steps (:func:`config.limits.check_transport`).
+        Only cell types that exist here, or can arise (S, P, R from each other; M from
+        vessels), count as chemokine sources."""
+        cfg, index = self.cfg, self.layout.index
+        if cfg.cells.macrophage.chemotaxis <= 0:
+            return
+        present = {c for c in CELL_TYPES if np.any(host[index[c]] > 0)}
+        if present & {"S", "P", "R"}:
+            present |= {"S", "P", "R"}
+        if np.any(vessels > 0) and cfg.cells.macrophage.recruitment > 0:
+            present.add("M")
+        q_max = chemokine_bound(cfg, self.capacity, float(np.max(host[index["chemokine"]])),
+                                present)
+        check_transport(cfg, self.capacity, q_max)
 
     # ------------------------------------------------------------------ one step
     def _cells_half(self, tau: float, transport_first: bool):
@@ -232,19 +254,27 @@ class Simulation:
         return obs
 
     def _check_finite(self, during: bool = False):
+        """Raise NonFiniteError naming the step, the field and the first bad voxel.
+
+        Each field's sum, accumulated in float64, is the cheap test (one reduction, no
+        temporary); only where a sum is not finite is the field searched voxel by voxel. A
+        sum can overflow while every voxel is finite (float64 values near 1e308, or float32
+        sums accumulated in float32), so only a voxel found non-finite is an error.
+        """
         xp = self.xp
-        sums = self.backend.to_host(self.state.data.reshape(len(self.layout), -1).sum(axis=1))
-        if np.all(np.isfinite(sums)):
-            return
-        i = int(np.flatnonzero(~np.isfinite(sums))[0])
-        name = self.layout.names[i]
-        bad = self.backend.to_host(xp.argwhere(~xp.isfinite(self.state.data[i]))[0])
-        where = dict(zip(self.grid.axes, (int(v) for v in bad)))
-        step = self.iteration + 1 if during else self.iteration
-        raise NonFiniteError(
-            f"field {name!r} became non-finite at step {step} "
-            f"(t = {self.t:.1f} min = {self.t / MINUTES_PER_DAY:.3f} days), first at voxel "
-            f"{where}; lower run.dt or check the parameters of {name!r}")
+        n = len(self.layout)
+        sums = self.backend.to_host(self.state.data.reshape(n, -1).sum(axis=1, dtype=xp.float64))
+        for i in np.flatnonzero(~np.isfinite(sums)):
+            bad = self.backend.to_host(xp.argwhere(~xp.isfinite(self.state.data[int(i)])))
+            if len(bad) == 0:
+                continue
+            name = self.layout.names[int(i)]
+            where = dict(zip(self.grid.axes, (int(v) for v in bad[0])))
+            step = self.iteration + 1 if during else self.iteration
+            raise NonFiniteError(
+                f"field {name!r} became non-finite at step {step} "
+                f"(t = {self.t:.1f} min = {self.t / MINUTES_PER_DAY:.3f} days), first at voxel "
+                f"{where}; lower run.dt or check the parameters of {name!r}")
 
     # ------------------------------------------------------------------ reading
     def field(self, name: str) -> np.ndarray:
@@ -292,7 +322,7 @@ class Simulation:
     def run_until(self, days: float | None = None, *, path: str | Path | None = None,
                   progress: bool | None = None,
                   callback: Callable[["Simulation", str], None] | None = None,
-                  stop: Callable[[], bool] | None = None) -> dict:
+                  stop: Callable[[], bool] | None = None, overwrite: bool | None = None) -> dict:
         """Run to ``days`` (default ``run.days``), writing the run file at ``path`` if given.
 
         Returns the end-of-run summary. Ctrl-C or SIGTERM closes the file with a checkpoint
@@ -300,42 +330,43 @@ class Simulation:
         every step: a viewer's window closing, an optimiser pruning a trial). ``callback(sim,
         event)`` is called after every step (event "step") and every frame written ("frame"),
         from the thread that runs the loop. A non-finite field raises NonFiniteError after
-        recording where it happened.
-        """
-        from .runfile import RunWriter, WriteBehind
+        recording where it happened; a failed write (a full disk) raises
+        :class:`~spatialdtp.run.runfile.RunFileWriteError` and leaves the file closed,
+        readable and resumable.
 
+        An existing file at ``path`` is this simulation's own (continued) or is refused
+        (:class:`~spatialdtp.run.runfile.RunFileExists`) unless ``overwrite`` (default
+        ``run.overwrite``); a file another process writes is always refused
+        (:class:`~spatialdtp.run.runfile.RunFileBusy`).
+        """
         run = self.cfg.run
         t_end = (run.days if days is None else days) * MINUTES_PER_DAY
         progress = run.progress if progress is None else progress
-        writer = None
-        if path is not None:
-            path = Path(path)
-            if self._run_file is not None and path.resolve() == self._run_file and path.exists():
-                writer = RunWriter.reopen(path)     # continue this simulation's own file
-            else:
-                if path.exists():
-                    log.warning("replacing the existing file %s with a new run file", path)
-                writer = self._create_writer(path)
-            self._run_file = path.resolve()
+        overwrite = run.overwrite if overwrite is None else overwrite
         out_every = run.output_interval_hours * 60.0
         ckpt_every = run.checkpoint_interval_hours * 60.0
         eps = 1e-9 * max(1.0, t_end)
         next_out = (math.floor(self.t / out_every + 1e-9) + 1) * out_every
         next_ckpt = (math.floor(self.t / ckpt_every + 1e-9) + 1) * ckpt_every
-        bar = _progress_bar(progress, self.t, t_end)
+        writer = behind = None
         status = "failed"
-        mid_step = False
-        behind = WriteBehind() if writer is not None else None
-        try:
-            with _StopRequests() as requests:
+        # Signals are handled from here until the file is closed: a second one during the
+        # shutdown is not allowed to cut the final checkpoint short.
+        with _StopRequests() as requests:
+            bar = _progress_bar(progress, self.t, t_end)
+            try:
+                if path is not None:
+                    path = Path(path)
+                    writer = self._open_writer(path, overwrite)
+                    behind = WriteBehind()
                 while self.t < t_end - eps:
                     requests.check()
                     if stop is not None and stop():
                         raise KeyboardInterrupt("stop requested")
                     dt = min(run.dt, next_out - self.t, t_end - self.t)
-                    mid_step = True       # a second Ctrl-C lands here: state half-updated
+                    requests.in_step = True   # a second Ctrl-C lands here: state half-updated
                     obs = self.step(dt)
-                    mid_step = False
+                    requests.in_step = False
                     if writer is not None:
                         behind.submit(writer.append_observables, self.t, obs,
                                       self.observer.units)
@@ -357,57 +388,96 @@ class Simulation:
                     bar.update(self.t / MINUTES_PER_DAY - bar.n)
                     bar.set_postfix(burden=f"{obs['burden']:.3g}", P=f"{obs['P']:.3g}",
                                     refresh=False)
-            status = "complete"
-        except KeyboardInterrupt:
-            status = "interrupted"
-            where = "no run file was written"
-            if behind is not None:
-                behind.drain()
-            if writer is not None and not mid_step:
-                self._checkpoint(writer)
-                where = f"{path} holds every completed frame and a checkpoint"
-            elif writer is not None:  # stopped inside a step: keep the last consistent one
-                where = (f"{path} holds every completed frame; stopped inside a step, so its "
-                         f"checkpoint is the last one written (t = "
-                         f"{self._checkpoint_time / MINUTES_PER_DAY:.3f} days)")
-            raise RunInterrupted(f"run interrupted at t = {self.t / MINUTES_PER_DAY:.3f} days; "
-                                 f"{where}") from None
-        except NonFiniteError as err:
-            status = f"failed: {err}"
-            if writer is not None:
-                behind.drain()
-                writer.write_failure(self.iteration, self.t,
-                                     {"state": self.backend.to_host(self.state.data)}, str(err))
-            raise
-        except BaseException as err:
-            status = f"failed: {type(err).__name__}: {err}"
-            raise
-        finally:
-            bar.close()
-            write_error = None
-            if writer is not None:
-                try:
-                    behind.close()
-                except BaseException as err:   # a frame or row could not be written
-                    log.error("writing %s failed: %s: %s", path, type(err).__name__, err)
-                    if status == "complete":
-                        status = f"failed: writing the run file: {type(err).__name__}: {err}"
-                        write_error = err
-                if status == "complete":
-                    if self._checkpoint_time != self.t:
-                        self._checkpoint(writer)
-                    writer.write_summary(self.summary())
-                    writer.write_summary({"solver_warning": self.solver_warning() or ""})
-                writer.close(status=status)
-            if write_error is not None:
-                raise write_error
+                status = "complete"
+            except KeyboardInterrupt:
+                requests.shutting_down = True
+                status = "interrupted"
+                raise RunInterrupted(self._interrupted(writer, behind, path,
+                                                       requests.in_step)) from None
+            except NonFiniteError as err:
+                requests.shutting_down = True
+                status = f"failed: {err}"
+                if writer is not None and not writer.broken:
+                    behind.drain()
+                    writer.write_failure(self.iteration, self.t,
+                                         {"state": self.backend.to_host(self.state.data)},
+                                         str(err))
+                raise
+            except RunFileWriteError as err:
+                status = f"failed: {err}"
+                raise
+            except BaseException as err:
+                status = f"failed: {type(err).__name__}: {err}"
+                raise
+            finally:
+                requests.shutting_down = True
+                bar.close()
+                if writer is not None:
+                    self._close_writer(writer, behind, path, status)
         summary = self.summary()
         if self.solver_warning():
             log.warning("the run completed with unconverged implicit solves: %s",
                         self.solver_warning())
         if path is not None and run.plot:
-            self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
+            try:
+                self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
+            except OSError as err:   # the run file is complete; only the picture is missing
+                log.error("the summary plot could not be written: %s", err)
         return summary
+
+    def _open_writer(self, path: Path, overwrite: bool):
+        from .runfile import RunWriter
+
+        if self._run_file is not None and path.resolve() == self._run_file and path.exists():
+            writer = RunWriter.reopen(path)     # continue this simulation's own file
+        else:
+            writer = self._create_writer(path, overwrite)
+        self._run_file = path.resolve()
+        return writer
+
+    def _interrupted(self, writer, behind, path, in_step: bool) -> str:
+        """Drain the writer and checkpoint (unless stopped inside a step); the message."""
+        where = "no run file was written"
+        if behind is not None:
+            try:
+                behind.drain()
+            except RunFileWriteError as err:
+                return f"run interrupted; writing {path} had failed: {err}"
+        if writer is not None and writer.broken:
+            where = f"{path} could not be written to the end"
+        elif writer is not None and not in_step:
+            self._checkpoint(writer)
+            where = f"{path} holds every completed frame and a checkpoint"
+        elif writer is not None:  # stopped inside a step: keep the last consistent one
+            where = (f"{path} holds every completed frame; stopped inside a step, so its "
+                     f"checkpoint is the last one written (t = "
+                     f"{self._checkpoint_time / MINUTES_PER_DAY:.3f} days)")
+        return f"run interrupted at t = {self.t / MINUTES_PER_DAY:.3f} days; {where}"
+
+    def _close_writer(self, writer, behind, path, status: str):
+        """Finish the file: pending frames, the final checkpoint and summary of a complete
+        run, the status. A write that fails on the way turns a complete run into a failed
+        one and is raised after the file is closed."""
+        write_error = None
+        try:
+            behind.close()
+        except BaseException as err:   # a frame or row could not be written
+            log.error("writing %s failed: %s", path, err)
+            write_error = err
+        if write_error is None and status == "complete" and not writer.broken:
+            try:
+                if self._checkpoint_time != self.t:
+                    self._checkpoint(writer)
+                writer.write_summary(self.summary())
+                writer.write_summary({"solver_warning": self.solver_warning() or ""})
+            except RunFileWriteError as err:
+                write_error = err
+        completed = status == "complete"
+        if write_error is not None and completed:
+            status = f"failed: writing the run file: {write_error}"[:1000]
+        writer.close(status=status)
+        if write_error is not None and completed:   # else the run's own error is raised
+            raise write_error
 
     def plot(self, png, summary=None):
         """Draw the population dynamics and dose schedule (PNG)."""
@@ -417,7 +487,7 @@ class Simulation:
         plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs)
         return png
 
-    def _create_writer(self, path: Path):
+    def _create_writer(self, path: Path, overwrite: bool = False):
         import yaml
 
         from .runfile import RunWriter
@@ -438,12 +508,17 @@ class Simulation:
                  "precision": self.dtype.name, "seed": self.cfg.seed,
                  "capacity": self.capacity, "drugs": list(self.drugs)}
         writer = RunWriter(path, grid=self.grid, fields=fields, attrs=attrs, dtype=self.dtype,
-                           overwrite=True)
-        writer.write_static("vessels", self.backend.to_host(self.state.vessels),
-                            units="vessel fraction")
-        writer.append_observables(self.t, self.last, self.observer.units)
-        writer.write_frame(self.t, self.fields())
-        self._checkpoint(writer)  # a resumable state exists from the first moment on
+                           overwrite=overwrite, expected_frames=n_frames(self.cfg),
+                           expected_rows=n_steps(self.cfg))
+        try:
+            writer.write_static("vessels", self.backend.to_host(self.state.vessels),
+                                units="vessel fraction")
+            writer.append_observables(self.t, self.last, self.observer.units)
+            writer.write_frame(self.t, self.fields())
+            self._checkpoint(writer)  # a resumable state exists from the first moment on
+        except BaseException as err:
+            writer.close(status=f"failed: {type(err).__name__}: {err}"[:1000])
+            raise
         return writer
 
     def _write_frame(self, writer, t, snapshot):
@@ -513,16 +588,29 @@ class _StopRequests:
 
     Raising from a signal handler would land mid-step (a checkpoint of half-updated fields)
     or inside a finaliser, where Python swallows it. So the handler only records the
-    request; the loop stops after the step in progress. A second Ctrl-C stops at once.
+    request; the loop stops after the step in progress. A second Ctrl-C while a step
+    computes stops at once, inside the step (``in_step``). Once the run is shutting down
+    (``shutting_down``: final checkpoint, closing the file) every further signal is
+    ignored with a message, so the file is always closed whole; the handlers are restored
+    only after that.
     """
 
     def __init__(self):
         self.signum = None
+        self.in_step = False
+        self.shutting_down = False
         self._previous = {}
 
     def _handler(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
+        if self.shutting_down:
+            log.warning("signal %d ignored: writing the final checkpoint and closing the run "
+                        "file", signum)
+            return
+        if self.signum is not None and signum == signal.SIGINT and self.in_step:
+            self.shutting_down = True
             raise KeyboardInterrupt
+        if self.signum is None:
+            log.warning("signal %d: stopping after the step in progress", signum)
         self.signum = signum
 
     def __enter__(self):

@@ -21,10 +21,17 @@ import warnings
 
 import numpy as np
 
-from ...config import CELL_TYPES, TissueConfig
+from ...config import CELL_TYPES, ConfigError, TissueConfig
 from ..grid import Grid
 from .files import check_values, from_labels, load_array
-from .generators import macrophages, soft_ball, stroma, vessels
+from .generators import TAM_REACH, macrophages, soft_ball, stroma, tissue_work, vessels
+
+#: bounds on the generators' work (:func:`generators.tissue_work`): each is at most a
+#: minute or two of NumPy and a few GB; beyond them a value is refused, not run for hours
+MAX_VESSEL_NODES = 2e7
+MAX_VESSEL_PAIRS = 5e9
+MAX_CLUSTERS = 1e6
+MAX_CLUSTER_VOXELS = 5e9
 
 
 def _check_choices(cfg: TissueConfig, grid: Grid, capacity: float):
@@ -36,17 +43,56 @@ def _check_choices(cfg: TissueConfig, grid: Grid, capacity: float):
                                 ("tissue.macrophages.near", cfg.macrophages.near,
                                  ("stroma", "vessels", "uniform"))):
         if value not in allowed:
-            raise ValueError(f"{key}={value!r}: allowed values are {list(allowed)}")
+            raise ConfigError(f"{key}={value!r}: allowed values are {list(allowed)}")
     if not (math.isfinite(capacity) and capacity > 0):
-        raise ValueError(f"capacity={capacity!r}: must be a finite number > 0 (cells/voxel)")
+        raise ConfigError(f"capacity={capacity!r}: must be a finite number > 0 (cells/voxel)")
     if len(cfg.tumour.center) < grid.ndim:
-        raise ValueError(f"tissue.tumour.center={list(cfg.tumour.center)}: needs "
-                         f"{grid.ndim} fractions for a {grid.ndim}D grid")
+        raise ConfigError(f"tissue.tumour.center={list(cfg.tumour.center)}: needs "
+                          f"{grid.ndim} fractions for a {grid.ndim}D grid")
     for key, value in (("tissue.vessels.spacing", cfg.vessels.spacing),
                        ("tissue.vessels.radius", cfg.vessels.radius),
                        ("tissue.stroma.band_spacing", cfg.stroma.band_spacing)):
         if not value > 0:
-            raise ValueError(f"{key}={value!r}: must be > 0 µm")
+            raise ConfigError(f"{key}={value!r}: must be > 0 µm")
+    if not cfg.labels.path:          # a label image replaces the generators
+        _check_work(cfg, grid)
+
+
+def _check_work(cfg: TissueConfig, grid: Grid):
+    """Refuse generator inputs whose work (:func:`tissue_work`) is beyond the bounds."""
+    work = tissue_work(cfg, grid)
+    v, s = cfg.vessels, cfg.stroma
+    over = [
+        (work["vessel_nodes"] > MAX_VESSEL_NODES, "tissue.vessels.spacing", v.spacing,
+         f"{work['vessel_nodes']:.3g} vessel nodes (at most {MAX_VESSEL_NODES:.0e})"),
+        (work["vessel_pairs"] > MAX_VESSEL_PAIRS,
+         "tissue.vessels.radius" if v.radius > v.spacing else "tissue.vessels.spacing",
+         v.radius if v.radius > v.spacing else v.spacing,
+         f"{work['vessel_pairs']:.3g} voxel tests to draw the vessels "
+         f"(at most {MAX_VESSEL_PAIRS:.0e})"),
+        (work["clusters"] > MAX_CLUSTERS, "tissue.stroma.n_clusters", s.n_clusters,
+         f"more than {MAX_CLUSTERS:.0e} CAF clusters"),
+        (work["cluster_voxels"] > MAX_CLUSTER_VOXELS, "tissue.stroma.n_clusters", s.n_clusters,
+         f"{work['cluster_voxels']:.3g} voxel updates for the CAF clusters "
+         f"(at most {MAX_CLUSTER_VOXELS:.0e})"),
+        (work["tam_fft"] > max(8 * grid.size, 1e7), "grid.dx", grid.dx,
+         f"a TAM reach of {TAM_REACH:g} µm spanning {TAM_REACH / grid.dx:.3g} voxels "
+         f"({work['tam_fft']:.3g} voxels of FFT work; use tissue.macrophages.near=uniform "
+         "or a coarser grid)"),
+    ]
+    for too_much, key, value, what in over:
+        if too_much:
+            raise ConfigError(f"{key}={value!r}: generating the tissue would take {what}")
+
+
+def check_files(cfg: TissueConfig, grid: Grid, capacity: float) -> None:
+    """Read and check the label image and every array of ``cfg.files`` (ConfigError naming
+    the key and file), without building the tissue."""
+    if cfg.labels.path:
+        from_labels(cfg, grid, capacity)
+    for name, path in cfg.files.items():
+        key = f"tissue.files.{name}"
+        check_values(load_array(path, grid.shape, key), key, path, name)
 
 
 def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dict[str, float],
@@ -63,7 +109,7 @@ def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dic
     known = set(substrates) | set(CELL_TYPES) | {"vessels"}
     for name, path in cfg.files.items():
         if name not in known:
-            raise ValueError(f"tissue.files.{name}={path!r}: fields that can be loaded "
+            raise ConfigError(f"tissue.files.{name}={path!r}: fields that can be loaded "
                              f"are {sorted(known)}")
 
     if cfg.kind == "well_mixed":

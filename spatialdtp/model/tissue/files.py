@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from ...config import CELL_TYPES, TissueConfig
+from ...config import CELL_TYPES, ConfigError, TissueConfig
 from ..grid import Grid
 
 ROLES = ("vessel", "tumour", "caf", "tam", "background")
@@ -27,45 +27,65 @@ def load_array(path: str, shape: tuple, key: str) -> np.ndarray:
     """Read a ``.npy`` (numpy.load) or ``.tif``/``.tiff`` (tifffile.imread) array.
 
     ``key`` names the config entry (e.g. ``"tissue.files.oxygen"``) in every error; the
-    array's shape must equal ``shape`` (the grid's).
+    array's shape must equal ``shape`` (the grid's). Every problem with the file (missing,
+    a directory, unreadable, not an array of that type, another shape) is one ConfigError.
     """
     shape = tuple(int(n) for n in shape)
+    where = f"{key}={path!r}"
     ext = os.path.splitext(str(path))[1].lower()
     if ext not in (".npy", ".tif", ".tiff"):
-        raise ValueError(f"{key}={path!r}: unsupported file type {ext or '(none)'!r}; "
-                         "allowed are .npy, .tif, .tiff")
+        raise ConfigError(f"{where}: unsupported file type {ext or '(none)'!r}; "
+                          "allowed are .npy, .tif, .tiff")
+    if os.path.isdir(path):
+        raise ConfigError(f"{where}: is a directory, not a {ext} file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{key}={path!r}: no such file")
+        raise ConfigError(f"{where}: no such file")
     if ext == ".npy":
-        array = np.load(path, allow_pickle=False)
-    else:
-        import tifffile  # only needed when a TIFF is actually given
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(6)
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from None
+        if magic != b"\x93NUMPY":
+            raise ConfigError(f"{where}: not a NumPy .npy file (it does not start with the "
+                              ".npy header; save arrays with numpy.save)")
+    try:
+        if ext == ".npy":
+            # mmap: the header (dtype, shape) is checked before the data is read
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
+        else:
+            import tifffile  # only needed when a TIFF is actually given
 
-        array = tifffile.imread(path)
-    array = np.asarray(array)
+            array = tifffile.imread(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the file's problem
+        what = "NumPy .npy" if ext == ".npy" else "TIFF"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{where}: cannot be read as a {what} array "
+                          f"({type(exc).__name__}: {reason})") from None
     if array.shape != shape:
-        raise ValueError(f"{key}={path!r}: array has shape {array.shape} but the grid "
-                         f"shape is {shape}")
-    return array
+        raise ConfigError(f"{where}: array has shape {array.shape} but the grid "
+                          f"shape is {shape}")
+    return np.asarray(array)
 
 
 def check_values(array: np.ndarray, key: str, path: str, name: str) -> np.ndarray:
-    """Initial values must be finite and >= 0; a vessel map must lie in [0, 1]."""
-    if not np.issubdtype(array.dtype, np.number) and array.dtype != bool:
-        raise ValueError(f"{key}={path!r}: dtype {array.dtype} is not numeric")
+    """Initial values must be real, finite and >= 0; a vessel map must lie in [0, 1]."""
+    where = f"{key}={path!r}"
+    if array.dtype.kind not in "biuf":   # complex would lose its imaginary part silently
+        raise ConfigError(f"{where}: dtype {array.dtype} is not a real number type "
+                          "(allowed: bool, integer or float arrays)")
     array = array.astype(np.float64)
     bad = ~np.isfinite(array)
     if bad.any():
-        raise ValueError(f"{key}={path!r}: {int(bad.sum())} values are NaN or infinite; "
-                         "initial values must be finite")
+        raise ConfigError(f"{where}: {int(bad.sum())} values are NaN or infinite; "
+                          "initial values must be finite")
     if array.min() < 0:
-        raise ValueError(f"{key}={path!r}: {int((array < 0).sum())} values are negative "
-                         f"(min {array.min():g}); initial values must be >= 0")
+        raise ConfigError(f"{where}: {int((array < 0).sum())} values are negative "
+                          f"(min {array.min():g}); initial values must be >= 0")
     if name == "vessels" and array.max() > 1:
-        raise ValueError(f"{key}={path!r}: vessel map values must lie in [0, 1] "
-                         f"(max {array.max():g})")
+        raise ConfigError(f"{where}: vessel map values must lie in [0, 1] "
+                          f"(max {array.max():g})")
     return array
-
 
 
 def from_labels(cfg: TissueConfig, grid: Grid, capacity: float) -> dict:
@@ -73,11 +93,14 @@ def from_labels(cfg: TissueConfig, grid: Grid, capacity: float) -> dict:
     labels = load_array(cfg.labels.path, grid.shape, key)
     if labels.dtype == bool:
         labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "biuf":
+        raise ConfigError(f"{key}={cfg.labels.path!r}: dtype {labels.dtype} is not a label "
+                          "type (allowed: integer arrays, or floats holding integers)")
     if not np.issubdtype(labels.dtype, np.integer):
         if not (np.issubdtype(labels.dtype, np.floating) and np.isfinite(labels).all()
                 and np.array_equal(labels, np.rint(labels))):
-            raise ValueError(f"{key}={cfg.labels.path!r}: a label image holds integer "
-                             f"values, found dtype {labels.dtype} with non-integer values")
+            raise ConfigError(f"{key}={cfg.labels.path!r}: a label image holds integer "
+                              f"values, found dtype {labels.dtype} with non-integer values")
         labels = labels.astype(np.int64)
     out = {name: np.zeros(grid.shape) for name in ("vessels",) + CELL_TYPES}
     t = cfg.tumour
@@ -95,9 +118,9 @@ def from_labels(cfg: TissueConfig, grid: Grid, capacity: float) -> dict:
         try:
             value = int(str(label))
         except ValueError:
-            raise ValueError(f"{where}={role!r}: keys are integer label values") from None
+            raise ConfigError(f"{where}={role!r}: keys are integer label values") from None
         if role not in ROLES:
-            raise ValueError(f"{where}={role!r}: allowed roles are {list(ROLES)}")
+            raise ConfigError(f"{where}={role!r}: allowed roles are {list(ROLES)}")
         mapped.add(value)
         region = labels == value
         for name, level in fill[role].items():

@@ -55,7 +55,7 @@ VESSEL_LENGTH = 3.0       # network vessel length, in units of spacing
 NODE_STEP = 0.25          # network walk node spacing, in units of spacing
 TURN = 0.35               # network walk: direction noise per node (std of the kick)
 CLUSTER_DISTANCE = (0.7, 1.1)  # CAF cluster centres, in units of the tumour radius
-_CHUNK = 50_000           # sample points rasterised at once (bounds memory)
+_CHUNK_PAIRS = 500_000    # (sample point, stamp offset) pairs rasterised at once (memory)
 
 
 def _centre_distance(grid: Grid, point) -> np.ndarray:
@@ -105,8 +105,9 @@ def _stamp(points: np.ndarray, shape: tuple, dx: float, radius: float) -> np.nda
     offsets = offsets[(gap**2).sum(axis=1) <= radius**2]
     is_own = ~offsets.any(axis=1)
     upper = np.array(shape)
-    for start in range(0, len(points), _CHUNK):
-        p = points[start:start + _CHUNK]
+    chunk = max(1, _CHUNK_PAIRS // len(offsets))   # a wide vessel: fewer points at once
+    for start in range(0, len(points), chunk):
+        p = points[start:start + chunk]
         j = np.floor(p / dx).astype(np.int64)[:, None, :] + offsets[None]
         d2 = (((j + 0.5) * dx - p[:, None, :]) ** 2).sum(axis=-1)
         keep = (d2 <= radius**2) | is_own[None]
@@ -256,3 +257,48 @@ def macrophages(cfg: TissueConfig, grid: Grid, capacity: float, F: np.ndarray,
                       f"{'CAFs' if m.near == 'stroma' else 'vessels'}, so no TAMs are seeded",
                       stacklevel=3)
     return m.density * capacity * _within(source, TAM_REACH, grid.dx)
+
+
+# --------------------------------------------------------------------------- work bounds
+def tissue_work(cfg: TissueConfig, grid: Grid) -> dict[str, float]:
+    """What the generators above would compute for ``cfg`` on ``grid``, counted before any
+    of it runs (expected values, as floats so that absurd inputs give inf, not overflow):
+
+    - ``vessel_nodes``: nodes of the network walks, ``n_vessels·(n_seg + 1)``;
+    - ``vessel_pairs``: (sample point, stamp offset) pairs :func:`_stamp` tests;
+    - ``cluster_voxels``: voxels the CAF clusters' bounding boxes cover, and
+      ``clusters``: the clusters themselves (one Python iteration each);
+    - ``tam_fft``: voxels of the padded FFT grid of the TAM dilation.
+    """
+    ndim, dx = grid.ndim, grid.dx
+    extent = np.array(grid.extent, dtype=float)
+    v, s = cfg.vessels, cfg.stroma
+    out = {"vessel_nodes": 0.0, "vessel_pairs": 0.0, "clusters": 0.0, "cluster_voxels": 0.0,
+           "tam_fft": 0.0}
+    with np.errstate(all="ignore"):
+        h = math.ceil(min(v.radius / dx + 0.5, 1e15))
+        offsets = min(float(2 * h + 1) ** ndim, math.pi * (h + 1) ** ndim * 2)
+        if v.kind == "network":
+            length = VESSEL_LENGTH * v.spacing
+            padded = float(np.prod(extent + 2 * length))
+            n_vessels = padded / v.spacing ** (ndim - 1) / length
+            n_seg = round(VESSEL_LENGTH / NODE_STEP)
+            out["vessel_nodes"] = n_vessels * (n_seg + 1)
+            step = max(min(dx, v.radius) / 2, dx / 4)
+            per_segment = math.ceil(min(NODE_STEP * v.spacing / step, 1e15)) + 1
+            # segments near the grid: the vessel length inside the grid ± one vessel length
+            near = float(np.prod(extent + 2 * (v.radius + dx))) / v.spacing ** (ndim - 1)
+            out["vessel_pairs"] = near / (NODE_STEP * v.spacing) * per_segment * offsets
+        elif v.kind == "points":
+            plane = float(np.prod(extent[-2:]))
+            out["vessel_pairs"] = max(1.0, plane / v.spacing**2) * min(
+                float(2 * h + 1) ** 2, offsets)
+        if s.kind == "clusters" and s.n_clusters > 0:
+            box = min(float(grid.size),
+                      float(np.prod(np.minimum(2 * s.cluster_radius / dx + 3, grid.shape))))
+            out["clusters"] = float(s.n_clusters)
+            out["cluster_voxels"] = s.n_clusters * box
+        if cfg.macrophages.density > 0 and cfg.macrophages.near != "uniform":
+            reach = math.floor(min(TAM_REACH / dx, 1e15))
+            out["tam_fft"] = float(np.prod([n + 2.0 * reach for n in grid.shape]))
+    return {k: (float(x) if math.isfinite(x) else math.inf) for k, x in out.items()}

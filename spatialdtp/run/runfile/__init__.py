@@ -2,7 +2,8 @@
 
 :mod:`.writer` (:class:`RunWriter`) · :mod:`.reader` (:func:`read_run`,
 :func:`read_checkpoint`, :func:`read_observables`) · :mod:`.write_behind`
-(:class:`WriteBehind`).
+(:class:`WriteBehind`) · :mod:`.lock` (who writes a file) · :mod:`.verify` (can a file be
+resumed, checked in a child process).
 """
 from .format import (
            FORMAT,
@@ -10,10 +11,14 @@ from .format import (
            attribute_value,
            fields_from_layout,
            is_run_file,
+           whole_frames,
 )
+from .lock import RunFileBusy, check_not_busy, lock_path
 from .reader import RunData, observables_of, read_checkpoint, read_observables, read_run
 from .write_behind import WriteBehind
-from .writer import RunWriter
+from .writer import RunFileExists, RunFileWriteError, RunWriter
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "RunData", "RunWriter", "WriteBehind", "attribute_value",
-           "fields_from_layout", "is_run_file", "observables_of", "read_checkpoint", "read_observables", "read_run"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "RunData", "RunFileBusy", "RunFileExists",
+           "RunFileWriteError", "RunWriter", "WriteBehind", "attribute_value", "check_not_busy",
+           "fields_from_layout", "is_run_file", "lock_path", "observables_of", "read_checkpoint",
+           "read_observables", "read_run", "whole_frames"]

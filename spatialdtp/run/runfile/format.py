@@ -47,21 +47,41 @@ Layout (``T`` frames, ``N`` observable rows, ``grid`` = ``(y, x)`` or ``(z, y, x
 Reading rules: the number of frames is ``len(/time)`` and the number of observable rows
 is ``len(/observables/time)``; a dataset may hold one more (incomplete) entry than that
 if the writer was killed mid-write, so slice with those lengths. Frame ``i`` of field
-``name`` is ``f["fields"][name][i]`` (one chunk, one read).
+``name`` is ``f["fields"][name][i]`` (one chunk, one read). Field chunks carry a Fletcher-32
+checksum and a NaN fill value, so a damaged frame raises an error on read and a frame
+that was never written reads NaN, never plausible zeros; :func:`whole_frames` checks
+the counted frames (this package's readers, the viewer and resume use it).
 
-Crash safety: the writer calls ``flush()`` after every frame, every checkpoint and every
-``flush_every`` observable rows, so a killed process loses at most the frame being written
-and the unflushed observables. The file is opened with HDF5's default (oldest) format: with
+Crash safety (what a killed, crashed or out-of-space writer can lose):
+
+- the frame and the observable rows being written: the writer writes a frame's chunks
+  (and the buffered observable columns), flushes and ``fsync``-s the file, and only then
+  extends ``/time`` (and ``/observables/time``) and syncs again. HDF5 writes metadata in
+  no particular order during a flush, so without that order a kill during a flush could
+  leave ``/time`` counting a frame whose chunks never reached the disk;
+- observable rows still buffered in memory (at most ``flush_every``; they are written
+  with every frame and checkpoint);
+- nothing before the last checkpoint: it is written to ``/checkpoint_new`` and synced
+  before the old ``/checkpoint`` is deleted and the new one moved into its place, so a
+  crash during a checkpoint keeps the previous one (``read_checkpoint`` and ``reopen`` pick
+  up a finished ``/checkpoint_new`` whose move did not happen).
+
+A full disk ends the writer with :class:`~.writer.RunFileWriteError`; the disk reserve kept
+in the lock file is given back first, so the file is closed whole (status ``failed: …``),
+readable and resumable. The file is opened with HDF5's default (oldest) format: with
 ``libver="latest"`` HDF5 marks the file "open for write" and refuses to open it after a
-crash until ``h5clear -s`` is run. A checkpoint is written to ``/checkpoint_new`` and
-flushed before the old ``/checkpoint`` is deleted and the new one moved into its place, so a
-crash during a checkpoint keeps the previous one (``read_checkpoint`` and ``reopen`` pick up
-a finished ``/checkpoint_new`` whose move did not happen).
+crash until ``h5clear -s`` is run.
+
+One writer: a run file is created exclusively (never truncating an existing file) by a
+process holding ``<run file>.lock`` (:mod:`.lock`), which also refuses a second writer
+where HDF5's own locking is off (``HDF5_USE_FILE_LOCKING=FALSE``). A root attribute
+``lost_frames`` (minutes), present only after a resume found frames that were not whole,
+lists the frames it dropped.
 
 Reading a run that is still being written: the writer holds HDF5's file lock, so a plain
 ``h5py.File(path, "r")`` from another process fails with "unable to lock file"; open it
 with ``locking=False`` (this module's readers fall back to that by themselves). What the
-writer flushed is consistent; reopen the file to see newer frames.
+writer synced is consistent; reopen the file to see newer frames.
 
 With plain h5py::
 
@@ -189,3 +209,56 @@ def fields_from_layout(layout, long_names: Mapping[str, str] | None = None) -> d
         long_names.setdefault(f"auc_{drug}", f"local {drug} exposure (time integral)")
     return {name: {"units": layout.units.get(name, ""), "long_name": long_names.get(name, name),
                    "kind": kinds[name]} for name in layout.names}
+
+
+def _allocated_frames(ds: h5py.Dataset, n: int) -> np.ndarray:
+    """Which of the first ``n`` frames of a one-frame-per-chunk dataset have a chunk on
+    disk (a chunk never written reads the fill value: NaN, or zeros in old files)."""
+    have = np.zeros(n, dtype=bool)
+    if n == 0:
+        return have
+    try:
+        def seen(info):
+            i = info.chunk_offset[0]
+            if i < n and info.byte_offset is not None:
+                have[i] = True
+        ds.id.chunk_iter(seen)
+    except AttributeError:  # HDF5 < 1.12.3: one look-up per frame
+        for i in range(n):
+            info = ds.id.get_chunk_info_by_coord((i,) + (0,) * (ds.ndim - 1))
+            have[i] = info.byte_offset is not None
+    return have
+
+
+def whole_frames(f: h5py.File, n: int | None = None, read_last: bool = True) -> tuple[int, str]:
+    """(k, problem): the first ``k`` of the ``n`` frames (default ``len(/time)``) are whole:
+    every field has that frame's chunk on disk, and (``read_last``) the last of them reads
+    back (decompression and checksum). ``problem`` says why frame ``k`` is not ('' if all
+    ``n`` are whole). Reads the chunk index, and the data of the last frame only."""
+    n = f["time"].shape[0] if n is None else int(n)
+    problem = ""
+    k = n
+    fields = list(f["fields"].values())
+    for ds in fields:
+        if ds.shape[0] < k:
+            k, problem = ds.shape[0], f"field {ds.name.split('/')[-1]!r} has {ds.shape[0]} frames"
+    for ds in fields:
+        try:
+            have = _allocated_frames(ds, k)
+        except Exception as exc:  # noqa: BLE001 - a damaged chunk index
+            return 0, f"the chunk index of {ds.name} cannot be read ({exc})"
+        missing = np.flatnonzero(~have)
+        if missing.size and missing[0] < k:
+            k = int(missing[0])
+            problem = f"frame {k} of {ds.name.split('/')[-1]!r} was never written"
+    while read_last and k > 0:
+        for ds in fields:
+            try:
+                ds[k - 1]
+            except Exception as exc:  # noqa: BLE001 - unreadable chunk: checksum, filter
+                problem = f"frame {k - 1} of {ds.name.split('/')[-1]!r} cannot be read ({exc})"
+                break
+        else:
+            break
+        k -= 1
+    return k, problem

@@ -2,12 +2,15 @@
 and :class:`RunData` (attributes, config, frames on demand).
 
 A file another process is still writing is opened without HDF5's file lock; what the
-writer flushed is consistent, and ``len(/time)`` counts the frames to read.
+writer synced is consistent, and ``len(/time)`` counts the frames to read. Frames that are
+not whole (a chunk never written or unreadable: :func:`~.format.whole_frames`) are left
+out, with a warning.
 """
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +18,7 @@ import h5py
 import numpy as np
 
 from ...model.grid import Grid
-from .format import attribute_value, checkpoint_group, open_read, require_run_file
+from .format import attribute_value, checkpoint_group, open_read, require_run_file, whole_frames
 
 
 def read_checkpoint(path) -> tuple[int, float, dict[str, np.ndarray], dict]:
@@ -25,11 +28,15 @@ def read_checkpoint(path) -> tuple[int, float, dict[str, np.ndarray], dict]:
         group = checkpoint_group(f)
         if group is None:
             raise ValueError(f"{os.fspath(path)!r} has no checkpoint")
-        step = int(group.attrs["step"])
-        t = float(group.attrs["time"])
-        arrays = {name: ds[()] for name, ds in group.items()}
-        info = {key: json.loads(attribute_value(value)) for key, value in group.attrs.items()
-                if key not in ("step", "time")}
+        try:
+            step = int(group.attrs["step"])
+            t = float(group.attrs["time"])
+            arrays = {name: ds[()] for name, ds in group.items()}
+            info = {key: json.loads(attribute_value(value)) for key, value in group.attrs.items()
+                    if key not in ("step", "time")}
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            raise ValueError(f"{os.fspath(path)!r}: its checkpoint cannot be read "
+                             f"({type(exc).__name__}: {exc})") from None
     return step, t, arrays, info
 
 
@@ -149,6 +156,11 @@ def read_run(path) -> RunData:
     with open_read(path) as f:
         attrs = {key: attribute_value(value) for key, value in f.attrs.items()}
         time = f["time"][:]
+        n, problem = whole_frames(f, len(time))
+        if n < len(time):
+            warnings.warn(f"{os.fspath(path)}: {len(time) - n} of its {len(time)} frames are "
+                          f"not whole ({problem}); reading the first {n}", stacklevel=2)
+            time = time[:n]
         fields = {name: {key: attribute_value(ds.attrs.get(key, "")) for key in
                          ("units", "long_name", "kind")} for name, ds in f["fields"].items()}
         static = {name: attribute_value(ds.attrs.get("units", "")) for name, ds in f["static"].items()}

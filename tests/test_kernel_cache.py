@@ -1,0 +1,71 @@
+"""The cpu backend's kernel cache: a cached library is loaded only once verified (its
+SHA-256 equals the one recorded beside it, it and its directory belong to this user and
+nobody else can write them); anything else is rebuilt, never loaded."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from spatialdtp.backends import cpu_backend as cb
+
+pytestmark = pytest.mark.skipif(cb.compiler() is None, reason="no C++ compiler")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kcache")
+    os.chmod(d, 0o700)
+    old = os.environ.get("SPATIALDTP_KERNEL_CACHE")
+    os.environ["SPATIALDTP_KERNEL_CACHE"] = str(d)
+    try:
+        yield d, cb.build_library(np.float64)
+    finally:
+        if old is None:
+            del os.environ["SPATIALDTP_KERNEL_CACHE"]
+        else:
+            os.environ["SPATIALDTP_KERNEL_CACHE"] = old
+
+
+def verified(path):
+    fd = cb.verified_library(path)
+    if fd is not None:
+        os.close(fd)
+    return fd is not None
+
+
+def test_a_fresh_build_is_verified_and_loads(cache):
+    _, lib = cache
+    assert verified(lib)
+    assert cb.load_library(lib) is not None
+
+
+def test_foreign_truncated_or_open_libraries_are_refused(cache):
+    d, lib = cache
+    good = lib.read_bytes()
+    try:
+        lib.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))     # one bit: a planted library
+        assert not verified(lib)
+        lib.write_bytes(b"")                                    # a full disk's 0-byte file
+        assert not verified(lib)
+        with pytest.raises(cb.BackendUnavailable):
+            cb.load_library(lib)
+        lib.write_bytes(good)
+        assert verified(lib)
+        os.chmod(lib, 0o775)                                    # group may write it
+        assert not verified(lib)
+        os.chmod(lib, 0o755)
+        os.chmod(d, 0o777)                                      # anyone may plant in it
+        assert not verified(lib)
+    finally:
+        os.chmod(d, 0o700)
+        os.chmod(lib, 0o755)
+        lib.write_bytes(good)
+
+
+def test_a_corrupt_cached_library_is_rebuilt(cache):
+    _, lib = cache
+    lib.write_bytes(b"")
+    assert cb.build_library(np.float64) == lib
+    assert lib.stat().st_size > 0 and verified(lib)
