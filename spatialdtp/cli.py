@@ -40,6 +40,9 @@ def _run(cfg: DictConfig):
     from .run.summary import format_summary
     from .studies.objective import objective_value
 
+    # warnings.warn (density scaled to capacity, unmapped labels, ...) through logging, so
+    # that they reach cli.log as well as the terminal
+    logging.captureWarnings(True)
     config = to_config(cfg)
     try:
         if config.resume:

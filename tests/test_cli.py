@@ -173,3 +173,43 @@ def test_resume_refuses_overrides_it_would_ignore(tmp_path):
     with h5py.File(run) as f:
         assert f.attrs["status"] == "complete"      # the run file was not touched
         assert f["time"][-1] == pytest.approx(144.0)
+
+
+def test_every_run_writes_json_and_csv_beside_its_run_file_and_logs_warnings(tmp_path):
+    """summary.json and the observables CSV hold what run.h5 holds (same numbers, units);
+    a warning (here: a 500 µm tumour on a 480 µm grid) reaches cli.log, not only stderr;
+    spatialdtp-summarize reads the single run directory."""
+    import json
+
+    import pandas as pd
+
+    from spatialdtp.summarize import main as summarize_main
+    from spatialdtp.units import SUMMARY_UNITS
+
+    run_cli([*QUICK, "hydra.run.dir=out", "tissue.tumour.radius=500", "run.plot=false"],
+            tmp_path)
+    out = tmp_path / "out"
+    doc = json.loads((out / "run_summary.json").read_text())
+    table = pd.read_csv(out / "run_observables.csv")
+    with h5py.File(out / "run.h5") as f:
+        stored = dict(f["summary"].attrs)
+        assert set(doc["summary"]) == set(stored)
+        for key, value in stored.items():
+            if np.isnan(value):
+                assert doc["summary"][key] is None, key
+            else:
+                assert doc["summary"][key] == pytest.approx(float(value), rel=1e-12), key
+        for name in f["observables"]:
+            np.testing.assert_allclose(table[name], f["observables"][name][:], rtol=1e-12,
+                                       equal_nan=True, err_msg=name)
+    assert doc["units"]["nadir"] == SUMMARY_UNITS["nadir"]
+    assert doc["units"]["cumulative_on_days_drug"] == "days"
+    assert doc["observable_units"]["P"] == "cells" and doc["observable_units"]["time"] == "min"
+    np.testing.assert_allclose(table["day"], table["time"] / 1440.0)
+    log = (out / "cli.log").read_text()
+    assert "WARNING" in log and "tissue.tumour.radius=500" in log
+
+    assert summarize_main([str(out), "--no-plots"]) == 0
+    row = pd.read_csv(out / "summary.csv")
+    assert len(row) == 1 and row["status"][0] == "complete"
+    assert row["nadir"][0] == pytest.approx(doc["summary"]["nadir"], rel=1e-9)

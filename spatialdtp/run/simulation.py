@@ -372,9 +372,18 @@ class Simulation:
             if write_error is not None:
                 raise write_error
         summary = self.summary()
+        if path is not None:
+            self.write_outputs(path, summary)
         if path is not None and run.plot:
             self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
         return summary
+
+    def write_outputs(self, path, summary=None) -> list[Path]:
+        """The summary JSON and observables CSV beside the run file (:mod:`.outputs`)."""
+        from .outputs import write_outputs
+
+        return write_outputs(path, summary or self.summary(), self.observables_table(),
+                             self.observer.units)
 
     def plot(self, png, summary=None):
         """Draw the population dynamics and dose schedule (PNG)."""
