@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, SpatialDTPConfig
+from .help import help_text
 from .resources import conf_dir
 from .units import MINUTES_PER_DAY
 
@@ -167,7 +168,42 @@ def compose(overrides: Iterable[str] = (), config_name: str = "config") -> Spati
     return to_config(cfg)
 
 
+# the Hydra plugin each optional preset needs, and the extra that installs it
+PLUGINS = {"hydra/launcher=local_parallel": ("hydra_plugins.hydra_joblib_launcher", "cluster"),
+           "hydra/launcher=local_submitit": ("hydra_plugins.hydra_submitit_launcher", "cluster"),
+           "hydra/launcher=slurm": ("hydra_plugins.hydra_submitit_launcher", "cluster"),
+           "hydra/launcher=ray_cluster": ("hydra_plugins.hydra_ray_launcher", "ray"),
+           "+optimize=": ("hydra_plugins.hydra_optuna_sweeper", "cluster")}
+
+
+def missing_plugin(argv: list[str]) -> str | None:
+    """The install hint for the first preset in ``argv`` whose Hydra plugin is missing
+    (Hydra itself only says "Could not load 'hydra/launcher/joblib'")."""
+    import importlib.util
+
+    for arg in argv:
+        for preset, (module, extra) in PLUGINS.items():
+            if arg.lstrip("+").startswith(preset.lstrip("+")):
+                if importlib.util.find_spec(module) is None:
+                    return (f"{arg}: needs the Hydra plugin {module.split('.')[-1]}, which is "
+                            f"not installed; install it with: pip install \"spatialdtp[{extra}]\"")
+    return None
+
+
+ConfigStore.instance().store(group="hydra/help", name="spatialdtp", node={
+    "app_name": "spatialdtp-run", "header": "", "footer": "", "template": help_text()})
+
+
 def main() -> None:
+    from . import __version__
+
+    if "--version" in sys.argv[1:]:
+        print(f"spatialdtp {__version__} (Hydra {hydra.__version__})")
+        return
+    hint = missing_plugin(sys.argv[1:])
+    if hint:
+        print(f"spatialdtp-run: {hint}", file=sys.stderr)
+        raise SystemExit(2)
     sys.argv = _accept_plus_resume(sys.argv)
     app = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(_job)
     app()
