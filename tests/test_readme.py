@@ -57,3 +57,22 @@ def test_readme_opens_with_the_two_commands():
     assert "pytest" in blocks[1] and '".[dev,viewer]"' in blocks[1]
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert blocks[1].strip() in ci
+
+
+def test_the_readme_python_api_example_runs(tmp_path, monkeypatch):
+    """The README's API block, at a 24² grid and a few hours instead of days; the resumed
+    simulation must append to run.h5 itself (api.resume continues in its own file)."""
+    import h5py
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S)
+                 if "from spatialdtp import api" in b)
+    small = (block.replace("grid.shape=[64,64]", "grid.shape=[24,24]")
+             .replace("days=3", "days=0.25").replace("days=6", "days=0.5"))
+    assert small.count("days=") == block.count("days=") and small != block
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(small, "README.md", "exec"), scope)
+    assert scope["summary"]["final_burden"] > 0
+    with h5py.File(tmp_path / "run.h5") as f:
+        assert f["observables/time"][-1] == 0.5 * 1440.0    # resumed run reached day 0.5
+        assert f.attrs["status"] == "complete"

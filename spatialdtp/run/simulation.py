@@ -124,6 +124,7 @@ class Simulation:
         self._unconverged: set[str] = set()
         self._checkpoint_time: float | None = None
         self._run_file: Path | None = None     # the run file this simulation writes
+        self._resumed_from: Path | None = None  # run_until continues there by default
         self.solver_iterations: dict[str, int] = {}
         self._history: list[tuple[float, dict]] = []
         self.last = self._observe(self.treatment.plasma())
@@ -260,7 +261,7 @@ class Simulation:
         return summarize(obs["time"], obs, self.cfg.run, treatment_start_minutes(self.cfg))
 
     # ------------------------------------------------------------------ running
-    def run_until(self, days: float | None = None, *, path: str | Path | None = None,
+    def run_until(self, days: float | None = None, *, path: str | Path | None | bool = None,
                   progress: bool | None = None,
                   callback: Callable[["Simulation", str], None] | None = None,
                   stop: Callable[[], bool] | None = None) -> dict:
@@ -271,9 +272,15 @@ class Simulation:
         every step: a viewer's window closing, an optimiser pruning a trial). ``callback(sim,
         event)`` is called after every step (event "step") and every frame written ("frame"),
         from the thread that runs the loop. A non-finite field raises NonFiniteError after
-        recording where it happened.
+        recording where it happened. A resumed simulation continues in its own run file
+        unless ``path`` names another one; ``path=False`` writes no file.
         """
         from .runfile import RunWriter, WriteBehind
+
+        if path is None and self._resumed_from is not None:
+            path = self._resumed_from
+        elif path is False:
+            path = None
 
         run = self.cfg.run
         t_end = (run.days if days is None else days) * MINUTES_PER_DAY
@@ -455,6 +462,7 @@ class Simulation:
         step, t, arrays, info = read_checkpoint(path)
         sim = cls(cfg, backend, restore=(step, t, arrays, info))
         sim._run_file = Path(path).resolve()
+        sim._resumed_from = Path(path)
         sim._checkpoint_time = float(t)
         obs = read_observables(path)
         keep = obs["time"] <= t + 1e-9
