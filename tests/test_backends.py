@@ -215,3 +215,24 @@ def test_one_compiled_backend_serves_simulations_of_different_grids():
         ref.step(), got.step()
         for name in ("oxygen", "P", "M"):
             np.testing.assert_allclose(got.field(name), ref.field(name), rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="backend cpu needs g++")
+@pytest.mark.parametrize("env, spin", [({}, "0"), ({"OMP_WAIT_POLICY": "ACTIVE"}, None)])
+def test_cpu_backend_threads_wait_passively_unless_the_user_chose(env, spin):
+    """libgomp reports how long an idle thread spins before it sleeps (OMP_DISPLAY_ENV=
+    VERBOSE, GOMP_SPINCOUNT): 0 by default, so that a shared machine's other programs get
+    the cores (unset it would be 300000); the user's choice is kept (ACTIVE spins on)."""
+    import os
+    import sys
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "from spatialdtp.backends import get_backend; get_backend('cpu').library(__import__('numpy').float32)"
+    proc = subprocess.run([sys.executable, "-c", code],
+                          env={**clean, **env, "OMP_DISPLAY_ENV": "VERBOSE"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    count = re.search(r"GOMP_SPINCOUNT = '(\w+)'", proc.stderr + proc.stdout)
+    assert count, proc.stderr[-2000:]
+    assert (count.group(1) == "0") == (spin == "0"), count.group(0)

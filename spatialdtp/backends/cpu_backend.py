@@ -4,9 +4,13 @@ The same sources the GPU runs are compiled by a C++ compiler (``$CXX``, default 
 with OpenMP into one shared library per precision and called through ctypes (which lets
 go of the GIL during a call, so the run-file writer thread keeps going). ``sdtp.h`` turns
 each kernel into a plain function whose voxel loop is an OpenMP parallel loop; threads
-follow ``OMP_NUM_THREADS`` (default: all cores). Where other programs compete for the
-cores, set ``OMP_WAIT_POLICY=PASSIVE`` (or fewer threads): spin-waiting OpenMP threads
-then slow every loop 5–20×. On an idle machine spinning is faster, so it stays the default.
+follow ``OMP_NUM_THREADS`` (default: all cores). Threads wait passively between loops
+(``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets ``OMP_WAIT_POLICY`` or
+``GOMP_SPINCOUNT``): OpenMP's default spin-waiting made a 48³ spheroid run 2.2x slower on 2
+cores shared with two busy processes (26.5 s against 12.1 s passive) and gained nothing
+idle (7.4 s spinning, 6.7 s passive; one measurement each, 3 s of start-up included). The
+setting is read when OpenMP starts, so it cannot change once a library using libgomp is
+loaded in the process.
 
 Libraries are cached under ``$SPATIALDTP_KERNEL_CACHE`` (default
 ``~/.cache/spatialdtp/kernels``), keyed by the source text, compiler version and flags, so
@@ -16,6 +20,7 @@ temporary file and rename, so that parallel jobs of a sweep can share the cache.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import shutil
 import subprocess
@@ -65,6 +70,10 @@ def build_library(dtype, *, cxx: str | None = None, directory: Path | None = Non
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # the first run is otherwise silent for the whole build
+    logging.getLogger("spatialdtp").info(
+        "backend cpu: compiling the %s kernels with %s (first use only, about a minute on "
+        "2 cores; cached in %s)", real, cxx, target.parent)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         src = Path(tmp) / "kernels.cu"
         src.write_text(module_source(directory))
@@ -84,6 +93,7 @@ class HostKernelLibrary(KernelLibrary):
     def __init__(self, dtype, directory: Path | None = None):
         super().__init__(dtype, module_source(directory))
         self.path = build_library(dtype, directory=directory)
+        passive_wait_unless_set(os.environ)
         self._dll = ctypes.CDLL(str(self.path))
         self._functions = {}
         real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
@@ -115,6 +125,12 @@ class HostKernelLibrary(KernelLibrary):
 
     def _call(self, name, n, args):
         self._functions[name](*args)
+
+
+def passive_wait_unless_set(env) -> None:
+    """OpenMP threads sleep between loops instead of spinning, unless the user chose."""
+    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def _threads() -> int:
