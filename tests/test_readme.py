@@ -76,3 +76,43 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch):
     with h5py.File(tmp_path / "run.h5") as f:
         assert f["observables/time"][-1] == 0.5 * 1440.0    # resumed run reached day 0.5
         assert f.attrs["status"] == "complete"
+
+
+def _reduced(command: str) -> list[str]:
+    """A README command's arguments at a size CI can afford: the same presets and keys,
+    a small grid (same dimension) and a few simulated hours."""
+    args = command.split("#")[0].split()[1:]
+    if args[:2] == ["-m", "spatialdtp"]:
+        args = args[2:]
+    out = []
+    for a in args:
+        if a.startswith("grid.shape="):
+            a = "grid.shape=[" + ",".join(["16"] * (a.count(",") + 1)) + "]"
+        elif a.startswith("run.days="):
+            a = "run.days=0.25"
+        out.append(a)
+    keys = {a.split("=")[0] for a in out}
+    extra = [k for k in ("grid.shape=[24,24]", "run.days=0.25")
+             if k.split("=")[0] not in keys and not any(a.startswith("tissue=spheroid3d")
+                                                        and k.startswith("grid") for a in out)]
+    return out + extra + ["run.progress=false", "hydra.run.dir=out"]
+
+
+def test_every_command_of_what_a_run_gives_you_runs(tmp_path):
+    """Each example command of "What a run gives you", at reduced size, exits 0 and writes
+    its outputs (an example that stops working fails CI)."""
+    import subprocess
+    import sys
+
+    section = README.split("## What a run gives you", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    commands = [ln for ln in block.splitlines() if ln.strip()]
+    assert len(commands) >= 4
+    for command in commands:
+        args = _reduced(command)
+        proc = subprocess.run([sys.executable, "-m", "spatialdtp", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (command, args, proc.stderr[-3000:])
+        if "--cfg" not in args:
+            assert (tmp_path / "out" / "run_summary.json").exists(), command
+            (tmp_path / "out" / "run_summary.json").unlink()
