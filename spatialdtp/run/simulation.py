@@ -397,7 +397,11 @@ class Simulation:
         from .summary_plot import plot_summary
 
         obs = self.observables()
-        plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs)
+        c = self.cfg
+        title = (f"tissue={c.tissue.name}  treatment={c.treatment.name}  seed={c.seed}  "
+                 f"grid={'×'.join(map(str, self.grid.shape))} at {self.grid.dx:g} µm  "
+                 f"backend={self.backend.name}")
+        plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs, title=title)
         return png
 
     def _create_writer(self, path: Path):
