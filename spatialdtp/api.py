@@ -4,6 +4,8 @@
     >>> sim = api.simulation(["grid.shape=[64,64]", "treatment=intermittent"])
     >>> sim.run_until(days=3, path="run.h5")      # writes the run file and its PNG
     >>> sim.field("P").sum(), sim.observables_table().tail()
+    >>> more = api.resume("run.h5", days=5)
+    >>> more.run_until()                          # continues in run.h5
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ def simulation(overrides: Iterable[str] = (), config_name: str = "config", backe
 
 
 def resume(path, days: float | None = None, backend=None):
-    """Continue a run from the checkpoint in its run file."""
+    """Continue a run from the checkpoint in its run file; ``run_until()`` then appends to
+    that same file (``path=`` another file to branch off, ``path=False`` for none)."""
     from .run.simulation import Simulation
 
     return Simulation.resume(path, backend=backend, days=days)

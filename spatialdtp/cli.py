@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, SpatialDTPConfig, to_dict
+from .help import help_text
 from .resources import conf_dir
 from .units import MINUTES_PER_DAY
 
@@ -70,6 +71,8 @@ class _Prepared:
     process (matched by its config)."""
     key: str | None = None
     sim = None
+    #: warnings the preparation raised, given again by the run once cli.log is open
+    warnings: list = []
 
 
 def _fingerprint(config: SpatialDTPConfig) -> str:
@@ -79,9 +82,20 @@ def _fingerprint(config: SpatialDTPConfig) -> str:
 
 
 def _take_prepared(config: SpatialDTPConfig):
-    sim, key = _Prepared.sim, _Prepared.key
+    sim, key, caught = _Prepared.sim, _Prepared.key, _Prepared.warnings
     _Prepared.sim = _Prepared.key = None
-    return sim if sim is not None and key == _fingerprint(config) else None
+    _Prepared.warnings = []
+    if sim is None or key != _fingerprint(config):
+        return None
+    _warn_again(caught)   # into the job's log (captureWarnings) as well as the terminal
+    return sim
+
+
+def _warn_again(caught) -> None:
+    import warnings
+
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _run(cfg: DictConfig):
@@ -91,6 +105,9 @@ def _run(cfg: DictConfig):
     from .run.summary import format_summary
     from .studies.objective import objective_value
 
+    # warnings.warn (density scaled to capacity, unmapped labels, ...) through logging, so
+    # that they reach cli.log as well as the terminal
+    logging.captureWarnings(True)
     try:
         config = to_config(cfg)
         sim = _take_prepared(config)
@@ -338,25 +355,37 @@ def preflight(argv: list[str]) -> None:
 def _preflight_run(hydra_app, config_name, overrides):
     from hydra.types import RunMode
 
-    from .run.preflight import check_resume_file, prepare_resume, prepare_run
-
     cfg = _compose(hydra_app, config_name, overrides, RunMode.RUN)
     HydraConfig.instance().set_config(cfg)
     try:
         run_dir = str(OmegaConf.select(cfg, "hydra.run.dir"))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"hydra.run.dir: {_omegaconf_message(exc)}") from None
+    import warnings
+
     config = _task_config(cfg)
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sim = _prepare(config, cfg, run_dir)
+    except BaseException:      # the warnings that came before the error, then the error
+        _warn_again(caught)
+        raise
+    _Prepared.sim, _Prepared.key, _Prepared.warnings = sim, _fingerprint(config), caught
+
+
+def _prepare(config, cfg, run_dir):
+    from .run.preflight import check_resume_file, prepare_resume, prepare_run
+
     if config.resume:
         report = check_resume_file(config.resume)     # the file first: is it resumable?
         task = list(cfg.hydra.overrides.task)
         _refuse_ignored_overrides(task)
         days = config.run.days if any(o.split("=", 1)[0].lstrip("+~") == "run.days"
                                       for o in task) else None
-        sim = prepare_resume(config.resume, days, report)[0]
-    else:
-        sim = prepare_run(config, Path(run_dir) / config.run.output)
-    _Prepared.sim, _Prepared.key = sim, _fingerprint(config)
+        return prepare_resume(config.resume, days, report)[0]
+    return prepare_run(config, Path(run_dir) / config.run.output)
 
 
 #: a sweep of at most this many jobs has every job checked up front; a larger one only its
@@ -417,7 +446,42 @@ def _is_sweep(override: str) -> bool:
         return False
 
 
+# the Hydra plugin each optional preset needs, and the extra that installs it
+PLUGINS = {"hydra/launcher=local_parallel": ("hydra_plugins.hydra_joblib_launcher", "cluster"),
+           "hydra/launcher=local_submitit": ("hydra_plugins.hydra_submitit_launcher", "cluster"),
+           "hydra/launcher=slurm": ("hydra_plugins.hydra_submitit_launcher", "cluster"),
+           "hydra/launcher=ray_cluster": ("hydra_plugins.hydra_ray_launcher", "ray"),
+           "+optimize=": ("hydra_plugins.hydra_optuna_sweeper", "cluster")}
+
+
+def missing_plugin(argv: list[str]) -> str | None:
+    """The install hint for the first preset in ``argv`` whose Hydra plugin is missing
+    (Hydra itself only says "Could not load 'hydra/launcher/joblib'")."""
+    import importlib.util
+
+    for arg in argv:
+        for preset, (module, extra) in PLUGINS.items():
+            if arg.lstrip("+").startswith(preset.lstrip("+")):
+                if importlib.util.find_spec(module) is None:
+                    return (f"{arg}: needs the Hydra plugin {module.split('.')[-1]}, which is "
+                            f"not installed; install it with: pip install \"spatialdtp[{extra}]\"")
+    return None
+
+
+ConfigStore.instance().store(group="hydra/help", name="spatialdtp", node={
+    "app_name": "spatialdtp-run", "header": "", "footer": "", "template": help_text()})
+
+
 def main() -> None:
+    from . import __version__
+
+    if "--version" in sys.argv[1:]:
+        print(f"spatialdtp {__version__} (Hydra {hydra.__version__})")
+        return
+    hint = missing_plugin(sys.argv[1:])
+    if hint:
+        print(f"spatialdtp-run: {hint}", file=sys.stderr)
+        raise SystemExit(2)
     sys.argv = _accept_plus_resume(sys.argv)
     try:
         preflight(sys.argv[1:])

@@ -25,3 +25,8 @@ def conf_dir() -> Path:
 
 def kernels_dir() -> Path:
     return _find("kernels")
+
+
+def docs_dir() -> Path:
+    """docs/ (parameters.md is what ``spatialdtp-params`` prints)."""
+    return _find("docs")

@@ -1,6 +1,8 @@
-"""``spatialdtp-summarize SWEEP_DIR``: one table and comparison plots for a whole sweep.
+"""``spatialdtp-summarize DIR``: one table and comparison plots for a whole sweep, or for a
+single run's directory.
 
     spatialdtp-summarize multirun/2026-11-21/12-00-00
+    spatialdtp-summarize outputs/2026-11-21/12-00-00          # one run
     spatialdtp-summarize SWEEP --by treatment --by cells.switching.theta --out results/
     spatialdtp-summarize SWEEP --sensitivity final_niche_contrast
 
@@ -18,10 +20,12 @@ from .studies.sweep_report import report, summarize_sweep
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="spatialdtp-summarize",
-        description="Gather every run of a sweep (spatialdtp-run -m ...) into one table "
-                    "(summary.csv) and comparison plots.")
-    parser.add_argument("sweep_dir", help="the sweep directory (hydra.sweep.dir), e.g. "
-                                          "multirun/2026-11-21/12-00-00")
+        description="Gather every run of a sweep (spatialdtp-run -m ...), or one run, into "
+                    "one table (summary.csv) and comparison plots.")
+    parser.add_argument("sweep_dir", metavar="DIR",
+                        help="the sweep directory (hydra.sweep.dir), e.g. "
+                             "multirun/2026-11-21/12-00-00, or one run's directory "
+                             "(hydra.run.dir), e.g. outputs/2026-11-21/12-00-00")
     parser.add_argument("--out", help="write the table and plots here (default: the sweep "
                                       "directory)")
     parser.add_argument("--by", action="append", metavar="KEY",

@@ -69,8 +69,8 @@ def test_a_grid_that_does_not_fit_the_device_is_refused_with_bytes_needed_and_fr
     cfg = load_config(["experiment=quick", "grid.shape=[512,512]"])
     with pytest.raises(ConfigError) as err:
         Simulation(cfg, Tiny())
-    assert re.search(r"grid.shape=\[512, 512\]: needs about .* \(\d+ bytes\) .* "
-                     r"\(10000000 bytes\) is free", str(err.value))
+    assert re.search(r"grid.shape=\[512, 512\]: the run needs about [\d.]+ GiB .* but only "
+                     r"0.01 GiB is free", str(err.value))
 
 
 def test_kernel_arguments_of_the_wrong_dtype_are_refused_by_name():
@@ -262,3 +262,24 @@ def test_binding_a_launch_removes_its_python_glue():
 
     figures = measure("cpu", repeats=3000)
     assert figures["glue_ratio_bound_over_launch"] < 0.5, figures
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="backend cpu needs g++")
+@pytest.mark.parametrize("env, spin", [({}, "0"), ({"OMP_WAIT_POLICY": "ACTIVE"}, None)])
+def test_cpu_backend_threads_wait_passively_unless_the_user_chose(env, spin):
+    """libgomp reports how long an idle thread spins before it sleeps (OMP_DISPLAY_ENV=
+    VERBOSE, GOMP_SPINCOUNT): 0 by default, so that a shared machine's other programs get
+    the cores (unset it would be 300000); the user's choice is kept (ACTIVE spins on)."""
+    import os
+    import sys
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "from spatialdtp.backends import get_backend; get_backend('cpu').library(__import__('numpy').float32)"
+    proc = subprocess.run([sys.executable, "-c", code],
+                          env={**clean, **env, "OMP_DISPLAY_ENV": "VERBOSE"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    count = re.search(r"GOMP_SPINCOUNT = '(\w+)'", proc.stderr + proc.stdout)
+    assert count, proc.stderr[-2000:]
+    assert (count.group(1) == "0") == (spin == "0"), count.group(0)

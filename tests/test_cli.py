@@ -173,3 +173,85 @@ def test_resume_refuses_overrides_it_would_ignore(tmp_path):
     with h5py.File(run) as f:
         assert f.attrs["status"] == "complete"      # the run file was not touched
         assert f["time"][-1] == pytest.approx(144.0)
+
+
+def test_every_run_writes_json_and_csv_beside_its_run_file_and_logs_warnings(tmp_path):
+    """summary.json and the observables CSV hold what run.h5 holds (same numbers, units);
+    a warning (here: a 500 µm tumour on a 480 µm grid) reaches cli.log, not only stderr;
+    spatialdtp-summarize reads the single run directory."""
+    import json
+
+    import pandas as pd
+
+    from spatialdtp.summarize import main as summarize_main
+    from spatialdtp.units import SUMMARY_UNITS
+
+    run_cli([*QUICK, "hydra.run.dir=out", "tissue.tumour.radius=500", "run.plot=false"],
+            tmp_path)
+    out = tmp_path / "out"
+    doc = json.loads((out / "run_summary.json").read_text())
+    table = pd.read_csv(out / "run_observables.csv")
+    with h5py.File(out / "run.h5") as f:
+        stored = dict(f["summary"].attrs)
+        assert set(doc["summary"]) == set(stored)
+        for key, value in stored.items():
+            if isinstance(value, str):          # solver_warning: "" when all converged
+                assert doc["summary"][key] == value, key
+            elif np.isnan(value):
+                assert doc["summary"][key] is None, key
+            else:
+                assert doc["summary"][key] == pytest.approx(float(value), rel=1e-12), key
+        for name in f["observables"]:
+            np.testing.assert_allclose(table[name], f["observables"][name][:], rtol=1e-12,
+                                       equal_nan=True, err_msg=name)
+    assert doc["units"]["nadir"] == SUMMARY_UNITS["nadir"]
+    assert doc["units"]["cumulative_on_days_drug"] == "days"
+    assert doc["observable_units"]["P"] == "cells" and doc["observable_units"]["time"] == "min"
+    np.testing.assert_allclose(table["day"], table["time"] / 1440.0)
+    log = (out / "cli.log").read_text()
+    assert "WARNING" in log and "tissue.tumour.radius=500" in log
+
+    assert summarize_main([str(out), "--no-plots"]) == 0
+    row = pd.read_csv(out / "summary.csv")
+    assert len(row) == 1 and row["status"][0] == "complete"
+    assert row["nadir"][0] == pytest.approx(doc["summary"]["nadir"], rel=1e-9)
+
+
+def test_help_describes_the_app_and_lists_every_preset_with_one_line(tmp_path):
+    from spatialdtp.resources import conf_dir
+
+    text = run_cli(["--help"], tmp_path).stdout
+    assert text.startswith("spatialdtp-run: a spatial reaction-diffusion simulation")
+    assert "powered by Hydra" not in text
+    conf = conf_dir()
+    presets = [p for p in conf.rglob("*.yaml") if p.parent != conf]
+    for p in presets:
+        group = p.parent.relative_to(conf).as_posix()
+        prefix = "+optimize=" if group == "optimize" else f"{group}="
+        line = [ln for ln in text.splitlines()
+                if ln.split() and ln.split()[0].rstrip("*") == prefix + p.stem]
+        assert len(line) == 1 and len(line[0].split(maxsplit=1)) == 2, (p, line)
+    # benchmark presets in their own section, after every experiment
+    bench, experiments = text.index("Benchmark presets"), text.index("Experiments")
+    assert all(text.index(f"experiment={p.stem}") > bench
+               for p in (conf / "experiment").glob("bench_*.yaml"))
+    assert all(experiments < text.index(f"experiment={p.stem}") < bench
+               for p in (conf / "experiment").glob("*.yaml") if not p.stem.startswith("bench_"))
+    assert "--multirun" in text      # Hydra's own flags ($FLAGS_HELP) still listed
+
+
+def test_version_is_spatialdtps_and_a_missing_plugin_names_its_extra(tmp_path, monkeypatch):
+    import importlib.util
+
+    import spatialdtp
+    from spatialdtp import cli
+
+    assert run_cli(["--version"], tmp_path).stdout.startswith(f"spatialdtp {spatialdtp.__version__} ")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if "joblib" in name else real(name, *a))
+    hint = cli.missing_plugin(["-m", "hydra/launcher=local_parallel"])
+    assert 'pip install "spatialdtp[cluster]"' in hint and "joblib" in hint
+    assert cli.missing_plugin(["hydra/launcher=slurm"]) is None or "[cluster]" in \
+        cli.missing_plugin(["hydra/launcher=slurm"])
+    assert cli.missing_plugin(["treatment=adaptive"]) is None

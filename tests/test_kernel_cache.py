@@ -69,3 +69,22 @@ def test_a_corrupt_cached_library_is_rebuilt(cache):
     lib.write_bytes(b"")
     assert cb.build_library(np.float64) == lib
     assert lib.stat().st_size > 0 and verified(lib)
+
+
+def test_both_precisions_load_their_own_library_in_one_process():
+    """Libraries are loaded through /proc/self/fd/N; the loader knows a library by that
+    name, so a descriptor closed and reused for the second precision would hand back the
+    first library (float kernels called with double arrays: garbage, NaN). Each precision
+    must get its own handle, and the float64 kernels must compute in float64."""
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np\n"
+        "from spatialdtp.backends import get_backend\n"
+        "b = get_backend('cpu')\n"
+        "f, d = b.library(np.float32), b.library(np.float64)\n"
+        "assert f._dll._handle != d._dll._handle, 'one handle for both precisions'\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]

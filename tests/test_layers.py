@@ -35,7 +35,7 @@ RANK = {name: i for i, name in enumerate(LAYERS)}
 PEERS = {frozenset({"studies", "viewer"})}          # same height, no imports either way
 BASE = ("spatialdtp", "spatialdtp.resources", "spatialdtp.units")
 FACES = ("spatialdtp.cli", "spatialdtp.api", "spatialdtp.summarize", "spatialdtp.experiments",
-         "spatialdtp.__main__")
+         "spatialdtp.__main__", "spatialdtp.help", "spatialdtp.params")
 # third-party packages and the only layers (or modules) allowed to import them
 CONFINED = {"hydra": ("spatialdtp.cli",),
             "omegaconf": ("spatialdtp.cli", "spatialdtp.config"),

@@ -260,3 +260,24 @@ def test_cupy_observer_matches_numpy():
         gst, {"drug": 1.0}, {"drug": True})
     for k in ref:
         assert got[k] == pytest.approx(ref[k], nan_ok=True), k
+
+
+def test_plot_summary_has_a_title_marks_sub_cell_counts_and_keeps_the_legend_outside(tmp_path):
+    """A persister count that falls to 1e-3 cells is drawn over a "< 1 cell" band reaching
+    exactly 1 cell; the title names the run; the legend sits right of the axes."""
+    from spatialdtp.run.summary_plot import plot_summary
+    t, obs, drugs = synthetic_run(True)
+    obs["P"] = 3e2 * np.exp(-0.6 * t / DAY)          # 300 · e^(-12.6) ≈ 1e-3 at day 21
+    obs["burden"] = obs["S"] + obs["P"] + obs["R"]
+    fig = plot_summary(tmp_path / "p.png", t, obs, summarize(t, obs, RunConfig()), drugs,
+                       title="tissue=section  seed=0")
+    assert fig._suptitle.get_text() == "tissue=section  seed=0"
+    top = fig.axes[0]
+    bands = [p for p in top.patches if p.get_gid() == "sub-cell"]
+    assert len(bands) == 1
+    y0, y1 = bands[0].get_y(), bands[0].get_y() + bands[0].get_height()   # data units
+    assert y1 == pytest.approx(1.0, rel=1e-12) and y0 <= 1e-3
+    legend = top.get_legend()
+    assert "< 1 cell (sub-cell)" in [x.get_text() for x in legend.get_texts()]
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).x0 >= top.get_window_extent(renderer).x1

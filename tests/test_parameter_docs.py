@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from spatialdtp.config import DrugConfig, SpatialDTPConfig
+from spatialdtp.params import parse_tables  # spatialdtp-params reads the page with it
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "parameters.md"
@@ -104,25 +105,6 @@ def preset_values() -> dict:
 
 
 # --------------------------------------------------------------------------- the page
-def parse_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
-    """Markdown tables as (header cells, rows of cells); backticks stripped."""
-    def cells(line):
-        return [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
-
-    tables, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        if lines[i].lstrip().startswith("|") and i + 1 < len(lines) \
-                and re.match(r"^\s*\|[\s:|-]+\|\s*$", lines[i + 1]):
-            header, rows, i = cells(lines[i]), [], i + 2
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                rows.append(cells(lines[i]))
-                i += 1
-            tables.append((header, rows))
-        else:
-            i += 1
-    return tables
-
-
 def documented_rows(text: str):
     """Schema rows and preset rows, each a dict keyed by the header's column names."""
     schema, presets = [], []
@@ -268,3 +250,19 @@ def test_preset_keys_are_keys_of_the_schema():
     for (path, key), _ in preset_values().items():
         generic = re.sub(r"^treatment\.drugs\.[^.]+\.", f"{DRUG_PREFIX}.", key)
         assert generic in leaves, f"{path}: {key} is not a numeric key of the schema"
+
+
+def test_spatialdtp_params_prints_the_page_row_of_a_key(capsys):
+    """spatialdtp-params reads the very rows this file checks against the schema."""
+    from spatialdtp.params import main
+
+    schema, _ = documented_rows(DOC.read_text())
+    row = next(r for r in schema if r["key"] == "grid.dx")
+    assert main(["grid.dx"]) == 0
+    out = capsys.readouterr().out
+    for column in ("meaning", "unit", "value", "source", "status"):
+        assert row[column] in out, column
+    assert "default job (conf/config.yaml): [96, 96]" in (main(["grid.shape"]) or
+                                                          capsys.readouterr().out)
+    assert main(["no.such.key"]) == 2
+    assert main([]) == 0 and len(capsys.readouterr().out.splitlines()) == len(schema)

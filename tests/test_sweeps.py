@@ -301,3 +301,13 @@ def test_an_optuna_schedule_study_writes_its_best_schedule_and_history(tmp_path)
     assert hydra_best["best_value"] == pytest.approx(best["best_value"])
     assert (study / "optimization.png").stat().st_size > 10_000
     assert "intermittent" in proc.stdout
+
+
+@pytest.mark.parametrize("n", [3, 10, 11, 20, 35])
+def test_sweep_plots_give_every_group_its_own_colour(n):
+    from matplotlib.colors import to_rgba
+
+    from spatialdtp.studies.sweep_plots import _colours
+
+    colours = [to_rgba(c) for c in _colours(n)]
+    assert len(colours) == n and len(set(colours)) == n

@@ -155,6 +155,7 @@ class Simulation:
                            m.fibroblast.motility, m.macrophage.motility)
         self._checkpoint_time: float | None = None
         self._run_file: Path | None = None     # the run file this simulation writes
+        self._resumed_from: Path | None = None  # run_until continues there by default
         self._history: list[tuple[float, dict]] = []
         self.last = self._observe(self.treatment.plasma())
         self.last.update(self.substrate_step.report.step_values())
@@ -319,7 +320,7 @@ class Simulation:
         return self.substrate_step.report.warning()
 
     # ------------------------------------------------------------------ running
-    def run_until(self, days: float | None = None, *, path: str | Path | None = None,
+    def run_until(self, days: float | None = None, *, path: str | Path | None | bool = None,
                   progress: bool | None = None,
                   callback: Callable[["Simulation", str], None] | None = None,
                   stop: Callable[[], bool] | None = None, overwrite: bool | None = None) -> dict:
@@ -337,8 +338,14 @@ class Simulation:
         An existing file at ``path`` is this simulation's own (continued) or is refused
         (:class:`~spatialdtp.run.runfile.RunFileExists`) unless ``overwrite`` (default
         ``run.overwrite``); a file another process writes is always refused
-        (:class:`~spatialdtp.run.runfile.RunFileBusy`).
+        (:class:`~spatialdtp.run.runfile.RunFileBusy`). A resumed simulation continues in
+        its own run file unless ``path`` names another one; ``path=False`` writes no file.
         """
+        if path is None and self._resumed_from is not None:
+            path = self._resumed_from
+        elif path is False:
+            path = None
+
         run = self.cfg.run
         t_end = (run.days if days is None else days) * MINUTES_PER_DAY
         progress = run.progress if progress is None else progress
@@ -418,6 +425,8 @@ class Simulation:
         if self.solver_warning():
             log.warning("the run completed with unconverged implicit solves: %s",
                         self.solver_warning())
+        if path is not None:
+            self.write_outputs(path, summary)
         if path is not None and run.plot:
             try:
                 self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
@@ -479,12 +488,24 @@ class Simulation:
         if write_error is not None and completed:   # else the run's own error is raised
             raise write_error
 
+    def write_outputs(self, path, summary=None) -> list[Path]:
+        """The summary JSON and observables CSV beside the run file (:mod:`.outputs`)."""
+        from .outputs import write_outputs
+
+        summary = dict(summary or self.summary())
+        summary["solver_warning"] = self.solver_warning() or ""   # as in the run file
+        return write_outputs(path, summary, self.observables_table(), self.observer.units)
+
     def plot(self, png, summary=None):
         """Draw the population dynamics and dose schedule (PNG)."""
         from .summary_plot import plot_summary
 
         obs = self.observables()
-        plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs)
+        c = self.cfg
+        title = (f"tissue={c.tissue.name}  treatment={c.treatment.name}  seed={c.seed}  "
+                 f"grid={'×'.join(map(str, self.grid.shape))} at {self.grid.dx:g} µm  "
+                 f"backend={self.backend.name}")
+        plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs, title=title)
         return png
 
     def _create_writer(self, path: Path, overwrite: bool = False):
@@ -556,6 +577,7 @@ class Simulation:
         step, t, arrays, info = read_checkpoint(path)
         sim = cls(cfg, backend, restore=(step, t, arrays, info))
         sim._run_file = Path(path).resolve()
+        sim._resumed_from = Path(path)
         sim._checkpoint_time = float(t)
         obs = read_observables(path)
         keep = obs["time"] <= t + 1e-9

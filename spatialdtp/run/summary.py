@@ -101,12 +101,17 @@ def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
     return out
 
 
+def summary_unit(key: str) -> str:
+    """The unit of one summary key (``cumulative_on_days_<drug>`` included)."""
+    return "days" if key.startswith("cumulative_on_days_") else SUMMARY_UNITS.get(key, "")
+
+
 def format_summary(summary: dict[str, float]) -> str:
     """A short aligned table: name, value (4 significant digits), unit."""
     width = max((len(k) for k in summary), default=0)
     lines = []
     for k, v in summary.items():
-        unit = "days" if k.startswith("cumulative_on_days_") else SUMMARY_UNITS.get(k, "")
+        unit = summary_unit(k)
         value = "never" if k == "time_to_progression_days" and math.isnan(v) else f"{v:.4g}"
         lines.append(f"{k:<{width}}  {value:>10}  {unit}".rstrip())
     return "\n".join(lines)

@@ -39,7 +39,7 @@ def _positive(a):
 
 
 def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str, float],
-                 drugs=()) -> None:
+                 drugs=(), title: str = ""):
     """Write a PNG: populations on a log axis with treatment shading, plasma levels and the
     niche contrast.
 
@@ -47,7 +47,9 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
     time to progression (vertical line) and the nadir (marker) from ``summary``
     (:func:`spatialdtp.observables.summarize`), each drug's on-periods shaded in its own
     colour. Middle: plasma level of each drug (µM). Bottom: the niche contrast, when
-    ``obs`` has one.
+    ``obs`` has one. ``title`` (which run: tissue, treatment, seed, grid, backend) heads
+    the figure. Below one cell the counts are shaded "< 1 cell": a population there is a
+    mean-field fraction of a cell, not a cell that is present. Returns the figure.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -57,7 +59,7 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
     drugs = tuple(drugs)
     has_niche = "niche_contrast" in obs
     n_panels = 3 if has_niche else 2
-    fig = Figure(figsize=(8.0, 8.5 if has_niche else 7.0), layout="constrained")
+    fig = Figure(figsize=(10.0, 8.5 if has_niche else 7.0), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(n_panels, 1, sharex=True,
                         gridspec_kw={"height_ratios": [3, 1.4, 1][:n_panels]})
@@ -93,12 +95,19 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
                 ax.axvspan(a, b, color=colour, alpha=0.15, lw=0)
         handles.append(Patch(color=colour, alpha=0.3))
         labels.append(f"{drug} on")
-    top.legend(handles, labels, fontsize="small", loc="best")
+    if top.get_yscale() == "log" and top.get_ylim()[0] < 1.0:
+        lo, hi = top.get_ylim()        # the band reaches below the axis; the limits stay
+        top.axhspan(lo * 1e-3, 1.0, color="gray", alpha=0.15, lw=0, zorder=0, gid="sub-cell")
+        top.set_ylim(lo, hi)
+        handles.append(Patch(color="gray", alpha=0.3))
+        labels.append("< 1 cell (sub-cell)")
+    # beside the axes, so that it never covers the progression line or the curves
+    top.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     top.set_ylabel("cells")
-    title = "Tumour populations"
+    panel_title = "Tumour populations"
     if not drugs:
-        title += " (untreated)"
-    top.set_title(title)
+        panel_title += " (untreated)"
+    top.set_title(panel_title)
 
     # --- plasma
     drawn = False
@@ -128,7 +137,10 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
         ax.set_ylabel("P/T0 near ÷ far")
         ax.set_title("Persister enrichment near CAF/TAM niches (edge-stratified)")
     axes[-1].set_xlabel("time (days)")
+    if title:
+        fig.suptitle(title, fontsize="medium")
     fig.savefig(path, dpi=110, format="png")
+    return fig
 
 
 def _cycle(colours, n):

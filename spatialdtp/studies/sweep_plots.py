@@ -30,8 +30,16 @@ def _figure(size):
     return fig
 
 
-def _colour(i: int) -> str:
-    return GROUP_COLOURS[i % len(GROUP_COLOURS)]
+def _colours(n: int) -> list:
+    """``n`` distinct colours: tab10 up to 10 groups, tab20 up to 20, beyond that evenly
+    spaced along turbo (never a colour used twice, which would merge two groups)."""
+    if n <= len(GROUP_COLOURS):
+        return list(GROUP_COLOURS[:n])
+    from matplotlib import colormaps
+
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    return [colormaps["turbo"](x) for x in np.linspace(0.0, 1.0, n)]
 
 
 def _left_out(sweep: Sweep) -> str:
@@ -84,8 +92,7 @@ def plot_burden_curves(sweep: Sweep, by: Sequence[str], path) -> None:
     else:
         grid = np.zeros(1)
     factors = set()
-    for i, (label, jobs) in enumerate(grouped.items()):
-        colour = _colour(i)
+    for colour, (label, jobs) in zip(_colours(len(grouped)), grouped.items()):
         for ax, (name, _) in zip(axes, CURVE_PANELS):
             curves = []
             for job in jobs:
@@ -139,8 +146,7 @@ def plot_progression(sweep: Sweep, by: Sequence[str], path) -> None:
     fig = _figure((11.0, 4.8))
     strip, km = fig.subplots(1, 2, width_ratios=[1.0, 1.2])
     rng = np.random.default_rng(0)   # fixed jitter: the same sweep draws the same picture
-    for i, (label, jobs) in enumerate(grouped.items()):
-        colour = _colour(i)
+    for i, (colour, (label, jobs)) in enumerate(zip(_colours(len(grouped)), grouped.items())):
         times, events = progression_times(jobs)
         x = i + rng.uniform(-0.15, 0.15, size=times.size)
         strip.scatter(x[events], times[events], color=colour, s=28, zorder=3)
@@ -205,6 +211,9 @@ def plot_optimization(history, params: Sequence[str], direction: str, path,
         top.scatter(failed["trial"].to_numpy(dtype=float), np.full(len(failed), floor),
                     marker="x", color="tab:red", label="failed / no result", zorder=3)
     top.set_xlabel("trial")
+    from matplotlib.ticker import MaxNLocator
+
+    top.xaxis.set_major_locator(MaxNLocator(integer=True))     # trials are whole numbers
     top.set_ylabel("objective")
     top.set_title(f"{title} ({direction})".strip(), fontsize="medium", loc="left")
     top.grid(True, alpha=0.3)

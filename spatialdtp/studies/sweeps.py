@@ -216,6 +216,8 @@ def read_job(job_dir, keep_curves: bool = True) -> Job:
     if (hydra_dir / "config.yaml").exists():
         config = _load_yaml(hydra_dir / "config.yaml") or {}
     output = (config.get("run") or {}).get("output", "run.h5")
+    if not str(num).isdigit():             # a single run's hydra.yaml has num: ???
+        num = None
     job = Job(num=None if num is None else int(num), dir=job_dir, overrides=list(overrides or []),
               status="started", choices=choices, config=config)
     run_file = job_dir / output
@@ -302,15 +304,19 @@ class Sweep:
 
 def gather(sweep_dir, keep_curves: bool = True, expand=None) -> Sweep:
     """Read every job of ``sweep_dir``; planned jobs not started yet are ``pending``
-    (known through ``expand``, see :func:`planned_overrides`)."""
+    (known through ``expand``, see :func:`planned_overrides`). A single run's directory
+    (``outputs/DATE/TIME``, holding ``.hydra/``) is read as a sweep of that one job."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep directory {os.fspath(sweep_dir)!r} does not exist")
     dirs = job_dirs(sweep_dir)
+    if not dirs and (sweep_dir / ".hydra" / "overrides.yaml").exists():
+        dirs = [sweep_dir]                 # a single run's directory: a sweep of one job
     jobs = [read_job(d, keep_curves) for d in dirs]
     if not jobs and not (sweep_dir / MULTIRUN_FILE).exists():
-        raise ValueError(f"{os.fspath(sweep_dir)!r} is not a sweep directory: it has no "
-                         f"{MULTIRUN_FILE} and no job directories (with .hydra/overrides.yaml)")
+        raise ValueError(f"{os.fspath(sweep_dir)!r} is neither a sweep nor a run directory: "
+                         f"it has no {MULTIRUN_FILE}, no .hydra/overrides.yaml and no job "
+                         "directories (with .hydra/overrides.yaml)")
     seen = {j.num for j in jobs}
     for num, overrides in enumerate(planned_overrides(sweep_dir, expand) or []):
         if num not in seen:

@@ -95,6 +95,21 @@ def check_files(cfg: TissueConfig, grid: Grid, capacity: float) -> None:
         check_values(load_array(path, grid.shape, key), key, path, name)
 
 
+def _warn_if_tumour_leaves_grid(radius: float, centre, grid: Grid) -> None:
+    """The tumour radius is in µm, not in voxels: on a grid smaller than the tumour the
+    nest fills the grid, there is no stroma around it and the niche measure is meaningless,
+    so say so (the geometry is kept as configured: scaling it would change the biology)."""
+    cut = [i for i, (c, e) in enumerate(zip(centre, grid.extent))
+           if c - radius < 0 or c + radius > e]
+    if cut:
+        extent = " x ".join(f"{e:g}" for e in grid.extent)
+        warnings.warn(f"tissue.tumour.radius={radius:g} µm: the tumour reaches the edge of the "
+                      f"grid ({extent} µm = grid.shape x grid.dx={grid.dx:g} µm) along axis "
+                      f"{cut}, so it fills the grid up to its faces; lower tissue.tumour.radius "
+                      f"below {min(min(c, e - c) for c, e in zip(centre, grid.extent)):g} µm "
+                      "or enlarge grid.shape", stacklevel=3)
+
+
 def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dict[str, float],
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Return {"vessels": 0..1 map, "S","P","R","F","M": densities, and any substrate
@@ -122,6 +137,7 @@ def build_tissue(cfg: TissueConfig, grid: Grid, capacity: float, substrates: dic
     else:
         out = {"vessels": vessels(cfg, grid, tumour_centre, rng)}
         t = cfg.tumour
+        _warn_if_tumour_leaves_grid(t.radius, tumour_centre, grid)
         tumour = t.density * capacity * soft_ball(grid, tumour_centre, t.radius)
         out["S"] = (1.0 - t.persister_fraction - t.resistant_fraction) * tumour
         out["P"] = t.persister_fraction * tumour
