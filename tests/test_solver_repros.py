@@ -33,7 +33,7 @@ def vessel_column(tmp_path, permeability, extra=()):
                        f"substrates.oxygen.permeability={permeability}", "run.days=0.05",
                        *QUIET, *extra])
     sim = Simulation(cfg)
-    summary = sim.run_until(path=tmp_path / f"run_{permeability:g}.h5")
+    summary = sim.run_until(path=tmp_path / f"run_{permeability:g}_{len(extra)}.h5")
     return float(sim.field("oxygen")[1, 10]), summary
 
 

@@ -34,7 +34,7 @@ def run(dt, t_end, monkeypatch):
     kinetics, transport, substrates = flow(KINETICS), flow(TRANSPORT), flow(SUBSTRATES)
     monkeypatch.setattr(sim.ops, "react_cells", lambda st, k, tr, tau: kinetics(tau))
     monkeypatch.setattr(sim.ops, "move_cells", lambda st, m, chi, tau, *_: transport(tau))
-    monkeypatch.setattr(sim, "_substrates_step", lambda step, blood: substrates(step))
+    monkeypatch.setattr(sim, "_substrates_step", lambda step, blood, **_: substrates(step))
     while sim.t < t_end - 1e-9:
         sim.step(dt)
     return np.array([S[0, 0], P[0, 0]])
