@@ -28,6 +28,17 @@ def cache(tmp_path_factory):
             os.environ["SPATIALDTP_KERNEL_CACHE"] = old
 
 
+def replace_bytes(path, data):
+    """Give ``path`` new content as a new file renamed over it, as a writer on disk would.
+    Never in place: this process has the library loaded (mapped), and rewriting a mapped
+    file truncates the loader's view of it, so a later dlopen or unwind walking the loaded
+    objects dies with SIGBUS (it did, in the napari tests run after these)."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
 def verified(path):
     fd = cb.verified_library(path)
     if fd is not None:
@@ -45,13 +56,13 @@ def test_foreign_truncated_or_open_libraries_are_refused(cache):
     d, lib = cache
     good = lib.read_bytes()
     try:
-        lib.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))     # one bit: a planted library
+        replace_bytes(lib, good[:-1] + bytes([good[-1] ^ 1]))  # one bit: a planted library
         assert not verified(lib)
-        lib.write_bytes(b"")                                    # a full disk's 0-byte file
+        replace_bytes(lib, b"")                                 # a full disk's 0-byte file
         assert not verified(lib)
         with pytest.raises(cb.BackendUnavailable):
             cb.load_library(lib)
-        lib.write_bytes(good)
+        replace_bytes(lib, good)
         assert verified(lib)
         os.chmod(lib, 0o775)                                    # group may write it
         assert not verified(lib)
@@ -61,12 +72,12 @@ def test_foreign_truncated_or_open_libraries_are_refused(cache):
     finally:
         os.chmod(d, 0o700)
         os.chmod(lib, 0o755)
-        lib.write_bytes(good)
+        replace_bytes(lib, good)
 
 
 def test_a_corrupt_cached_library_is_rebuilt(cache):
     _, lib = cache
-    lib.write_bytes(b"")
+    replace_bytes(lib, b"")
     assert cb.build_library(np.float64) == lib
     assert lib.stat().st_size > 0 and verified(lib)
 
