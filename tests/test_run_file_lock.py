@@ -52,6 +52,25 @@ def test_a_live_writer_refuses_a_second_writer_and_a_resume_until_it_is_gone(tmp
     assert n_frames(path) == 2                # resumed from the checkpoint at t = 60 min
 
 
+def test_the_command_line_refuses_to_resume_a_file_being_written_in_one_line(tmp_path):
+    """``spatialdtp-run +resume=`` on a file another process writes: exit 2 before anything
+    is written, the writer's pid named, no traceback, the file as it was."""
+    path = tmp_path / "live.h5"
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(path)], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        cli = subprocess.run([sys.executable, "-m", "spatialdtp", f"+resume={path}",
+                              "hydra.run.dir=out"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=240)
+        said = cli.stdout + cli.stderr
+        assert cli.returncode == 2, said
+        assert f"being written by process {proc.pid}" in said and "Traceback" not in said
+        assert not (tmp_path / "out").exists() and n_frames(path) == 3
+    finally:
+        proc.communicate(timeout=30)
+
+
 def write_lock(path, mtime_age=0.0, **holder):
     """A lock file as another writer would have left it, ``mtime_age`` seconds ago."""
     line = {"host": socket.gethostname(), "pid": os.getpid(), "start": L._start_time(os.getpid()),
