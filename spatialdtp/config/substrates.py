@@ -30,14 +30,17 @@ class BindingConfig:
 class CoefficientMapsConfig:
     """Per-voxel coefficients from .npy/.tif arrays of the grid's shape (null: none), for a
     vessel wall, a tissue/medium interface or a measured map: finite and >= 0, like every
-    array the tissue loads."""
+    array the tissue loads (``fixed``: NaN marks the free voxels)."""
     diffusion: Optional[str] = None    # µm²/min, D(x): replaces `diffusion` (hindrance, binding act)
     uptake: Optional[str] = None       # 1/min, a first-order sink added in each voxel (linear)
     secretion: Optional[str] = None    # units/min, a source added in each voxel
+    # the substrate's units: the value held in each voxel (Dirichlet voxels inside the
+    # tissue, e.g. a perfused vessel wall or a medium reservoir); NaN where the field is free
+    fixed: Optional[str] = None
 
 
 #: the coefficients a map can give
-MAP_KINDS = ("diffusion", "uptake", "secretion")
+MAP_KINDS = ("diffusion", "uptake", "secretion", "fixed")
 
 
 @dataclass

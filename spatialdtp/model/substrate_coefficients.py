@@ -34,9 +34,12 @@ total (free + bound) is R c. Without ``binding`` R = 1 and κ = 0.
 **Maps from files** (``maps``, :meth:`Substrate.with_maps`): a diffusivity map D_map(x)
 replaces D in D(x) (hindrance and R still act); an uptake map u_map(x) (1/min) adds
 u_map/R to a(x), linear whatever ``uptake_km``; a secretion map s_map(x) (units/min) adds
-s_map/R to b(x).
+s_map/R to b(x). A fixed-value map (NaN where the field is free) holds its voxels at their
+values: a penalty rate P added to a(x) and P·value to b(x) (:meth:`Substrate._hold`).
 """
 from __future__ import annotations
+
+import numpy
 
 from ..config import SubstrateConfig, boundary_of
 from .boundary import Boundary
@@ -64,7 +67,42 @@ class Substrate:
         self.kinds = tuple((boundary_of(cfg, ax + "-"), boundary_of(cfg, ax + "+"))
                            for ax in grid.axes)
         # coefficient maps (device arrays), already divided by R
-        self.maps = {kind: m / self.retardation for kind, m in (maps or {}).items()}
+        maps = dict(maps or {})
+        fixed = maps.pop("fixed", None)
+        self.maps = {kind: m / self.retardation for kind, m in maps.items()}
+        #: ``(mask, values)`` of the fixed-value voxels, or None: the step puts the values
+        #: back exactly after each solve (the penalty alone leaves them within the solver's
+        #: tolerance, and Crank–Nicolson's explicit half would carry that error on)
+        self.fixed_voxels = None
+        if fixed is not None:
+            self.maps["hold"] = self._hold(fixed)
+            self.fixed_voxels = (~xp.isnan(fixed), xp.where(xp.isnan(fixed), 0.0, fixed)
+                                 .astype(fixed.dtype))
+
+    def _hold(self, fixed):
+        """The fixed-value voxels as a penalty ``(P·[held], P·value·[held])`` added to a(x)
+        and b(x): in a held voxel the implicit step gives
+
+            x_i − v = [c_i − v + θΔt (b_i − a_i v) + Σ_j T_ij (x_j − v)] / (1 + θΔt (a_i + P) + Σ_j T_ij),
+
+        so a rate P = S/u, S bounding every other rate of the voxel (faces 2d·D/dx², decay,
+        vessel exchange, uptake by cells at capacity and from a map) and u the unit
+        round-off, makes the exact solution of the step's system v to about u·|x_j − v| at
+        any Δt (the start c_i is v: the simulation sets it, the step restores it), so the
+        free voxels next to it see the value v. The solvers' stopping test
+        scales each residual by its own diagonal, so the large rows do not hide the free
+        voxels' residuals; multigrid's coarse levels see P summed into their mass, i.e. a
+        coarse cell holding a fixed voxel is nearly fixed too, which only slows the cycles
+        near it (the test checks the solves converge)."""
+        xp = self.xp
+        held = ~xp.isnan(fixed)
+        D = float(self.maps["diffusion"].max()) if "diffusion" in self.maps else self.diffusion
+        rates = (2 * self.grid.ndim * D / self.grid.dx ** 2 + self.decay + self.permeability
+                 + self.phi * self.capacity * sum(r for r in self.cfg.uptake.values() if r > 0)
+                 + (float(self.maps["uptake"].max()) if "uptake" in self.maps else 0.0))
+        P = max(rates, 1.0) / (float(numpy.finfo(fixed.dtype).eps) / 2)
+        return xp.where(held, P, 0.0).astype(fixed.dtype), \
+            xp.where(held, P * xp.nan_to_num(fixed), 0.0).astype(fixed.dtype)
 
     def boundary(self, blood: float) -> Boundary:
         value = self.cfg.boundary_value if self.cfg.boundary_value is not None else blood
@@ -108,6 +146,8 @@ class Substrate:
             a = a + m["uptake"]
         if "secretion" in m:
             b = b + m["secretion"]
+        if "hold" in m:
+            a, b = a + m["hold"][0], b + m["hold"][1]
         return D, a, b
 
     def coefficients(self, state, c_lin, blood: float):

@@ -122,13 +122,18 @@ class Simulation:
             host, vessels = arrays["state"], arrays["vessels"]
             self.t, self.iteration = float(t), int(step)
         self._check_chemotaxis(host, vessels)
+        host_maps = load_coefficient_maps(subs, self.grid, self.drugs)
+        for name, kinds in host_maps.items():
+            if "fixed" in kinds and restore is None:   # fixed voxels start at their value
+                held = ~np.isnan(kinds["fixed"])
+                host[self.layout.index[name]][held] = kinds["fixed"][held]
         self.state = State(self.grid, self.layout, xp, self.dtype,
                            data=self.backend.asarray(host, dtype=self.dtype),
                            vessels=self.backend.asarray(vessels, dtype=self.dtype))
 
         maps = {name: {kind: self.backend.asarray(m, dtype=self.dtype)
                        for kind, m in kinds.items()}
-                for name, kinds in load_coefficient_maps(subs, self.grid, self.drugs).items()}
+                for name, kinds in host_maps.items()}
         self.substrates = [Substrate(name, s, self.grid, self.capacity, cfg.cells.cell_volume,
                                      self.state.vessels, xp, is_drug=name in self.drugs,
                                      maps=maps.get(name))

@@ -177,6 +177,9 @@ class SubstrateStep:
         for s in self.held:
             x[s] = self.prev[s]          # the step's start, exactly
         for s, sub in enumerate(self.subs):
+            if sub.fixed_voxels is not None:   # fixed-value voxels: their values, exactly
+                xp.copyto(x[s], sub.fixed_voxels[1], where=sub.fixed_voxels[0])
+        for s, sub in enumerate(self.subs):
             if sub.is_drug:
                 auc = state[auc_name(sub.name)]
                 auc += (0.5 * dt) * (self.prev[s] + x[s])

@@ -137,7 +137,8 @@ def load_coefficient_maps(substrates: dict, grid: Grid,
                           drugs=()) -> dict[str, dict[str, np.ndarray]]:
     """The per-voxel coefficient maps of every substrate (``substrates``: name -> its
     config, the ``transport`` of each of ``drugs`` included): ``{name: {kind: float64
-    array}}``, checked as the tissue's arrays are (the grid's shape, finite, >= 0)."""
+    array}}``, checked as the tissue's arrays are (the grid's shape, finite, >= 0; a
+    ``fixed`` map NaN where the field is free)."""
     from ...config import MAP_KINDS
 
     out = {}
@@ -147,6 +148,24 @@ def load_coefficient_maps(substrates: dict, grid: Grid,
             path = getattr(s.maps, kind)
             if path is not None:
                 key = f"{prefix}.maps.{kind}"
-                out.setdefault(name, {})[kind] = check_values(
+                check = check_fixed if kind == "fixed" else check_values
+                out.setdefault(name, {})[kind] = check(
                     load_array(path, grid.shape, key), key, path, kind)
     return out
+
+
+def check_fixed(array: np.ndarray, key: str, path: str, name: str) -> np.ndarray:
+    """A fixed-value map holds the value of each fixed voxel (finite, >= 0) and NaN in the
+    free ones; infinity is neither."""
+    if array.dtype.kind not in "biuf":
+        raise ConfigError(f"{key}={path!r}: dtype {array.dtype} is not a real number type "
+                          "(allowed: float arrays, NaN where the field is free)")
+    array = array.astype(np.float64)
+    held = ~np.isnan(array)
+    if np.isinf(array).any():
+        raise ConfigError(f"{key}={path!r}: {int(np.isinf(array).sum())} values are "
+                          "infinite; a fixed value must be finite (NaN marks a free voxel)")
+    if (array[held] < 0).any():
+        raise ConfigError(f"{key}={path!r}: {int((array[held] < 0).sum())} fixed values "
+                          f"are negative (min {array[held].min():g}); they must be >= 0")
+    return array
