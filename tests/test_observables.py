@@ -343,3 +343,17 @@ def test_summary_png_has_the_spatial_panel_at_treatment_start_nadir_and_end(tmp_
     plot_summary(tmp_path / "series.png", sim.observables()["time"], sim.observables(),
                  summary, sim.drugs)
     assert height(tmp_path / "run_summary.png") > 1.3 * height(tmp_path / "series.png")
+
+
+def test_plot_of_a_run_inside_its_lead_in_says_when_treatment_starts(tmp_path):
+    """No on-period: no "drug on" legend entry; the panel title says when the drug starts."""
+    from spatialdtp.run.summary_plot import plot_summary
+    t = np.linspace(0.0, 0.25 * DAY, 7)
+    obs = {"S": np.full(7, 100.0), "P": np.full(7, 0.5), "R": np.full(7, 0.02),
+           "burden": np.full(7, 100.52), "on_drug": np.zeros(7), "plasma_drug": np.zeros(7)}
+    s = summarize(t, obs, RunConfig(), treatment_start_min=7 * DAY)
+    fig = plot_summary(tmp_path / "lead.png", t, obs, s, ("drug",))
+    top = fig.axes[0]
+    assert top.get_title() == ("Tumour populations (treatment starts on day 7, after the end "
+                               "of this run)")
+    assert "drug on" not in [x.get_text() for x in top.get_legend().get_texts()]

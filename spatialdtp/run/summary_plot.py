@@ -108,11 +108,13 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
     for drug, colour in zip(drugs, _cycle(DRUG_COLOURS, len(drugs))):
         if f"on_{drug}" not in obs:
             continue
-        for a, b in on_periods(days, obs[f"on_{drug}"]):
+        periods = on_periods(days, obs[f"on_{drug}"])
+        for a, b in periods:
             for ax in axes:
                 ax.axvspan(a, b, color=colour, alpha=0.15, lw=0)
-        handles.append(Patch(color=colour, alpha=0.3))
-        labels.append(f"{drug} on")
+        if periods:                    # a run inside its lead-in has none to name
+            handles.append(Patch(color=colour, alpha=0.3))
+            labels.append(f"{drug} on")
     if shade_sub_cell(top):
         handles.append(Patch(color="gray", alpha=0.3))
         labels.append("< 1 cell (sub-cell)")
@@ -122,6 +124,8 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
     panel_title = "Tumour populations"
     if not drugs:
         panel_title += " (untreated)"
+    elif days.size and start > days[-1]:
+        panel_title += f" (treatment starts on day {start:g}, after the end of this run)"
     top.set_title(panel_title)
 
     # --- plasma
@@ -200,7 +204,8 @@ def _maps(fig, panel):
             "P (cells/voxel)", fontsize="small")
     handles = [Line2D([], [], color="lime", lw=1.0), Line2D([], [], color="white", lw=1.0,
                ls="--"), Patch(color="deepskyblue")]
-    fig.legend(handles, ["CAF/TAM niche voxels", "tumour at treatment start", "vessels"],
+    fig.legend(handles, ["CAF/TAM niche voxels", f"tumour at {shots[0].label.split(' = ')[0]}",
+                         "vessels"],
                loc="outside lower center", ncols=3, fontsize="small", facecolor="0.85")
     fig.suptitle("Persisters, niches and vessels" + (f" ({panel.plane})" if panel.plane else ""),
                  fontsize="small")
