@@ -70,6 +70,22 @@ def _table(header, rows):
     return "\n".join(out)
 
 
+def contention_lines(results) -> list[str]:
+    """`cpu` idle and busy with passive and spinning OpenMP waiting (benchmarks/contention)."""
+    ct = results.get("contention")
+    if not ct:
+        return []
+    rows = [[f"`{r['policy']}`", "busy" if r["busy"] else "idle", r["burners"], r["threads"],
+             _ms(r["median_step_s"])] for r in ct["runs"]]
+    q = ct["ratios"]
+    text = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in q.items())
+    return [f"`cpu` on a shared machine ({ct['problem']} {_grid(ct['shape'])}, median of "
+            f"{ct['steps']} steps; busy: one CPU-bound process per core beside the run; "
+            "`passive` is spatialdtp's default, `spin` libgomp's):", "",
+            _table(["OpenMP waiting", "machine", "burners", "threads", "step (ms)"], rows), "",
+            f"Ratios: {text}.", ""]
+
+
 # --------------------------------------------------------------------------- ratios
 def _find(cases, problem, shape, backend):
     for r in cases:
@@ -190,6 +206,7 @@ def markdown(results, plots=(), level: int = 1, brief: bool = False) -> str:
         f"`{n}` {'– ' + b['device'] if b.get('available') else 'unavailable: ' + b.get('reason', '')[:120]}"
         for n, b in backs.items()) + ".")
     lines.append("")
+    lines += contention_lines(results)
 
     # coupled
     cases = results.get("coupled", [])

@@ -15,12 +15,13 @@ from __future__ import annotations
 import gc
 import math
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import coupled, machine, problems, solvers, substrate_only
+from . import contention, coupled, machine, problems, solvers, substrate_only
 from .measure import (
     BACKENDS,
     DESCRIPTIONS,
@@ -54,6 +55,10 @@ class Plan:
     max_output_bytes: int = 2**30
     max_step_s: dict = field(default_factory=dict)    # backend -> cap on a projected step
     budget_s: float = 900.0
+    #: backend=cpu idle and busy, passive and spinning (:mod:`benchmarks.contention`):
+    #: (problem, shape, timed steps); about 4 × (start, build, steps + 1)
+    contention: tuple = ("tissue3d", (48, 48, 48), 4)
+    contention_s: float = 40.0          # what it is expected to take (16 s measured on 2 cores)
 
 
 def plan(mode: str, gpu: bool) -> Plan:
@@ -69,7 +74,8 @@ def plan(mode: str, gpu: bool) -> Plan:
                     substrate_steps=dict(min_steps=2, max_steps=2, min_seconds=0.0),
                     scaling_steps=dict(min_steps=1, max_steps=1, min_seconds=0.0),
                     phase_steps=1, host_copy_bytes=2**25, device_copy_bytes=2**28,
-                    max_output_bytes=2**24, budget_s=25.0)
+                    max_output_bytes=2**24, budget_s=25.0,
+                    contention=("tissue3d", (12, 12, 12), 1), contention_s=8.0)
     # the same number of steps on every backend: a step's work (its PCG iterations)
     # depends on how far the run has gone, so ratios compare like with like
     k = 5 if gpu else 3
@@ -234,6 +240,7 @@ class Runner:
         for problem, shapes in p.coupled[:1]:
             self._coupled(problem, shapes)
         self._solvers()
+        self._contention()
         self._substrates()
         for problem, shapes in p.coupled[1:]:
             self._coupled(problem, shapes)
@@ -272,6 +279,25 @@ class Runner:
             self.results["solvers"] = solvers.run(self.plan.mode, self.names, log=self.log)
         except Exception as err:  # noqa: BLE001  (recorded, the rest of the suite goes on)
             self.skip({"section": "solvers"}, f"error: {type(err).__name__}: {err}")
+        self._emit()
+
+    def _contention(self):
+        """backend=cpu idle and busy, with passive and with spinning OpenMP waiting."""
+        problem, shape, steps = self.plan.contention
+        what = {"problem": problem, "shape": list(shape), "backend": "cpu",
+                "case": "contention"}
+        if "cpu" not in self.backends:
+            why = self.results["backends"].get("cpu", {}).get("reason", "not asked for")
+            return self.skip(what, f"backend cpu unavailable: {why}")
+        left = self.plan.budget_s - self.elapsed()
+        if left < self.plan.contention_s:
+            return self.skip(what, f"{left:.0f} s left of the budget, the case takes about "
+                                   f"{self.plan.contention_s:.0f} s")
+        self.log(f"  contention: {problem} {list(shape)} on cpu, idle and busy")
+        try:
+            self.results["contention"] = contention.run_case(problem, shape, steps, log=self.log)
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as err:
+            return self.skip(what, f"failed: {err}"[:500])
         self._emit()
 
     def _substrates(self):

@@ -21,7 +21,7 @@ COMPILED = ["cpu", pytest.param("cupy", marks=pytest.mark.gpu)]
 #: launches a step, each emulated on the host): ``slow`` there, run by ``-m slow``
 SLOW_ON_DOUBLE = {"3d_gpx4_tr_bdf2"}
 
-QUICK = ["run.progress=false", "run.plot=false", "numerics.rtol=1e-12",
+QUICK = ["run.progress=false", "run.plot=false", "numerics.rtol=1e-12", "treatment.lead_in_days=0",
          "run.output_interval_hours=12", "tissue.tumour.radius=150"]
 SECTION_2D = ["grid.shape=[26,21]", "grid.dx=20"]
 BLOCK_3D = ["tissue=spheroid3d", "grid.shape=[12,11,10]", "tissue.tumour.radius=80",

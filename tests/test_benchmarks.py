@@ -236,3 +236,60 @@ def test_quick_mode_sets_the_two_solvers_side_by_side(quick_run):
     assert syncs[("tissue3d", "multigrid")] < syncs[("tissue3d", "pcg")]
     assert {j["solver"] for j in sv["default_job"]} == {"multigrid", "pcg"}
     assert all(j["wall_s"] > 0 and j["fallbacks"] == 0 for j in sv["default_job"])
+
+
+@pytest.mark.timeout(150)
+def test_cpu_contention_case_measures_idle_and_busy_with_both_waiting_policies(monkeypatch):
+    """benchmarks/contention: backend cpu idle and beside one burner per core, with passive
+    and with spinning OpenMP waiting, each in its own child process (the policy is read when
+    the OpenMP runtime starts, so the child's environment is what was asked for); the
+    ratios recompute from the recorded step times and the burners are gone afterwards. No
+    figure is asserted, only that each is a positive time."""
+    from spatialdtp.backends import cpu_backend
+
+    if cpu_backend.compiler() is None:
+        pytest.skip("no C++ compiler")
+    from benchmarks import contention, report
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")      # the case sets its own, per child
+    seen = []
+    real_run = contention.subprocess.run
+
+    def run(args, **kw):
+        seen.append({k: kw["env"].get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")})
+        return real_run(args, **kw)
+    monkeypatch.setattr(contention.subprocess, "run", run)
+    burners = []
+    real_popen = contention.subprocess.Popen
+
+    def popen(args, *a, **kw):          # subprocess.run starts the children through it too
+        proc = real_popen(args, *a, **kw)
+        if contention.BURNER in args:
+            burners.append(proc)
+        return proc
+    monkeypatch.setattr(contention.subprocess, "Popen", popen)
+
+    case = contention.run_case("tissue3d", (12, 12, 12), 1, log=lambda *_: None)
+    assert seen == [{"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None},
+                    {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "300000"}] * 2
+    cores = len(os.sched_getaffinity(0))
+    assert [(r["policy"], r["busy"], r["burners"]) for r in case["runs"]] == [
+        ("passive", False, 0), ("spin", False, 0), ("passive", True, cores), ("spin", True, cores)]
+    assert len(burners) == 2 * cores and all(b.poll() is not None for b in burners)
+    t = {(r["policy"], r["busy"]): r["median_step_s"] for r in case["runs"]}
+    assert all(v > 0 for v in t.values())
+    q = case["ratios"]
+    assert q["busy_over_idle_passive"] == t[("passive", True)] / t[("passive", False)]
+    assert q["busy_over_idle_spin"] == t[("spin", True)] / t[("spin", False)]
+    assert q["spin_over_passive_idle"] == t[("spin", False)] / t[("passive", False)]
+    assert q["spin_over_passive_busy"] == t[("spin", True)] / t[("passive", True)]
+    text = "\n".join(report.contention_lines({"contention": case}))
+    assert "spin over passive busy" in text and text.count("| `passive` |") == 2
+
+
+def test_quick_suite_records_the_contention_case_or_why_not(quick_run):
+    _, res, _ = quick_run
+    skipped = [s for s in res["skipped"] if s.get("case") == "contention"]
+    assert ("contention" in res) != bool(skipped)
+    if skipped:
+        assert skipped[0]["reason"]

@@ -13,6 +13,7 @@ HGF–MET signal removed from the model).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -165,3 +166,47 @@ def test_after_a_drug_holiday_only_preexisting_persisters_keep_a_standing_pool()
     # two days is where it starts (gain 1); drug-induced entry α_E E S adds to it
     assert pre["rechallenge_P_gain"] == pytest.approx(1.0, abs=1e-9), pre
     assert ind["rechallenge_P_gain"] > 1.0, ind
+
+
+def test_readout_table_marks_cell_counts_below_one_cell():
+    """A read-out that counts cells (P, R at a day) is marked "< 1 cell" where its mean over
+    seeds is below one cell; fractions and days are not."""
+    from spatialdtp.studies.experiments.readouts import is_cell_count, readouts
+
+    runs = [run("combinations", "continuous", 2.0), run("combinations", "targeted_oxphos", 2.0)]
+    text = ex.readout_table("combinations", runs)
+    marked = 0
+    for line, r in zip(text.splitlines(), runs):
+        for key, value in readouts("combinations", r).items():
+            part = re.search(rf"(?:^|; |: ){re.escape(key)}=([^;]*)", line).group(1)
+            expected = is_cell_count(key) and 0 < value < 1
+            assert part.endswith("(< 1 cell)") is expected, (key, value, part)
+            marked += expected
+    assert marked >= 1                                   # R after two days: a fraction of a cell
+    assert is_cell_count("P_day28") and is_cell_count("P_holiday_end")
+    assert not is_cell_count("P_end_per_baseline") and not is_cell_count("P_kept")
+
+
+def test_combinations_figure_shows_removed_persisters_on_a_linear_percent_axis(tmp_path):
+    """experiment.png's third panel: % of persisters removed against the targeted drug
+    alone, on a linear axis that ends just above 100 %, every bar inside it, each bar's
+    value written on it, the legend below the axes and the axis label inside the figure."""
+    arms = ("continuous", "targeted_oxphos", "targeted_meti")
+    runs = [run("combinations", arm, 2.0, *NICHE) for arm in arms]
+    png = ex.plot_experiment("combinations", runs, tmp_path / "experiment.png")
+    assert png.stat().st_size > 10_000
+    fig = ex.experiment_figure("combinations", runs)
+    fig.canvas.draw()
+    assert [p for p in fig.axes[0].patches if p.get_gid() == "sub-cell"]   # P below one cell
+    ax = fig.axes[2]
+    assert ax.get_yscale() == "linear"
+    low, high = ax.get_ylim()
+    assert 100.0 < high <= 120.0
+    bars = [b.get_height() for b in ax.patches if np.isfinite(b.get_height())]
+    assert bars and all(low <= h <= 100.0 + 1e-9 for h in bars)
+    assert len(ax.texts) == len(ax.patches)          # each bar labelled with its value
+    renderer = fig.canvas.get_renderer()
+    box, legend = ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+    assert legend.y1 <= box.y0                       # below the axes, clear of the bars
+    label = ax.yaxis.label.get_window_extent(renderer)
+    assert label.x0 >= 0 and label.y0 >= 0 and label.y1 <= fig.bbox.height

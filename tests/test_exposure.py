@@ -28,7 +28,8 @@ LINEAR = ["tissue=well_mixed", "backend=numpy64", "cells.crowding=false",
           "cells.switching.alpha0=1e-4", "cells.switching.alpha_drug=1e-3",
           "cells.switching.rho0=5e-4", "cells.switching.mu=2e-4",
           "cells.sensitive.growth=2e-3", "cells.sensitive.kill=3e-3",
-          "treatment=continuous", "treatment.drugs.drug.exposure=plasma",
+          "treatment=continuous", "treatment.lead_in_days=0",
+          "treatment.drugs.drug.exposure=plasma",
           "treatment.drugs.drug.schedule.dose=0.5"]
 
 
@@ -97,6 +98,7 @@ def test_a_drug_at_plasma_or_uniform_penetration_needs_no_vessels():
     exact area: ∫ c_b dt = Σ_doses D (1 − e^{−k_e (T − t_k)})/k_e times penetration."""
     penetration, dose, T = 0.4, 2.0, 2.5 * MIN_PER_DAY
     cfg = load_config(["grid.shape=[12,12]", "backend=numpy64", "tissue.vessels.kind=none",
+                       "treatment.lead_in_days=0",
                        "treatment=continuous", "treatment.drugs.drug.exposure=uniform",
                        f"treatment.drugs.drug.penetration={penetration}",
                        "treatment.drugs.drug.pk.model=bolus",

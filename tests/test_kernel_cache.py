@@ -99,3 +99,28 @@ def test_both_precisions_load_their_own_library_in_one_process():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_one_log_line_says_the_kernels_are_compiling_and_none_once_cached(cache, tmp_path,
+                                                                          monkeypatch, caplog):
+    """The first use is otherwise silent for about a minute: one INFO line before the build
+    starts, naming the compiler and the cache; a verified cached library logs nothing."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger=cb.log.name)
+    cb.build_library(np.float64)                       # the fixture's library, cached
+    assert not [r for r in caplog.records if "compiling" in r.getMessage()]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(mode=0o700)
+    monkeypatch.setenv("SPATIALDTP_KERNEL_CACHE", str(fresh))
+
+    def no_build(*args):
+        raise RuntimeError("stopped before the build")
+    monkeypatch.setattr(cb, "_compile", no_build)
+    with pytest.raises(RuntimeError, match="stopped"):
+        cb.build_library(np.float64)
+    lines = [r for r in caplog.records if "compiling" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO
+    message = lines[0].getMessage()
+    assert message.startswith("backend cpu: compiling") and str(fresh) in message
+    assert "\n" not in message

@@ -232,7 +232,7 @@ def test_a_run_keeps_its_reference_in_the_run_file_and_resumes_with_it(tmp_path)
 
     cfg = load_config(["grid.shape=[24,24]", "tissue.tumour.radius=150", "run.dt=60",
                        "run.progress=false", "run.plot=false", "backend=numpy",
-                       "treatment.drugs.drug.schedule.start_day=0.5",
+                       "treatment.lead_in_days=0", "treatment.drugs.drug.schedule.start_day=0.5",
                        "run.output_interval_hours=6", "run.checkpoint_interval_hours=6"])
     sim = Simulation(cfg)
     assert sim.observer.reference is None

@@ -167,10 +167,20 @@ def test_final_fractions_niche_contrast_and_days_on():
     assert s["cumulative_on_days_drug"] == 3.0   # each flag holds until the next sample
 
 
+def test_a_run_ending_before_treatment_start_has_no_baseline_but_its_final_counts():
+    """A short run inside the lead-in: the end points of treatment are NaN, not an error."""
+    t, obs = course([1, 2, 3])
+    s = summarize(t, obs, RunConfig(), treatment_start_min=10 * DAY)
+    for key in ("baseline_burden", "progression_threshold", "time_to_progression_days",
+                "nadir", "nadir_day", "nadir_fraction", "mrd_reached", "final_fraction"):
+        assert math.isnan(s[key]), key
+    assert s["final_burden"] == 3.0 and s["treatment_start_day"] == 10.0
+
+
 def test_summarize_refuses_bad_input_by_name():
     t, obs = course([1, 2, 3])
     with pytest.raises(ValueError, match="treatment_start_min"):
-        summarize(t, obs, RunConfig(), treatment_start_min=10 * DAY)
+        summarize(t, obs, RunConfig(), treatment_start_min=math.nan)
     with pytest.raises(ValueError, match="burden"):
         summarize(t, {"S": obs["burden"]}, RunConfig())
     with pytest.raises(ValueError, match="obs\\['P'\\]"):
@@ -186,6 +196,12 @@ def test_format_summary_is_an_aligned_table_with_units():
     assert any(line.startswith("time_to_progression_days") and line.endswith("days")
                for line in lines)
     assert any(line.startswith("cumulative_on_days_drug") and "2" in line for line in lines)
+
+
+def test_format_summary_marks_counts_below_one_cell():
+    text = format_summary({"final_P": 0.3, "final_R": 2.0, "nadir": 0.0, "final_fraction": 0.5})
+    marked = [line.split()[0] for line in text.splitlines() if line.endswith("(< 1 cell)")]
+    assert marked == ["final_P"]      # not 2 cells, not 0 (none), not a fraction below 1
 
 
 # --------------------------------------------------------------------------- plot
@@ -281,3 +297,63 @@ def test_plot_summary_has_a_title_marks_sub_cell_counts_and_keeps_the_legend_out
     assert "< 1 cell (sub-cell)" in [x.get_text() for x in legend.get_texts()]
     renderer = fig.canvas.get_renderer()
     assert legend.get_window_extent(renderer).x0 >= top.get_window_extent(renderer).x1
+
+
+def test_summary_png_has_the_spatial_panel_at_treatment_start_nadir_and_end(tmp_path):
+    """The run's summary PNG gains a row of maps read from its run file: P, the niche voxels
+    (F + M >= run.niche_threshold × capacity) and the vessels at the frames nearest to
+    treatment start, the nadir and the end, the tumour bed at treatment start outlined."""
+    import struct
+
+    from spatialdtp.api import load_config
+    from spatialdtp.run.runfile import read_run
+    from spatialdtp.run.simulation import Simulation
+    from spatialdtp.run.summary_maps import spatial_panel
+    from spatialdtp.run.summary_plot import plot_summary
+
+    cfg = load_config(["experiment=quick", "backend=numpy", "treatment.lead_in_days=0.25",
+                       "run.output_interval_hours=3", "run.plot=true"])
+    sim = Simulation(cfg)
+    path = tmp_path / "run.h5"
+    summary = sim.run_until(path=path, progress=False)
+    run = read_run(path)
+    days = run.time / DAY
+    panel = spatial_panel(path, summary, cfg.run.niche_threshold, sim.capacity)
+    nadir = 0.25 + summary["nadir_day"]
+    expected = {0.25: "treatment start", days[np.argmin(abs(days - nadir))]: "nadir", 1.0: "end"}
+    assert [s.day for s in panel.snapshots] == pytest.approx(sorted(expected))
+    for shot in panel.snapshots:
+        i = int(np.argmin(abs(days - shot.day)))
+        assert shot.label in (expected[days[i]], "nadir = end", "treatment start = nadir")
+        np.testing.assert_array_equal(shot.P, run.frame("P", i))
+        np.testing.assert_array_equal(shot.niche, run.frame("F", i).astype(float)
+                                      + run.frame("M", i) >= cfg.run.niche_threshold * sim.capacity)
+    i = int(np.argmin(abs(days - 0.25)))
+    start = sum(run.frame(k, i).astype(float) for k in "SPR")
+    np.testing.assert_array_equal(panel.bed, start >= 1e-3 * sim.capacity)
+    np.testing.assert_array_equal(panel.vessels, run.static_map("vessels") > 0)
+    fig = plot_summary(tmp_path / "p.png", sim.observables()["time"], sim.observables(),
+                       summary, sim.drugs, spatial=panel)
+    images = [ax for ax in fig.axes if ax.get_images()]
+    assert len(images) == len(panel.snapshots)
+    assert [ax.get_title() for ax in images][0] == "treatment start, day 0.25"
+
+    def height(png):
+        return struct.unpack(">II", png.read_bytes()[16:24])[1]
+    plot_summary(tmp_path / "series.png", sim.observables()["time"], sim.observables(),
+                 summary, sim.drugs)
+    assert height(tmp_path / "run_summary.png") > 1.3 * height(tmp_path / "series.png")
+
+
+def test_plot_of_a_run_inside_its_lead_in_says_when_treatment_starts(tmp_path):
+    """No on-period: no "drug on" legend entry; the panel title says when the drug starts."""
+    from spatialdtp.run.summary_plot import plot_summary
+    t = np.linspace(0.0, 0.25 * DAY, 7)
+    obs = {"S": np.full(7, 100.0), "P": np.full(7, 0.5), "R": np.full(7, 0.02),
+           "burden": np.full(7, 100.52), "on_drug": np.zeros(7), "plasma_drug": np.zeros(7)}
+    s = summarize(t, obs, RunConfig(), treatment_start_min=7 * DAY)
+    fig = plot_summary(tmp_path / "lead.png", t, obs, s, ("drug",))
+    top = fig.axes[0]
+    assert top.get_title() == ("Tumour populations (treatment starts on day 7, after the end "
+                               "of this run)")
+    assert "drug on" not in [x.get_text() for x in top.get_legend().get_texts()]

@@ -67,7 +67,7 @@ def test_the_readme_python_api_example_runs(tmp_path, monkeypatch):
     block = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S)
                  if "from spatialdtp import api" in b)
     small = (block.replace("grid.shape=[64,64]", "grid.shape=[24,24]")
-             .replace("days=3", "days=0.25").replace("days=6", "days=0.5"))
+             .replace("days=10", "days=0.25").replace("days=14", "days=0.5"))
     assert small.count("days=") == block.count("days=") and small != block
     monkeypatch.chdir(tmp_path)
     scope = {}

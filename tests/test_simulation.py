@@ -32,7 +32,7 @@ def model_overrides(scheme="backward_euler", picard=0, dt=10.0):
     return ["backend=numpy64",
             f"numerics.scheme={scheme}", f"numerics.picard_iterations={picard}",
             "numerics.rtol=1e-13", f"run.dt={dt}", "treatment=continuous",
-            "treatment.drugs.drug.schedule.dose=0.5",
+            "treatment.lead_in_days=0", "treatment.drugs.drug.schedule.dose=0.5",
             # faster switching so two days exercise every process
             "cells.switching.alpha0=1e-4", "cells.switching.alpha_drug=1e-3",
             "cells.switching.rho0=5e-4", "cells.switching.mu=2e-4",

@@ -24,6 +24,7 @@ from spatialdtp.studies.objective import (
     objective_value,
     plasma_exposure,
 )
+from spatialdtp.run.summary import summary_unit
 from spatialdtp.studies.sweeps import gather, kaplan_meier, km_median
 
 TINY = ["experiment=quick", "run.days=0.25"]
@@ -68,6 +69,8 @@ def test_a_2x2_sweep_becomes_one_row_per_run_equal_to_the_run_files(two_by_two, 
                    "objective", "error", "dir", "overrides"):
         assert column in table.columns, column
     assert sorted(table["job"]) == [0, 1, 2, 3]
+    assert table["below_one_cell"].fillna("").str.contains("final_R").all()   # R ≈ 0.02 cells
+    assert table["nadir"].dtype.kind == "f"            # the counts themselves stay numbers
     assert set(table["status"]) == {"complete"}
     assert sorted(zip(table["treatment"], table["seed"])) == [
         ("continuous", 0), ("continuous", 1), ("intermittent", 0), ("intermittent", 1)]
@@ -83,6 +86,10 @@ def test_a_2x2_sweep_becomes_one_row_per_run_equal_to_the_run_files(two_by_two, 
         assert math.isnan(row.time_to_progression_days) == math.isnan(
             summary["time_to_progression_days"])
         assert row.days == pytest.approx(0.25)
+        # the cell counts above 0 and below one cell, named in their own text column
+        sub = " ".join(k for k in table.columns if k in summary and summary_unit(k) == "cells"
+                       and 0 < float(summary[k]) < 1)
+        assert (row.below_one_cell if isinstance(row.below_one_cell, str) else "") == sub
         # continuous at 1 µM for 0.25 days: 0.25 µM·day; intermittent is on for its first 7 days
         assert row.plasma_exposure_drug == pytest.approx(0.25, rel=1e-9)
     for png in ("burden_curves.png", "time_to_progression.png"):

@@ -147,6 +147,36 @@ def test_adaptive_decides_at_the_first_step_at_or_after_each_check():
                             (first_step_after(7 * DAY), True)]   # 10080 min (on a step)
 
 
+def test_lead_in_shifts_every_schedule_day_and_the_treatment_start():
+    """treatment.lead_in_days: untreated days first; start_day, stop_day, the doses' days
+    and the adaptive baseline and checks all count from its end."""
+    from spatialdtp.api import load_config
+    from spatialdtp.run.simulation import treatment_start_minutes
+
+    lead = 2.0
+    def shifted(**kw):
+        return Treatment(TreatmentConfig(lead_in_days=lead, drugs={"erlotinib": drug(**kw)}))
+
+    tr = shifted(kind="continuous", start_day=1.0, stop_day=3.0)
+    for day, expected in {2.999: False, 3.0: True, 4.999: True, 5.0: False}.items():
+        assert tr.is_on(day * DAY)["erlotinib"] is expected, day
+    tr = shifted(pk="bolus", kind="doses", doses=[[0, 1.0], [1.5, 2.0]])
+    run(tr, 5 * DAY, 60.0)
+    assert doses(tr) == [(2.0 * DAY, 1.0), (3.5 * DAY, 2.0)]
+    tr = shifted(kind="adaptive", start_day=1.0, stop_fraction=0.5, resume_fraction=1.0,
+                 check_interval_days=1.0, dose=1.0)
+    run(tr, 11 * DAY, 60.0, lambda t: burden_script(t - lead * DAY))
+    assert switches(tr) == [(3 * DAY, True), (5 * DAY, False), (9 * DAY, True)]
+    assert tr._schedules["erlotinib"].baseline == 100.0
+    cfg = load_config(["treatment.lead_in_days=2", "treatment.drugs.drug.schedule.start_day=1"])
+    assert treatment_start_minutes(cfg) == 3 * DAY
+    # the default job: a week untreated, then three weeks of the drug
+    cfg = load_config([])
+    assert treatment_start_minutes(cfg) == 7 * DAY and cfg.run.days == 28.0
+    with pytest.raises(ConfigError, match="treatment.lead_in_days"):
+        load_config(["treatment.lead_in_days=-1"])
+
+
 @pytest.mark.parametrize("burden_at_check, stays_on", [(50.0, True), (49.999, False)])
 def test_adaptive_stops_only_strictly_below_stop_fraction(burden_at_check, stays_on):
     tr = adaptive(start_day=0.0)

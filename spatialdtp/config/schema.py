@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 from ..units import SUMMARY_UNITS
 from .cells import CELL_TYPES, CellsConfig, validate_cells
-from .checks import ConfigError, choice, fail
+from .checks import ConfigError, choice, fail, nonneg
 from .limits import check_work
 from .memory import estimate_memory, memory_contributions, n_fields  # noqa: F401
 from .run import (
@@ -97,6 +97,7 @@ def validate_values(cfg: SpatialDTPConfig) -> float:
     for name, s in cfg.substrates.items():
         validate_substrate(f"substrates.{name}", s, ndim)
     choice("treatment.combination", cfg.treatment.combination, COMBINATION_RULES)
+    nonneg("treatment.lead_in_days", cfg.treatment.lead_in_days)
     reserved = set(CELL_TYPES) | {"vessels"}
     for name in cfg.substrates:
         if name in reserved or name.startswith("auc_"):

@@ -62,6 +62,10 @@ class DrugConfig:
 class TreatmentConfig:
     name: str = "continuous"
     combination: str = "bliss"         # bliss | hsa (highest single agent) within a class
+    # Untreated days at the start of the run, so that the drug's effect is not mixed with
+    # the seeded tissue settling (conf/config.yaml sets 7); every drug's schedule days
+    # (start_day, stop_day, doses) count from its end.
+    lead_in_days: float = 0.0
     # Empty here: the treatment presets in conf/treatment name the drugs (a preset with
     # none is the untreated control). A drug is also a substrate of the same name.
     drugs: Dict[str, DrugConfig] = field(default_factory=dict)

@@ -73,11 +73,13 @@ def tissue_ratios(cfg: SpatialDTPConfig) -> dict[str, float]:
 
 
 def treatment_start_minutes(cfg: SpatialDTPConfig) -> float:
-    """When the first drug starts: its ``start_day``, or for a ``doses`` schedule (where
-    ``start_day`` has no effect) its first dose."""
+    """When the first drug starts: the lead-in plus its ``start_day``, or for a ``doses``
+    schedule (where ``start_day`` has no effect) its first dose; 0 without drugs."""
     starts = [min(day for day, _ in d.schedule.doses) if d.schedule.kind == "doses"
               else d.schedule.start_day for d in cfg.treatment.drugs.values()]
-    return min(starts) * MINUTES_PER_DAY if starts else 0.0
+    if not starts:
+        return 0.0
+    return (cfg.treatment.lead_in_days + min(starts)) * MINUTES_PER_DAY
 
 
 class Simulation:
@@ -434,7 +436,8 @@ class Simulation:
             self.write_outputs(path, summary)
         if path is not None and run.plot:
             try:
-                self.plot(path.with_name(path.stem + "_summary.png"), summary=summary)
+                self.plot(path.with_name(path.stem + "_summary.png"), summary=summary,
+                          run_file=path)
             except OSError as err:   # the run file is complete; only the picture is missing
                 log.error("the summary plot could not be written: %s", err)
         return summary
@@ -501,8 +504,10 @@ class Simulation:
         summary["solver_warning"] = self.solver_warning() or ""   # as in the run file
         return write_outputs(path, summary, self.observables_table(), self.observer.units)
 
-    def plot(self, png, summary=None):
-        """Draw the population dynamics and dose schedule (PNG)."""
+    def plot(self, png, summary=None, run_file=None):
+        """Draw the population dynamics and dose schedule (PNG); with ``run_file`` (a run
+        file of this run) the spatial panel from its frames too."""
+        from .summary_maps import spatial_panel
         from .summary_plot import plot_summary
 
         obs = self.observables()
@@ -510,7 +515,10 @@ class Simulation:
         title = (f"tissue={c.tissue.name}  treatment={c.treatment.name}  seed={c.seed}  "
                  f"grid={'×'.join(map(str, self.grid.shape))} at {self.grid.dx:g} µm  "
                  f"backend={self.backend.name}")
-        plot_summary(png, obs["time"], obs, summary or self.summary(), self.drugs, title=title)
+        summary = summary or self.summary()
+        spatial = None if run_file is None else spatial_panel(
+            run_file, summary, c.run.niche_threshold, self.capacity)
+        plot_summary(png, obs["time"], obs, summary, self.drugs, title=title, spatial=spatial)
         return png
 
     def _create_writer(self, path: Path, overwrite: bool = False):

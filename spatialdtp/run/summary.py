@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..config import RunConfig
-from ..units import MINUTES_PER_DAY, SUMMARY_UNITS
+from ..units import MINUTES_PER_DAY, SUB_CELL, SUMMARY_UNITS, is_sub_cell
 
 
 def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
@@ -37,6 +37,9 @@ def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
       when it is undefined there).
     - ``cumulative_on_days_<drug>`` for each ``on_<drug>`` in ``obs``: Σ on[i]·(t[i+1]-t[i])
       over the whole run (each flag holds until the next sample), in days.
+
+    A run that ends before treatment start (a short run inside the lead-in) has no
+    baseline: every key that depends on one is NaN, the ``final_*`` counts are reported.
     """
     t = np.asarray(times_min, dtype=np.float64).ravel()
     if t.size == 0:
@@ -52,11 +55,12 @@ def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
     for k, v in obs.items():
         if np.shape(v) != t.shape:
             raise ValueError(f"obs[{k!r}] has shape {np.shape(v)}, times_min has {t.shape}")
+    if not math.isfinite(treatment_start_min) or treatment_start_min < 0:
+        raise ValueError(f"treatment_start_min={treatment_start_min}: must be a finite "
+                         "number of minutes >= 0")
     after = np.nonzero(t >= treatment_start_min)[0]
-    if after.size == 0:
-        raise ValueError(f"treatment_start_min={treatment_start_min}: after the last "
-                         f"observation time ({t[-1]} min)")
-    i0 = int(after[0])
+    untreated = after.size == 0          # the run ended inside the lead-in
+    i0 = int(after[0]) if not untreated else t.size - 1
 
     def days(i):
         return (t[i] - treatment_start_min) / MINUTES_PER_DAY
@@ -95,6 +99,10 @@ def summarize(times_min, obs: dict[str, np.ndarray], run_cfg: RunConfig,
         "final_R": last("R"),
         "final_niche_contrast": last("niche_contrast"),
     }
+    if untreated:
+        for key in ("baseline_burden", "progression_threshold", "time_to_progression_days",
+                    "nadir", "nadir_day", "nadir_fraction", "mrd_reached", "final_fraction"):
+            out[key] = math.nan
     for key in sorted(k for k in obs if k.startswith("on_")):
         on = np.asarray(obs[key], dtype=np.float64)
         out[f"cumulative_on_days_{key[3:]}"] = float(np.sum(on[:-1] * np.diff(t)) / MINUTES_PER_DAY)
@@ -107,11 +115,14 @@ def summary_unit(key: str) -> str:
 
 
 def format_summary(summary: dict[str, float]) -> str:
-    """A short aligned table: name, value (4 significant digits), unit."""
+    """A short aligned table: name, value (4 significant digits), unit; a count below one
+    cell is marked "(< 1 cell)"."""
     width = max((len(k) for k in summary), default=0)
     lines = []
     for k, v in summary.items():
         unit = summary_unit(k)
+        if is_sub_cell(v, unit):
+            unit = f"{unit} ({SUB_CELL})"
         value = "never" if k == "time_to_progression_days" and math.isnan(v) else f"{v:.4g}"
         lines.append(f"{k:<{width}}  {value:>10}  {unit}".rstrip())
     return "\n".join(lines)

@@ -38,6 +38,9 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..run.summary import summary_unit
+from ..units import is_sub_cell
+
 MINUTES_PER_DAY = 1440.0
 STATUSES = ("complete", "running", "interrupted", "failed", "started", "pending")
 MULTIRUN_FILE = "multirun.yaml"
@@ -339,7 +342,8 @@ def table(sweep: Sweep, by: Sequence[str] = ()):
 
     ``job``, ``status``, the ``by`` keys, one column per override key, ``days`` (simulated),
     every summary key, ``plasma_exposure_<drug>`` and ``plasma_exposure`` (µM·day),
-    ``objective``, ``error``, ``dir`` (relative to the sweep), ``overrides``, ``updated``.
+    ``objective``, ``below_one_cell`` (the summary's cell counts above 0 and below one cell,
+    space-separated), ``error``, ``dir`` (relative to the sweep), ``overrides``, ``updated``.
     """
     import pandas as pd
 
@@ -370,6 +374,9 @@ def table(sweep: Sweep, by: Sequence[str] = ()):
         row.update({f"plasma_exposure_{d}": job.exposure.get(d, math.nan) for d in drugs})
         row["plasma_exposure"] = sum(job.exposure.values()) if job.exposure else math.nan
         row["objective"] = job.objective
+        # text, so that the count columns stay numbers for pandas
+        row["below_one_cell"] = " ".join(k for k in summary_keys
+                                         if is_sub_cell(job.summary.get(k), summary_unit(k)))
         row["error"] = job.error
         row["dir"] = "" if job.dir is None else job.dir.relative_to(sweep.dir).as_posix()
         row["overrides"] = " ".join(job.overrides)
@@ -377,7 +384,7 @@ def table(sweep: Sweep, by: Sequence[str] = ()):
         rows.append(row)
     columns = (["job", "status", *by_keys, *override_keys, "days", *summary_keys,
                 *(f"plasma_exposure_{d}" for d in drugs), "plasma_exposure", "objective",
-                "error", "dir", "overrides", "updated"])
+                "below_one_cell", "error", "dir", "overrides", "updated"])
     frame = pd.DataFrame(rows, columns=columns)
     frame["job"] = frame["job"].astype("Int64")
     return frame

@@ -17,7 +17,8 @@ from typing import NamedTuple, Optional
 import numpy
 
 from ...config import COMBINATION_RULES, DrugConfig, TreatmentConfig, validate_drug
-from ...config.checks import choice
+from ...config.checks import choice, nonneg
+from ...units import MINUTES_PER_DAY
 from .pharmacokinetics import Pharmacokinetics
 from .schedules import Schedule
 
@@ -49,6 +50,7 @@ def _check_config(cfg: TreatmentConfig) -> None:
     if not isinstance(cfg, TreatmentConfig):
         raise TypeError(f"Treatment needs a TreatmentConfig, got {type(cfg).__name__}")
     choice("treatment.combination", cfg.combination, COMBINATION_RULES)
+    nonneg("treatment.lead_in_days", cfg.lead_in_days)
     for name, d in cfg.drugs.items():
         if not isinstance(d, DrugConfig):
             raise TypeError(f"treatment.drugs.{name} is a {type(d).__name__}, not a DrugConfig")
@@ -66,7 +68,9 @@ class Treatment:
         _check_config(cfg)
         self.cfg = cfg
         self.drugs: tuple[str, ...] = tuple(cfg.drugs)
-        self._schedules = {n: Schedule(d.schedule, d.pk.model) for n, d in cfg.drugs.items()}
+        lead_in = cfg.lead_in_days * MINUTES_PER_DAY
+        self._schedules = {n: Schedule(d.schedule, d.pk.model, lead_in)
+                           for n, d in cfg.drugs.items()}
         self._pk = {n: Pharmacokinetics(d.pk.model, d.pk.elimination, d.pk.absorption)
                     for n, d in cfg.drugs.items()}
         self._was_on = {n: False for n in self.drugs}

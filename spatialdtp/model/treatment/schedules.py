@@ -16,7 +16,8 @@ instantaneous doses:
   ``dose_duration_hours`` with level (or rate) ``amount``; overlapping windows add.
   ``start_day`` plays no part: the days are absolute.
 
-``stop_day`` ends any schedule. With bolus/oral PK a window gives a dose of
+Every day above counts from the end of ``treatment.lead_in_days`` (the untreated lead-in,
+``offset`` minutes here). ``stop_day`` ends any schedule. With bolus/oral PK a window gives a dose of
 ``schedule.dose`` every ``interval_hours`` from its start (the on-switch) while it lasts.
 """
 from __future__ import annotations
@@ -40,10 +41,10 @@ def _first_index(a: float, origin: float, period: float) -> int:
 class Schedule:
     """When one drug is on: on-windows ``(w0, w1, level)`` and impulse doses, in minutes."""
 
-    def __init__(self, s, pk_model: str):
+    def __init__(self, s, pk_model: str, offset: float = 0.0):
         self.kind = s.kind
-        self.start = s.start_day * MINUTES_PER_DAY
-        self.stop = math.inf if s.stop_day is None else s.stop_day * MINUTES_PER_DAY
+        self.start = offset + s.start_day * MINUTES_PER_DAY
+        self.stop = math.inf if s.stop_day is None else offset + s.stop_day * MINUTES_PER_DAY
         self.level = float(s.dose)
         self.interval = s.interval_hours * MINUTES_PER_HOUR
         self.impulses = pk_model in IMPULSE_PK
@@ -55,9 +56,9 @@ class Schedule:
         if self.kind == "doses":
             span = self.interval if self.impulses else s.dose_duration_hours * MINUTES_PER_HOUR
             self.span = span
-            self.dose_list = sorted((float(day) * MINUTES_PER_DAY, float(amount))
+            self.dose_list = sorted((offset + float(day) * MINUTES_PER_DAY, float(amount))
                                     for day, amount in s.doses
-                                    if float(day) * MINUTES_PER_DAY < self.stop)
+                                    if offset + float(day) * MINUTES_PER_DAY < self.stop)
         if self.kind == "adaptive":
             self.check = s.check_interval_days * MINUTES_PER_DAY
             self.stop_fraction = s.stop_fraction

@@ -16,7 +16,7 @@ persister_origin   cells                       pre-existing vs drug-induced pers
 =================  ==========================  ===============================================
 
 :mod:`.arms` (the arms, :class:`ArmRun`, :func:`load_sweep`) · :mod:`.readouts` (what
-the README reports) · :mod:`.figures` (:func:`plot_experiment`). The command
+the README reports) · :mod:`.figures` (:func:`plot_experiment`, :func:`experiment_figure`). The command
 ``python -m spatialdtp.experiments SWEEP_DIR`` prints a finished sweep's read-outs arm by
 arm and draws its figure; :func:`spatialdtp.experiments.run_arm` runs one arm in-process.
 """
@@ -31,7 +31,7 @@ from .arms import (
            sweep_params,
 )
 from .estimate import two_zone_estimate, zone_environments
-from .figures import plot_experiment
+from .figures import experiment_figure, plot_experiment
 from .readouts import (
            by_arm,
            holiday_readouts,
@@ -49,7 +49,7 @@ from .readouts import (
 )
 
 __all__ = ["ArmRun", "EXPERIMENTS", "arm_keys", "arm_label", "arms", "by_arm",
-           "holiday_readouts", "load_sweep", "near_far", "niche_contrast",
+           "experiment_figure", "holiday_readouts", "load_sweep", "near_far", "niche_contrast",
            "niche_distance_map", "niche_profile_of", "paired_near_far_ratio",
            "paired_profile_ratio", "plot_experiment", "preset_path", "readout_table",
            "readouts", "schedule_windows", "sweep_params", "two_zone_estimate", "value_at",

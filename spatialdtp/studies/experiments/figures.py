@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ...run.summary_plot import shade_sub_cell
 from .arms import EXPERIMENTS, ArmRun
 from .readouts import (
     by_arm,
@@ -47,8 +48,9 @@ def _positive(a):
 
 
 def _curves(ax, groups: dict[str, list[ArmRun]], quantity, ylabel: str, log: bool = True,
-            label=short):
-    """Each arm's seeds as thin lines and their geometric (log) or arithmetic mean bold."""
+            label=short, cells: bool = False):
+    """Each arm's seeds as thin lines and their geometric (log) or arithmetic mean bold;
+    a count of ``cells`` is shaded grey below one cell ("< 1 cell")."""
     for k, (arm, runs) in enumerate(groups.items()):
         colour = COLOURS[k % len(COLOURS)]
         n = min(len(r.days) for r in runs)
@@ -62,6 +64,9 @@ def _curves(ax, groups: dict[str, list[ArmRun]], quantity, ylabel: str, log: boo
                 label=f"{label(arm)} (n={len(runs)})".replace("\n", " "))
     if log:
         ax.set_yscale("log")
+    if cells and shade_sub_cell(ax):
+        ax.text(0.99, 0.01, "< 1 cell", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, color="dimgray")
     ax.set_xlabel("days since treatment start")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
@@ -92,8 +97,42 @@ def _points(ax, groups: dict[str, list[ArmRun]], value, ylabel: str, log: bool =
     ax.grid(True, axis="y", which="major", alpha=0.3)
 
 
+def _removed_bars(ax, names, groups, ctrl, label, day):
+    """Persisters removed by each partner against the targeted drug alone (paired by seed),
+    near and far from niches, in % on a linear axis: a share runs from 0 to 100 % (below 0
+    where a partner leaves more). Each bar carries its value, so a small cut (0.6 %) reads
+    as clearly as a full one; the legend sits below the axes, clear of the bars."""
+    width = 0.38
+    zones = ("within niche_distance of a niche", "beyond niche_far_distance")
+    low = 0.0
+    for j, zone in enumerate(zones):
+        cut = [[100.0 * (1.0 - paired_near_far_ratio(r, ctrl[r.seed])[j])
+                for r in groups[a] if r.seed in ctrl] for a in names]
+        heights = [np.nanmean(c) if np.isfinite(c).any() else np.nan for c in cut]
+        xs = np.arange(len(names)) + (j - 0.5) * width
+        ax.bar(xs, heights, width, label=zone, color=("tab:red", "tab:grey")[j])
+        for x, h in zip(xs, heights):
+            ax.text(x, (h if np.isfinite(h) else 0.0) + 1.5, f"{h:.2g}" if np.isfinite(h)
+                    else "n/a", ha="center", va="bottom", fontsize=6)
+            low = min(low, h) if np.isfinite(h) else low
+    ax.set_xticks(range(len(names)), [label(n) for n in names])
+    ax.set_ylim(low - 5.0 if low < 0 else 0.0, 112.0)
+    ax.set_ylabel(f"persisters removed vs targeted alone,\nday {day:g} (%)")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.legend(fontsize=7, title="tumour voxels", title_fontsize=7, loc="upper center",
+              bbox_to_anchor=(0.5, -0.16), ncols=1)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
 def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
-    """The experiment's figure (PNG) from its runs (any number of seeds per arm)."""
+    """Write the experiment's figure (PNG) from its runs (any number of seeds per arm)."""
+    png = Path(png)
+    experiment_figure(experiment, runs).savefig(png, dpi=110)
+    return png
+
+
+def experiment_figure(experiment: str, runs: Sequence[ArmRun]):
+    """The experiment's figure (a Matplotlib Figure, not yet written)."""
     groups = by_arm(runs)
     if not groups:
         raise ValueError("runs=[]: nothing to plot")
@@ -113,8 +152,10 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
         axes[0].axhline(1.2, color="grey", ls="--", lw=0.8)
         for ax in axes[:3]:
             ax.axvline(0.0, color="grey", ls=":", lw=0.8)      # treatment start
-        _curves(axes[1], groups, lambda r: r.observables["P"], "persisters P (cells)", label=lab)
-        _curves(axes[2], groups, lambda r: r.observables["R"], "resistant R (cells)", label=lab)
+        _curves(axes[1], groups, lambda r: r.observables["P"], "persisters P (cells)",
+                label=lab, cells=True)
+        _curves(axes[2], groups, lambda r: r.observables["R"], "resistant R (cells)",
+                label=lab, cells=True)
         _points(axes[3], groups, lambda r: r.summary.get("time_to_progression_days", math.nan),
                 "time to progression (days)", log=False, label=lab)
         end = float(first.days[-1])
@@ -125,30 +166,15 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
     elif experiment == "combinations":
         fig = _figure((13, 3.8))
         axes = fig.subplots(1, 3)
-        _curves(axes[0], groups, lambda r: r.observables["P"], "persisters P (cells)", label=lab)
+        _curves(axes[0], groups, lambda r: r.observables["P"], "persisters P (cells)",
+                label=lab, cells=True)
         _points(axes[1], groups, lambda r: value_at(r, "P", r.days[-1]) / r.baseline,
                 f"P / baseline burden at day {first.days[-1]:g}", label=lab)
         control = groups.get("continuous")
         if control:
             ctrl = {r.seed: r for r in control}
             names = [a for a in groups if a != "continuous"]
-            width = 0.38
-            zones = ("within niche_distance of a niche", "beyond niche_far_distance")
-            for j, label in enumerate(zones):
-                cut = [[100.0 * (1.0 - paired_near_far_ratio(r, ctrl[r.seed])[j])
-                        for r in groups[a] if r.seed in ctrl] for a in names]
-                axes[2].bar(np.arange(len(names)) + (j - 0.5) * width,
-                            [np.nanmean(c) if np.isfinite(c).any() else np.nan for c in cut],
-                            width, label=label,
-                            color=("tab:red", "tab:grey")[j])
-            axes[2].set_xticks(range(len(names)), [lab(n) for n in names])
-            axes[2].set_yscale("log")
-            axes[2].set_ylabel(f"persisters removed vs targeted alone (%), day {first.days[-1]:g}")
-            # room for the legend above the 100 % bars; down to 0.3 % for small cuts
-            axes[2].set_ylim(0.3, 1000.0)
-            axes[2].legend(fontsize=7, title="tumour voxels", title_fontsize=7,
-                           loc="upper center")
-            axes[2].grid(True, axis="y", which="both", alpha=0.3)
+            _removed_bars(axes[2], names, groups, ctrl, lab, first.days[-1])
         axes[0].legend(fontsize=7)
     elif experiment == "niche":
         fig = _figure((20, 3.8))
@@ -201,8 +227,10 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
     elif experiment == "persister_origin":
         fig = _figure((13, 3.8))
         axes = fig.subplots(1, 3)
-        _curves(axes[0], groups, lambda r: r.observables["P"], "persisters P (cells)", label=lab)
-        _curves(axes[1], groups, lambda r: r.observables["S"], "sensitive S (cells)", label=lab)
+        _curves(axes[0], groups, lambda r: r.observables["P"], "persisters P (cells)",
+                label=lab, cells=True)
+        _curves(axes[1], groups, lambda r: r.observables["S"], "sensitive S (cells)",
+                label=lab, cells=True)
         _curves(axes[2], groups, lambda r: r.observables["P"] / (r.observables["S"]
                                                                   + r.observables["P"]),
                 "P / (S + P)", label=lab)
@@ -213,6 +241,4 @@ def plot_experiment(experiment: str, runs: Sequence[ArmRun], png) -> Path:
         raise ValueError(f"experiment={experiment!r}: known experiments are {list(EXPERIMENTS)}")
     fig.suptitle(f"{title} — {len(runs)} runs; seeds {sorted({r.seed for r in runs})}",
                  fontsize=10)
-    png = Path(png)
-    fig.savefig(png, dpi=110)
-    return png
+    return fig

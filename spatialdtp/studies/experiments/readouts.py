@@ -13,11 +13,13 @@ Units: cells (P, R, burden), cells/voxel (densities), days (times since treatmen
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from ...run import niche
+from ...units import SUB_CELL, is_sub_cell
 from .arms import EXPERIMENTS, ArmRun
 
 
@@ -175,8 +177,14 @@ def by_arm(runs: Iterable[ArmRun]) -> dict[str, list[ArmRun]]:
     return out
 
 
+def is_cell_count(key: str) -> bool:
+    """Whether read-out ``key`` is a count of cells (P_end, R_day28, P_holiday_start, ...)."""
+    return bool(re.fullmatch(r"[SPR]_(end|day[0-9.]+|holiday_start|holiday_end)", key))
+
+
 def readout_table(experiment: str, runs: Sequence[ArmRun]) -> str:
-    """Per arm and read-out: the mean over seeds and [min, max]; one line per arm."""
+    """Per arm and read-out: the mean over seeds and [min, max]; one line per arm. A count
+    of cells whose mean is below one cell is marked "< 1 cell"."""
     lines = []
     for arm, group in by_arm(runs).items():
         rows = [readouts(experiment, r) for r in group]
@@ -187,7 +195,8 @@ def readout_table(experiment: str, runs: Sequence[ArmRun]) -> str:
             if fin.size == 0:
                 parts.append(f"{key}=nan")
             else:
-                parts.append(f"{key}={fin.mean():.3g} [{fin.min():.3g}, {fin.max():.3g}]"
+                sub = f" ({SUB_CELL})" if is_cell_count(key) and is_sub_cell(fin.mean()) else ""
+                parts.append(f"{key}={fin.mean():.3g} [{fin.min():.3g}, {fin.max():.3g}]{sub}"
                              + (f" ({vals.size - fin.size} nan)" if fin.size < vals.size else ""))
         lines.append(f"{arm} (seeds {sorted(r.seed for r in group)}): " + "; ".join(parts))
     return "\n".join(lines)
