@@ -24,7 +24,9 @@ def is_sub_cell(value, unit: str = "cells") -> bool:
 #: drug, comes on top, in days); ``objective.metric`` names one of them
 SUMMARY_UNITS = {
     "treatment_start_day": "days", "baseline_burden": "cells", "progression_threshold": "cells",
-    "time_to_progression_days": "days", "nadir": "cells", "nadir_day": "days",
+    # counted from treatment start (the lead-in excluded), as the summary says
+    "time_to_progression_days": "days after treatment start", "nadir": "cells",
+    "nadir_day": "days after treatment start",
     "nadir_fraction": "of baseline", "mrd_reached": "1 = yes", "final_burden": "cells",
     "final_fraction": "of baseline", "final_resistant_fraction": "of burden",
     "final_persister_fraction": "of burden", "final_P": "cells", "final_R": "cells",

@@ -193,8 +193,8 @@ def test_format_summary_is_an_aligned_table_with_units():
     lines = text.splitlines()
     value_ends = {re.match(r"\S+\s+\S+", line).end() for line in lines}
     assert len(value_ends) == 1                          # values right-aligned in one column
-    assert any(line.startswith("time_to_progression_days") and line.endswith("days")
-               for line in lines)
+    assert any(line.startswith("time_to_progression_days")
+               and line.endswith("days after treatment start") for line in lines)
     assert any(line.startswith("cumulative_on_days_drug") and "2" in line for line in lines)
 
 
