@@ -214,7 +214,7 @@ def test_a_fixed_ring_is_the_same_run_on_every_backend(tmp_path, backend):
     np.save(tmp_path / "drug.npy", drug)
     overrides = ["grid.shape=[26,21]", "grid.dx=20", "run.dt=20", "numerics.rtol=1e-12",
                  "tissue.tumour.radius=150", "run.progress=false",
-                 "backend.precision=float64", "treatment=continuous",
+                 "backend.precision=float64", "treatment=continuous", "treatment.lead_in_days=0",
                  f"substrates.oxygen.maps.fixed={path}",
                  f"treatment.drugs.drug.transport.maps.fixed={tmp_path / 'drug.npy'}"]
     fields = {}
