@@ -70,6 +70,12 @@ class _ZeroPadded(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         want = min(len(buffer), max(0, self.size - self._pos))
+        if self._pos + want > self.real_size:
+            # Not all of it is on disk. Zeros in its place can send HDF5 round a metadata
+            # structure for ever (a root attribute cut through hung the reader): fail the
+            # read, so that HDF5 reports the object unreadable instead.
+            raise OSError(f"bytes {self._pos}–{self._pos + want} are past the end of the "
+                          f"file cut short at {self.real_size}")
         self._raw.seek(self._pos)
         data = self._raw.read(max(0, min(want, self.real_size - self._pos)))
         buffer[:len(data)] = data
@@ -112,6 +118,20 @@ def _open(path: str) -> tuple[h5py.File, _ZeroPadded | None]:
         except BaseException:
             padded.close()
             raise
+
+
+def _readable_prefix(ds) -> np.ndarray:
+    """The leading entries of a 1-D dataset that can be read, chunk by chunk: a file cut
+    short on disk can lose the chunks of ``/time`` written last."""
+    n = len(ds)
+    step = ds.chunks[0] if ds.chunks else max(n, 1)
+    parts = []
+    for start in range(0, n, step):
+        try:
+            parts.append(ds[start:min(start + step, n)])
+        except OSError:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=ds.dtype)
 
 
 def looks_like_run_file(path) -> bool:
@@ -198,7 +218,10 @@ class RunFile:
         self.problems: list[str] = [f"root attribute {k!r} unreadable (the file is cut short)"
                                     for k in unreadable]
 
-        times = f["time"][:len(f["time"])]
+        times = _readable_prefix(f["time"])
+        if len(times) < len(f["time"]):
+            self.problems.append(f"frame times {len(times)}–{len(f['time'])} are past the "
+                                 "end of the file")
         n = self._whole_frames(len(times))
         self.times = np.asarray(times[:n], dtype=np.float64)
         try:
@@ -206,11 +229,12 @@ class RunFile:
         except (OSError, KeyError, ValueError) as exc:  # lost with a truncated file's end
             self._observables = {"time": np.zeros(0)}
             self.problems.append(f"its per-step observables cannot be read ({exc})")
-        self._report(n, len(times))
+        self._report(n, len(f["time"]))
         if n == 0:
             self.close()
             raise ValueError(f"{self.path!r} holds no whole frame to show "
-                             f"(status {self.status!r})")
+                             f"(status {self.status!r}" + "".join(
+                                 f"; {p}" for p in self.problems) + ")")
 
     # -- what is missing
     def _whole_frames(self, n: int) -> int:
