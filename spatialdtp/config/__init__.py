@@ -12,6 +12,7 @@ module             sections
 ``schema``         :class:`SpatialDTPConfig` (all of them) and :func:`validate`
 ``checks``         :class:`ConfigError` and the checks the sections share
 ``limits``         bounds on the steps, frames and sub-steps a configuration implies
+``magnitudes``     levels and step coefficients the precision can hold
 ``memory``         :func:`estimate_memory`: the bytes a run needs, by named contribution
 =================  ===========================================================
 

@@ -122,10 +122,11 @@ def validate_cells(c: CellsConfig) -> None:
     e = c.environment
     if e.o2_proliferation_saturation <= e.o2_proliferation_threshold:
         fail("cells.environment.o2_proliferation_saturation", e.o2_proliferation_saturation,
-             f"must exceed o2_proliferation_threshold ({e.o2_proliferation_threshold})")
+             f"must exceed cells.environment.o2_proliferation_threshold "
+             f"({e.o2_proliferation_threshold})")
     if e.o2_hypoxic <= e.o2_hypoxic_full:
         fail("cells.environment.o2_hypoxic", e.o2_hypoxic,
-             f"must exceed o2_hypoxic_full ({e.o2_hypoxic_full})")
+             f"must exceed cells.environment.o2_hypoxic_full ({e.o2_hypoxic_full})")
     if e.o2_necrosis_onset <= e.o2_necrosis_max:
         fail("cells.environment.o2_necrosis_onset", e.o2_necrosis_onset,
-             f"must exceed o2_necrosis_max ({e.o2_necrosis_max})")
+             f"must exceed cells.environment.o2_necrosis_max ({e.o2_necrosis_max})")

@@ -124,7 +124,9 @@ def check_work(cfg, capacity: float) -> None:
 
 def check_transport(cfg, capacity: float, q_max: float = 0.0) -> None:
     """Sub-steps of the explicit cell transport, per half step (a Python loop each) and over
-    the run (voxel updates), for each cell type's motility and the chemotactic drift
+    the run (voxel updates), for each cell type's motility, the tumour's pressure flux
+    (``cells.pressure_mobility``, :func:`~spatialdtp.numerics.transport.pressure_substeps`)
+    and the chemotactic drift
     ``χ·q_max/dx`` of a chemokine that stays below ``q_max`` (:func:`chemokine_bound`).
     A well-mixed tissue has no transport: nothing to bound."""
     if cfg.tissue.kind == "well_mixed":
@@ -142,12 +144,16 @@ def check_transport(cfg, capacity: float, q_max: float = 0.0) -> None:
         key = ("cells.macrophage.chemotaxis", c.macrophage.chemotaxis) if drift_dominates \
             else (f"cells.{name}.motility", D)
         counts[key] = transport_substeps(D, v, tau, g.dx, ndim)
+    if c.pressure_mobility > 0:   # the tumour's pressure flux has sub-steps of its own
+        counts[("cells.pressure_mobility", c.pressure_mobility)] = transport_substeps(
+            c.pressure_mobility, 0.0, tau, g.dx, ndim)
     if not counts:
         return
     (key, value), m = max(counts.items(), key=lambda kv: kv[1])
-    why = (f"with run.dt={cfg.run.dt:g} min and grid.dx={g.dx:g} µm" if key.endswith("motility")
-           else f"with the chemokine up to {q_max:.3g} nM, a chemotactic drift of up to "
-                f"{v_max:.3g} µm/min")
+    why = (f"with run.dt={cfg.run.dt:g} min and grid.dx={g.dx:g} µm"
+           if not key.endswith("chemotaxis") else
+           f"with the chemokine up to {q_max:.3g} nM, a chemotactic drift of up to "
+           f"{v_max:.3g} µm/min")
     if m > MAX_TRANSPORT_SUBSTEPS:
         raise ConfigError(f"{key}={value!r}: {why}, the explicit cell transport would need "
                           f"{m:.3g} sub-steps per half step, more than the "

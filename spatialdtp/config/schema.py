@@ -18,6 +18,7 @@ from ..units import SUMMARY_UNITS
 from .cells import CELL_TYPES, CellsConfig, validate_cells
 from .checks import ConfigError, choice, fail, nonneg
 from .limits import check_work
+from .magnitudes import check_coefficients, check_levels
 from .memory import estimate_memory, memory_contributions, n_fields  # noqa: F401
 from .run import (
     BackendConfig,
@@ -118,13 +119,15 @@ def validate_values(cfg: SpatialDTPConfig) -> float:
             if given:
                 fail(f"substrates.{name}.maps", given, "a well-mixed tissue "
                      "(tissue.kind=well_mixed) has no maps; its coefficients are the scalars")
-    _check_representable(cfg)
+    check_levels(cfg, all_substrates(cfg))
     validate_cells(cfg.cells)
     validate_tissue(cfg.tissue, ndim, set(all_substrates(cfg)) | set(CELL_TYPES) | {"vessels"})
     validate_objective(cfg.objective, list(SUMMARY_UNITS) + [
         f"cumulative_on_days_{d}" for d in cfg.treatment.drugs])
 
-    return check_capacity(cfg)
+    cap = check_capacity(cfg)
+    check_coefficients(cfg, all_substrates(cfg), cap)
+    return cap
 
 
 def check_memory(cfg: SpatialDTPConfig, free_memory_bytes: int, backend: Optional[str] = None):
@@ -150,25 +153,6 @@ def capacity(cfg: SpatialDTPConfig) -> float:
         return float(cfg.cells.capacity)
     g = cfg.grid.dx
     return g * g * g / cfg.cells.cell_volume
-
-
-def _check_representable(cfg: SpatialDTPConfig) -> None:
-    """Levels a field takes on directly (initial, blood, boundary values, plasma doses) must
-    fit the precision: 1e39 in float32 is inf before the first step."""
-    import numpy as np
-
-    top = float(np.finfo(cfg.backend.precision).max)
-    levels = []
-    for name, sub in all_substrates(cfg).items():
-        key = f"treatment.drugs.{name}.transport" if name in cfg.treatment.drugs \
-            else f"substrates.{name}"
-        levels += [(f"{key}.{a}", getattr(sub, a)) for a in ("initial", "blood", "boundary_value")]
-    for name, drug in cfg.treatment.drugs.items():
-        levels.append((f"treatment.drugs.{name}.schedule.dose", drug.schedule.dose))
-    for key, value in levels:
-        if value is not None and value >= top:
-            fail(key, value, f"larger than {cfg.backend.precision} can hold ({top:.3g}); "
-                 "fields would be infinite from the start")
 
 
 def check_capacity(cfg: SpatialDTPConfig) -> float:

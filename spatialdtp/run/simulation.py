@@ -364,8 +364,9 @@ class Simulation:
         next_ckpt = (math.floor(self.t / ckpt_every + 1e-9) + 1) * ckpt_every
         writer = behind = None
         status = "failed"
-        # Signals are handled from here until the file is closed: a second one during the
-        # shutdown is not allowed to cut the final checkpoint short.
+        # Signals are handled from here until the file is closed and the outputs beside it
+        # are written: a second one during the shutdown may not cut the final checkpoint
+        # short.
         with _StopRequests() as requests:
             bar = _progress_bar(progress, self.t, t_end)
             try:
@@ -428,18 +429,20 @@ class Simulation:
                 bar.close()
                 if writer is not None:
                     self._close_writer(writer, behind, path, status)
-        summary = self.summary()
-        if self.solver_warning():
-            log.warning("the run completed with unconverged implicit solves: %s",
-                        self.solver_warning())
-        if path is not None:
-            self.write_outputs(path, summary)
-        if path is not None and run.plot:
-            try:
-                self.plot(path.with_name(path.stem + "_summary.png"), summary=summary,
-                          run_file=path)
-            except OSError as err:   # the run file is complete; only the picture is missing
-                log.error("the summary plot could not be written: %s", err)
+            # still shutting down: a signal now would leave a complete run file without
+            # the summary and observables beside it
+            summary = self.summary()
+            if self.solver_warning():
+                log.warning("the run completed with unconverged implicit solves: %s",
+                            self.solver_warning())
+            if path is not None:
+                self.write_outputs(path, summary)
+            if path is not None and run.plot:
+                try:
+                    self.plot(path.with_name(path.stem + "_summary.png"), summary=summary,
+                              run_file=path)
+                except OSError as err:   # the run file is complete; only the picture is missing
+                    log.error("the summary plot could not be written: %s", err)
         return summary
 
     def _open_writer(self, path: Path, overwrite: bool):
@@ -627,7 +630,7 @@ class _StopRequests:
     computes stops at once, inside the step (``in_step``). Once the run is shutting down
     (``shutting_down``: final checkpoint, closing the file) every further signal is
     ignored with a message, so the file is always closed whole; the handlers are restored
-    only after that.
+    only after that (and after a complete run's summary files are written).
     """
 
     def __init__(self):
