@@ -48,6 +48,16 @@ def _key(cfg, name: str) -> str:
         else f"substrates.{name}"
 
 
+def _binding_culprit(key: str, b) -> tuple[str, float]:
+    """The binding key that makes R = 1 + sites/kd large: sites, or kd when it is the
+    further of the two from 1 (log sites against -log kd)."""
+    if b is None:
+        return f"{key}.binding.sites", 0.0
+    if b.kd > 0 and b.sites > 0 and -math.log(b.kd) > math.log(b.sites):
+        return f"{key}.binding.kd", b.kd
+    return f"{key}.binding.sites", b.sites
+
+
 def check_coefficients(cfg, all_substrates: dict, capacity: float) -> None:
     """Refuse a substrate whose step coefficients (largest D, a, b over any tissue with at
     most ``capacity`` cells of each type per voxel) the precision cannot hold."""
@@ -69,7 +79,8 @@ def check_coefficients(cfg, all_substrates: dict, capacity: float) -> None:
                 # the factor that lowers it most (a diffusivity against 1 µm²/min)
                 culprit, value = max(
                     [(f"{key}.hindrance", s.hindrance, math.log1p(s.hindrance)),
-                     (f"{key}.binding.sites", b.sites if b else 0.0, math.log(R)),
+                     # R = 1 + sites/kd: many sites or a tight kd (against 1 µM) raise it
+                     (*_binding_culprit(key, b), math.log(R)),
                      (f"{key}.diffusion", s.diffusion, -math.log(s.diffusion))],
                     key=lambda c: c[2])[:2]
                 fail(culprit, value, f"makes the diffusivity of {name} "
