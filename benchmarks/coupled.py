@@ -183,7 +183,7 @@ def step_bytes(sim, work, dt, shape=None):
         restarts=work.get("restarts", {}), predictor=work.get("predictor", False),
         pressure_substeps=(pressure_substeps(mobility, tau, sim.grid.dx, sim.grid.ndim)
                            if mobility > 0 else 0),
-        shape=shape, niche_shifts=shifts)
+        shape=shape, niche_shifts=shifts, niche_remade=sim.observer.labels_made_last)
 
 
 def field_totals(sim, names=None) -> dict:

@@ -201,9 +201,12 @@ def substrate_update_bytes(n_voxels: int, itemsize: int, is_drug: bool) -> int:
 
 
 # --------------------------------------------------------------------------- observables
-def niche_label_bytes(shape, itemsize: int, shifts) -> int:
+def niche_label_bytes(shape, itemsize: int, shifts, remade: bool = True) -> int:
     """The niche labels of ``spatialdtp.run.niche.labels`` as CuPy expressions: the niche
-    mask (read F, M; write F + M; read it, write a 1-byte mask), the label array (1 byte
+    mask (read F, M; write F + M; read it, write a 1-byte mask) and, once there is a
+    reference, its comparison with the last step's mask (read both); when the mask is
+    unchanged (``remade`` false) the labels are the kept ones and that is all. Otherwise
+    the label array (1 byte
     written), "any niche" (1 byte read), the distance to the niche in float64 (the mask
     read, the squared distance written; per axis a copy (read, write) and ``shifts[k]``
     shifted minima (none at all without a niche or a tumour bed: ``shifts`` empty), each ``d2 + step`` (read, write) and the minimum (read two, write one),
@@ -212,7 +215,12 @@ def niche_label_bytes(shape, itemsize: int, shifts) -> int:
     with the bed: read 2 masks, write 1) and the label wheres and casts (6 passes of 1-byte
     arrays, 2 bytes each)."""
     n, f8 = math.prod(shape), 8
-    total = 3 * n * itemsize + n * itemsize + n + n + n                 # mask, labels, any
+    mask = 3 * n * itemsize + n * itemsize + n
+    if not remade:
+        return mask + 2 * n                                             # mask, comparison
+    total = mask + n + n                                                # labels, any
+    if shifts:
+        total += 2 * n                                                  # the comparison
     if not shifts:
         return total + 2 * 2 * n                                        # the niche bit
     total += n + n * f8                                                 # d2 = where(...)
@@ -224,13 +232,14 @@ def niche_label_bytes(shape, itemsize: int, shifts) -> int:
 
 
 def observables_bytes(n_voxels: int, itemsize: int, n_fields: int, n_drugs: int,
-                      shape=None, niche_shifts=()) -> int:
+                      shape=None, niche_shifts=(), niche_remade: bool = True) -> int:
     """The end-of-step observables: the niche labels (:func:`niche_label_bytes`, when a
     ``shape`` is given), one pass of the sums kernel (5 cell planes, oxygen, HGF, each drug,
     the tumour at treatment start and the 1-byte labels) and the finiteness sums (every
     field once)."""
     elems = (5 + 2 + n_drugs + 1) + n_fields
-    labels = niche_label_bytes(shape, itemsize, niche_shifts) if shape is not None else 0
+    labels = (niche_label_bytes(shape, itemsize, niche_shifts, niche_remade)
+              if shape is not None else 0)
     return elems * n_voxels * itemsize + n_voxels + labels
 
 
@@ -321,14 +330,15 @@ def exposure_bytes(n_voxels: int, itemsize: int) -> int:
 def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
                chemotaxis, substrates, solver_shapes, iterations, picard=0, theta=1.0,
                solves=1, solver="pcg", checks=0, restarts=None, predictor=True,
-               pressure_substeps=0, shape=None, niche_shifts=()):
+               pressure_substeps=0, shape=None, niche_shifts=(), niche_remade=True):
     """Bytes of one coupled step, by phase. ``substrates``: name -> (SubstrateConfig,
     boundary kinds, is_drug); ``iterations``: name -> PCG iterations (``pcg``) or V-cycles
     (``multigrid``) of that step; ``checks``, ``restarts``, ``predictor``: what the
     multigrid solve did (see :func:`multigrid_bytes`); ``pressure_substeps``: the tumour's
     pressure sub-steps per half step; ``shape`` and ``niche_shifts``: the grid and the
     shifts per axis of the niche distance (the niche labels' traffic; without ``shape``
-    they are left out)."""
+    they are left out); ``niche_remade``: whether the step made its niche labels anew (they
+    are kept while the niche voxels stay the same)."""
     phases = {
         "reactions": 2 * reaction_bytes(n_voxels, itemsize, n_substrates),
         "transport": 2 * (transport_bytes(n_voxels, itemsize, substeps, chemotaxis)
@@ -354,5 +364,5 @@ def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
                                        itemsize, theta, solves)
                 + substrate_update_bytes(n_voxels, itemsize, is_drug))
     phases["observables"] = observables_bytes(n_voxels, itemsize, n_fields, n_drugs, shape,
-                                              niche_shifts)
+                                              niche_shifts, niche_remade)
     return phases

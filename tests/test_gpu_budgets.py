@@ -26,20 +26,25 @@ kernel launches = 24 + 3·(L − 1)·rounds + checks + restarts
              kernel of ours)
   per check  bmg_residual_norms 1;   per restart  bmg_restart 1
 
-host syncs = 5 + checks
+host syncs = 5 + checks + labels
   transport: the largest chemokine jump, per half step                            =  2
-  observables: the niche's "any niche voxel" test (niche.labels), the observable sums,
-  the whole-state finiteness sums                                                 =  3
+  observables: the niche voxels compared with the last step's (the kept labels are
+  used when they are the same), the observable sums, the whole-state finiteness sums =  3
   per check: the one transfer of every substrate's norms (mg_solver._read)        =  1
+  labels (1 when the niche voxels changed and the labels are made anew, else 0): the
+  "any niche voxel" test of niche.labels                                          =  1
 
-array operations (CuPy expressions: each one launch) = 205 + 2·rounds + 11·checks
+array operations (CuPy expressions: each one launch) = 92 + 2·rounds + 11·checks + 114·labels
   transport per half step: F + M 1, three copies (odd pressure sub-steps) 3, max of the
   jump partials 1, per moving type (the other types' total: 3 adds, one copy) 4 × 4 = 16
                                                                        2 × 21 = 42
-  observables: niche mask (add, ≥) 2, the label array 1, any 1, the distance to the niche
-  (where 1, a copy per axis 3, 8 shifts per axis (limit (far + dx)/dx = 170/20) × 3 axes
-  × (2 adds, 2 minima) = 96, sqrt 1), near/far (≤, >, 2 ands) 4, the label wheres and
-  casts 6; sums 1; finiteness sums 1                                                = 118
+  observables: niche mask (add, ≥) 2, its comparison with the kept one 1; sums 1;
+  finiteness sums 1                                                                 =   5
+  per step whose labels are made anew (the niche voxels changed): the label array 1,
+  any 1, the distance to the niche (where 1, a copy per axis 3, 8 shifts per axis (limit
+  (far + dx)/dx = 170/20) × 3 axes × (2 adds, 2 minima) = 96, sqrt 1), near/far (≤, >,
+  2 ands) 4, the label wheres and casts: the first release's count of the labels with
+  their mask, 116, less the mask's 2                                                 = 114
   drug exposure  auc += (Δt/2)·(c_n + c_{n+1}): add, multiply, in-place add           =   3
   coarsest dense inverse: identity 1, the stencil on it (multiply 1; per axis subtract,
   multiply, subtract, scatter, add, scatter 6 × 3), inverse 1, cast 1                 =  22
@@ -48,7 +53,7 @@ array operations (CuPy expressions: each one launch) = 205 + 2·rounds + 11·che
   per check: stacking the tables for the one transfer 1
   per round: the coarsest level's product and its write 2
 
-allocations = 126 + rounds + 7·checks + masks
+allocations = 61 + rounds + 7·checks + masks + 66·labels
   transport per half step: F + M 1, jump max 1, the other types' totals 3 × 4 = 12 → 2 × 14 = 28
   coefficients: each substrate's packed parameters (host → device) 5
   multigrid set-up: packed batch parameters 2, identity 1, its operator 1, the stencil's
@@ -56,8 +61,9 @@ allocations = 126 + rounds + 7·checks + masks
   norm tables: max, sum, > 0, three wheres: 6 per table → 6·(2 + checks); per check the
   stack 1; per round the coarsest product 1
   drug exposure: two temporaries 2
-  observables: niche mask 2, labels 1, any 1, distance (where 1, copies 3, the shifted
-  sums 2 × 24 = 48, sqrt 1), near/far 4, wheres and casts 7; sums 1; finiteness 1 = 70
+  observables: niche mask 2, its comparison with the kept one 1; sums 1; finiteness 1 = 5
+  per step whose labels are made anew: labels 1, any 1, distance (where 1, copies 3, the
+  shifted sums 2 × 24 = 48, sqrt 1), near/far 4, wheres and casts 7               = 66
   masks: the device copy of a pattern of active substrates not seen before (cached, at
   most 2^5 in a run: the first steps make them, later steps none)
 
@@ -83,6 +89,7 @@ host syncs ≤ 5 + maps + 9·5 + 4·its + 4·restarts
 Its array operations and allocations (per-level Python expressions of the old hierarchy)
 are not budgeted: that solver is the comparison, not the default.
 """
+import numpy as np
 import pytest
 
 from conftest import DOUBLE
@@ -95,13 +102,13 @@ LEVELS = 3
 STEPS = 3
 SUBSTRATES = 5
 
-#: counter -> (fixed, per round, per check, per restart, per new mask); derivation in the
-#: module docstring
+#: counter -> (fixed, per round, per check, per restart, per new mask, per remade niche
+#: labels); derivation in the module docstring
 MULTIGRID = {
-    "kernel_launches": (24, 3 * (LEVELS - 1), 1, 1, 0),
-    "host_syncs": (5, 0, 1, 0, 0),
-    "array_launches": (205, 2, 11, 0, 0),
-    "allocations": (126, 1, 7, 0, 1),
+    "kernel_launches": (24, 3 * (LEVELS - 1), 1, 1, 0, 0),
+    "host_syncs": (5, 0, 1, 0, 0, 1),
+    "array_launches": (92, 2, 11, 0, 0, 114),
+    "allocations": (61, 1, 7, 0, 1, 66),
 }
 #: counter -> (fixed, per map, per solve, per CG iteration, per restart)
 PCG = {
@@ -152,6 +159,7 @@ def _step(sim):
     if mg is not None:
         work.update(rounds=mg.rounds - rounds, checks=mg.checks - checks,
                     masks=len(mg.ops._masks) - masks)
+    work["labels"] = int(sim.observer.labels_made_last)
     return got, work
 
 
@@ -162,14 +170,30 @@ def test_a_multigrid_step_makes_exactly_its_derived_launches_syncs_and_allocatio
     for _ in range(STEPS):
         got, work = _step(sim)
         figures.append({**work, **got})
-        for counter, (fixed, per_round, per_check, per_restart, per_mask) in MULTIGRID.items():
+        for counter, (fixed, per_round, per_check, per_restart, per_mask,
+                      per_labels) in MULTIGRID.items():
             derived = (fixed + per_round * work["rounds"] + per_check * work["checks"]
-                       + per_restart * work["restarts"] + per_mask * work["masks"])
+                       + per_restart * work["restarts"] + per_mask * work["masks"]
+                       + per_labels * work["labels"])
             # exact both ways: above is a regression, below a derivation out of date
             assert got[counter] == derived, (
                 f"{counter}: {got[counter]} in one step ({work}); the code path makes "
                 f"{fixed} + {per_round}/round + {per_check}/check + {per_restart}/restart "
-                f"+ {per_mask}/new mask = {derived}")
+                f"+ {per_mask}/new mask + {per_labels}/remade labels = {derived}")
+    # and a step whose niche voxels change (a CAF-packed voxel appears far from the
+    # niches), so that its labels are made anew: the per-remade-labels column is checked
+    from spatialdtp.run import niche
+    F = sim.state["F"]
+    mask = sim.backend.to_host(niche.niche_voxels(F, sim.state["M"], sim.observer.geometry))
+    F[tuple(int(i) for i in np.argwhere(~mask)[0])] = sim.capacity
+    got, work = _step(sim)
+    figures.append({**work, **got})
+    assert work["labels"] == 1
+    for counter, (fixed, per_round, per_check, per_restart, per_mask,
+                  per_labels) in MULTIGRID.items():
+        derived = (fixed + per_round * work["rounds"] + per_check * work["checks"]
+                   + per_restart * work["restarts"] + per_mask * work["masks"] + per_labels)
+        assert got[counter] == derived, (counter, got[counter], derived, work)
     record_property("gpu_step_counts_multigrid", figures)
     print("per-step counts on bench_tissue3d 16³ (multigrid):", figures)
 

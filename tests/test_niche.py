@@ -209,6 +209,41 @@ def test_the_observable_is_the_measure_of_the_fields_with_its_counts():
     assert later["niche_contrast"] == pytest.approx(o["niche_contrast"], rel=1e-12)
 
 
+def test_labels_kept_between_steps_are_the_labels_of_the_fields_now():
+    """The observer keeps the niche labels while the niche voxels stay the same; they must
+    always equal the labels made afresh from the fields, and be made again (and only
+    then) when a niche voxel appears or goes."""
+    st = niche_state()
+    run = RunConfig(niche_threshold=0.2, niche_distance=60.0, niche_far_distance=100.0,
+                    niche_edge_bin=40.0)
+    obs = Observer(st.grid, LAYOUT, run, capacity=CAP, drugs=("drug",))
+    g = niche.NicheGeometry.of(run, CAP, DX)
+
+    def fresh():
+        return niche.labels(st["F"], st["M"], obs.reference, g)
+
+    obs.compute(st, {"drug": 0.0}, {"drug": False}, t=0.0)      # takes the reference
+    first = obs.niche_labels(st)
+    made = obs.label_updates
+    st["F"][...] *= 1.01         # stroma changes, no voxel crosses the threshold
+    assert np.array_equal(obs.niche_labels(st), fresh()) and obs.label_updates == made
+    far = tuple(int(i) for i in np.argwhere((first & niche.NO_LABEL) == NO_FAR(obs))[0])
+    st["F"][far] = CAP           # a new niche voxel where there was a far bed voxel
+    now = obs.niche_labels(st)
+    assert obs.label_updates == made + 1
+    assert np.array_equal(now, fresh()) and not np.array_equal(now, first)
+    st["F"][far] = 0.0           # and it goes again
+    assert np.array_equal(obs.niche_labels(st), first)
+    obs.set_reference(st["S"] * 0.0 + CAP)   # another reference: another tumour bed
+    assert np.array_equal(obs.niche_labels(st), fresh())
+    assert not np.array_equal(fresh(), first)
+
+
+def NO_FAR(obs):
+    """The label of far bed voxels of the first edge stratum."""
+    return obs.reference.n_strata
+
+
 def test_before_treatment_start_there_is_no_reference_and_the_counts_say_so():
     st = niche_state()
     obs = Observer(st.grid, LAYOUT, RunConfig(), capacity=CAP, drugs=("drug",),

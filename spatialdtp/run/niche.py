@@ -136,7 +136,12 @@ def niche_voxels(F, M, geometry: NicheGeometry):
 def labels(F, M, reference: NicheReference | None, geometry: NicheGeometry, xp=np):
     """uint8 label of every voxel (see NO_LABEL, NICHE_BIT): near voxels of stratum s get
     s, far ones n_strata + s. The niche distance is needed only up to the far distance."""
-    niche = niche_voxels(F, M, geometry)
+    return labels_of_mask(niche_voxels(F, M, geometry), reference, geometry, xp)
+
+
+def labels_of_mask(niche, reference: NicheReference | None, geometry: NicheGeometry, xp=np):
+    """:func:`labels` from the niche voxels (:func:`niche_voxels`): the labels depend on the
+    stroma only through them."""
     out = xp.full(niche.shape, NO_LABEL, dtype=xp.uint8)
     if reference is not None and reference.n_strata > 0 and bool(xp.any(niche)):
         d = distance_to_mask(niche, geometry.dx, xp, limit=geometry.far + geometry.dx)
