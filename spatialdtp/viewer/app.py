@@ -3,6 +3,7 @@
     spatialdtp-view outputs/2026-11-21/12-00-00/run.h5
     spatialdtp-view run.h5 --frame 10 --show protection --hide "S sensitive (log₁₀)"
     spatialdtp-view run.h5 --screenshot run.png      # save the window as a PNG and exit
+    spatialdtp-view A/run.h5 B/run.h5                # runs side by side, one time slider
 
 The run opens at its last frame (where the persisters survived), in 3D for a 3D run.
 """
@@ -73,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="spatialdtp-view",
         description="Open a spatialdtp run file in napari with the population and niche "
                     "widgets docked.")
-    p.add_argument("run", help="a spatialdtp run file (run.h5)")
+    p.add_argument("run", nargs="+",
+                   help="a spatialdtp run file (run.h5); several open side by side, in one "
+                        "viewer with one time slider (spatialdtp.viewer.compare)")
     p.add_argument("--frame", type=int, default=-1,
                    help="frame to show first (default -1: the last; negative counts from the end)")
     p.add_argument("--ndisplay", type=int, choices=(2, 3), default=None,
@@ -93,11 +96,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from .runfile import looks_like_run_file
 
-    if not os.path.isfile(args.run):
-        parser.error(f"run file {args.run!r} does not exist")
-    if not looks_like_run_file(args.run):
-        parser.error(f"{args.run!r} is not a spatialdtp run file (an HDF5 file written by "
-                     "spatialdtp-run)")
+    for run in args.run:
+        if not os.path.isfile(run):
+            parser.error(f"run file {run!r} does not exist")
+        if not looks_like_run_file(run):
+            parser.error(f"{run!r} is not a spatialdtp run file (an HDF5 file written by "
+                         "spatialdtp-run)")
     try:
         import napari
     except ImportError:
@@ -107,8 +111,17 @@ def main(argv=None) -> int:
         parser.error("no display (DISPLAY is not set): run it in a desktop session, or "
                      "headless as `xvfb-run -a spatialdtp-view ...`")
     try:
-        viewer = open_run(args.run, frame=args.frame, ndisplay=args.ndisplay,
-                          widgets=not args.no_widgets, show=args.show, hide=args.hide)
+        if len(args.run) > 1:
+            from .compare import open_runs
+
+            if args.show or args.hide:
+                parser.error("--show/--hide name one run's layers; with several runs, "
+                             "use the layer list")
+            viewer = open_runs(args.run, frame=args.frame, ndisplay=args.ndisplay,
+                               widgets=not args.no_widgets)
+        else:
+            viewer = open_run(args.run[0], frame=args.frame, ndisplay=args.ndisplay,
+                              widgets=not args.no_widgets, show=args.show, hide=args.hide)
     except ValueError as err:
         parser.error(str(err))
     if args.size:
