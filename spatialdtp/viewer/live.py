@@ -133,6 +133,9 @@ class LiveSession:
             self.layers.append(viewer.add_layer(Layer.create(data, meta, kind)))
         if sim.grid.ndim == 3:
             viewer.dims.ndisplay = 3
+        from .canvas import dress
+
+        dress(viewer, self.layers, frame=-1)   # locks, day stamp, legend; the newest frame
         self.widgets = []
         if widgets:
             from .widgets import NicheWidget, PopulationWidget
