@@ -145,9 +145,10 @@ def test_opening_reads_a_sample_of_frames_and_showing_one_reads_only_that_frame(
     sample = set(ranges.sample_indices(n))
     assert len(sample) <= ranges.SAMPLE_FRAMES < n or n <= ranges.SAMPLE_FRAMES
     assert {name for name, _ in reads} == fields
-    def frame_of(key):        # dask hands an index or a one-frame slice
-        k = key[0]
-        return k if isinstance(k, int) else k.start if k.stop == k.start + 1 else None
+    def frame_of(key):        # an index (the sample) or a one-frame slice (dask)
+        k = key[0] if isinstance(key, tuple) else key
+        return int(k) if not isinstance(k, slice) else k.start if k.stop == k.start + 1 \
+            else None
 
     assert all(frame_of(key) in sample for _, key in reads)
     assert len(reads) == len(fields) * len(sample)       # each field's sample read once

@@ -4,7 +4,8 @@
 layer_type)``. A source is a :class:`~spatialdtp.viewer.runfile.RunFile` or a live run
 (:class:`~spatialdtp.viewer.live.LiveRun`): anything with ``name``, ``cfg``, ``grid``,
 ``capacity``, ``drugs``, ``times`` (minutes), ``fields`` (name -> units, long_name, kind),
-``frames(name)`` (a dask array ``(T, *grid)``), ``vessels()`` and ``observables()``.
+``frames(name)`` (a dask array ``(T, *grid)``), ``frame(name, i)`` (one frame, NumPy),
+``vessels()`` and ``observables()``.
 
 The layers, bottom to top (hidden ones are a click away in the layer list):
 

@@ -55,11 +55,11 @@ class Sample:
         if name not in self._fields:
             if not self.indices:
                 self._fields[name] = np.zeros((0,), dtype=np.float64)
-            else:
-                frames = self.source.frames(name)
-                space = _stride(frames.shape[1:])
+            else:   # frame by frame, not through dask: a graph per frame costs more
+                space = _stride(self.source.grid.shape)
                 self._fields[name] = np.stack([
-                    np.asarray(frames[i][space], dtype=np.float64) for i in self.indices])
+                    np.asarray(self.source.frame(name, i), dtype=np.float64)[space]
+                    for i in self.indices])
         return self._fields[name]
 
 
