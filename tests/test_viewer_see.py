@@ -221,7 +221,7 @@ def test_enrichment_is_the_persister_share_over_the_tissue_share_by_hand():
     # tumour 4, 4, 3, 0 cells; persister shares 1/4, 1/4, 2/3, undefined; tissue 4/11
     expected = np.array([[11 / 16, 11 / 16], [22 / 12, np.nan]])
     assert np.allclose(maps.enrichment(S, P, R), expected, equal_nan=True)
-    thin = maps.enrichment(S, P, R, floor=3.5)          # 3 cells: below the floor
+    thin = maps.enrichment(S, P, R, floor=0.8)          # 3 cells < 0.8 × 4: below
     assert np.isnan(thin[1, 0]) and thin[0, 0] == pytest.approx(11 / 16)
     assert np.isnan(maps.enrichment(S, 0 * P, R)).all()            # no persister at all
 
@@ -232,12 +232,15 @@ def test_the_enrichment_layer_shows_log2_of_the_ratio_centred_at_one(painted):
     lo, hi = meta["contrast_limits"]
     assert lo == -hi and hi >= 1.0                    # white at 0 = log2(1)
     with RunFile(painted) as run:
-        S, P, R = (run.frame(c, 1) for c in "SPR")
-        floor = vlayers.TUMOUR_FLOOR * run.capacity
+        S, P, R = (run.frame(c, 1).astype(np.float64) for c in "SPR")
     shown = np.asarray(data[1])
     with np.errstate(divide="ignore"):
-        assert shown == pytest.approx(np.log2(maps.enrichment(S, P, R, floor)), nan_ok=True,
-                                      rel=1e-5)
+        assert shown == pytest.approx(np.log2(maps.enrichment(S, P, R, vlayers.TUMOUR_FLOOR)),
+                                      nan_ok=True, rel=1e-5)
+    # where only persisters live the share is 1: enrichment 1 / (tissue share)
+    share = P.sum() / (S + P + R).sum()
+    assert shown[P_ALONE] == pytest.approx(np.log2(1 / share), rel=1e-5)
+    assert np.isnan(shown[S + P + R == 0]).all()       # no tumour: undefined, transparent
 
 
 # --------------------------------------------------------------------------- days

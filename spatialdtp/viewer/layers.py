@@ -18,7 +18,8 @@ layer                    shown   what it is
                                  cells/voxel), blended additively
 ``P enrichment (log₂)``  no      log₂ of P/(S+P+R) in each voxel over the tissue-wide
                                  P/(S+P+R): diverging (RdBu), white at 1; undefined
-                                 (transparent) where S+P+R < ``TUMOUR_FLOOR`` × capacity
+                                 (transparent) where S+P+R < ``TUMOUR_FLOOR`` × the
+                                 frame's densest voxel
 each substrate           no      oxygen (mmHg), glucose (mM), HGF and chemokine (log₁₀
                                  ng/mL, nM), each drug (µM); own colormap
 ``auc_<drug>``           no      local drug exposure (µM·min)
@@ -58,7 +59,7 @@ from . import maps, ranges
 MINUTES_PER_DAY = 1440.0
 MARKER_INSET = 0.02  # the opening frame's marker stands this much of the plots' span inside
 CELL_DECADES = 5  # cell layers hold log10 density floored this many decades below capacity
-TUMOUR_FLOOR = 1e-3  # enrichment is left undefined where S + P + R < this × capacity
+TUMOUR_FLOOR = 1e-3  # enrichment is undefined where S + P + R < this × the frame's densest
 SIGNAL_DECADES = 4   # HGF and chemokine are shown over at most this many decades
 
 # Okabe & Ito's colour-blind-safe set (https://jfly.uni-koeln.de/color/), with one change:
@@ -87,9 +88,9 @@ SUBSTRATE_COLORMAPS = {"oxygen": "inferno", "glucose": "cividis", "hgf": "bop pu
 LOG_FIELDS = ("hgf", "chemokine")  # secreted near a few cells, they span decades
 DRUG_COLORMAP, EXPOSURE_COLORMAP, PROTECTION_COLORMAP = "bop blue", "magma", "viridis"
 CELL_STYLE = {  # layer name, shown, opacity: P in full, S and R as its context
-    "S": ("S sensitive", True, 0.5),
+    "S": ("S sensitive", True, 0.4),
     "P": ("P persister", True, 1.0),
-    "R": ("R resistant", True, 0.7),
+    "R": ("R resistant", True, 0.5),
     "F": ("F CAF", False, 1.0),
     "M": ("M TAM", False, 1.0),
 }
@@ -265,7 +266,7 @@ def enrichment_limits(source, sample: ranges.Sample) -> tuple[float, float]:
     """Symmetric log₂ limits of the enrichment over the sample, at least ±1 (×2 either
     way): 0, the tissue mean, stays at the colormap's white centre."""
     S, P, R = sample("S"), sample("P"), sample("R")
-    floor = TUMOUR_FLOOR * source.capacity
+    floor = TUMOUR_FLOOR
     with np.errstate(divide="ignore"):      # no persister in a voxel: −inf, left out
         logs = [np.log2(maps.enrichment(s, p, r, floor)) for s, p, r in zip(S, P, R)]
     return ranges.symmetric_limits(np.concatenate([x.ravel() for x in logs])
@@ -323,7 +324,7 @@ def layer_data(source) -> list[tuple]:
 
     # Fields and derived maps above the cells, opaque: one shown covers the cells (which
     # would otherwise add their colours to it), and the outlines stay on top of it.
-    floor = TUMOUR_FLOOR * source.capacity
+    floor = TUMOUR_FLOOR
     enrichment = _lazy(lambda S, P, R: _log_enrichment(S, P, R, floor),
                        source.frames("S"), source.frames("P"), source.frames("R"),
                        dtype=np.float32)
@@ -333,7 +334,7 @@ def layer_data(source) -> list[tuple]:
         blending="translucent", visible=False,
         metadata=_meta(source, "enrichment", "enrichment", units="log2 (1)", long_name=(
             "log₂ of P/(S+P+R) in the voxel over the tissue-wide P/(S+P+R) "
-            f"(undefined where S+P+R < {TUMOUR_FLOOR:g} × capacity)")),
+            f"(undefined where S+P+R < {TUMOUR_FLOOR:g} × the frame's densest voxel)")),
         **timed), "image"))
 
     for name, info in source.fields.items():
