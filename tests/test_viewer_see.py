@@ -352,3 +352,31 @@ def test_derived_layers_are_locked_and_a_cell_layer_is_active(viewer, simulated,
     assert niches.mode == "pan_zoom"
     niches.data = niches.data                            # new data (live runs) keep it locked
     assert not niches.editable
+
+
+# --------------------------------------------------------------------------- 3D
+@pytest.fixture(scope="module")
+def run3d(tmp_path_factory):
+    path = tmp_path_factory.mktemp("see3d") / "run.h5"
+    api.simulation(["experiment=quick", "tissue=spheroid3d", "grid.shape=[16,16,16]",
+                    "run.days=0.5", "run.plot=false"]).run_until(path=path)
+    return path
+
+
+def test_a_3d_run_is_framed_whole_at_a_slant(viewer, run3d):
+    app.open_run(run3d, viewer, widgets=False)
+    assert viewer.dims.ndisplay == 3
+    assert viewer.scene.camera.angles == pytest.approx(canvas.VOLUME_VIEW)
+    P = viewer.layers[P_NAME]
+    assert P.bounding_box.visible                        # the block's outline is drawn
+    enrichment = viewer.layers[vlayers.ENRICHMENT]
+    assert enrichment.rendering == "iso" and enrichment.iso_threshold == vlayers.ENRICHED_LOG2
+    image = _canvas(viewer, overlays=False).astype(int)
+    drawn = image.max(axis=-1) > 40
+    assert drawn.sum() > 0.05 * drawn.size
+    # the whole slanted block lies inside the canvas: nothing drawn in a border of 2 %
+    # (napari's fit leaves 5 % of the canvas as margin)
+    band = max(2, int(0.02 * min(drawn.shape)))
+    edges = np.concatenate([drawn[:band].ravel(), drawn[-band:].ravel(),
+                            drawn[:, :band].ravel(), drawn[:, -band:].ravel()])
+    assert not edges.any()

@@ -17,8 +17,7 @@ import argparse
 import os
 import sys
 
-VOLUME_VIEW = (-30.0, 35.0, 150.0)  # camera Euler angles (degrees): volumes seen at a slant
-
+from .canvas import VOLUME_VIEW, fit_view  # noqa: F401  (spatialdtp.viewer.app.fit_view)
 
 def open_run(path, viewer=None, *, frame: int | None = None, day: float | None = None,
              ndisplay: int | None = None, widgets: bool = True, show=(), hide=()):
@@ -64,14 +63,6 @@ def open_run(path, viewer=None, *, frame: int | None = None, day: float | None =
     prefer_this_reader(path)
     fit_view(viewer)
     return viewer
-
-
-def fit_view(viewer):
-    """Fit the run in the canvas; volumes are seen at a slant."""
-    viewer.reset_view()
-    if viewer.dims.ndisplay == 3:
-        camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
-        camera.angles = VOLUME_VIEW
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,12 +28,14 @@ from .layers import (CELL_STYLE, DERIVED_ROLES, ENRICHMENT, LOG_SUFFIX, PALETTE,
 
 log = logging.getLogger("spatialdtp")
 
+VOLUME_VIEW = (-30.0, 35.0, 150.0)  # camera Euler angles (degrees): volumes seen at a slant
 #: the name spatialdtp-run gives its run files; nested, so it outranks a plain ``*.h5``
 READER_PATTERN = "*/run.h5"
 PLUGIN = "spatialdtp"
+BLOCK_COLOUR = "#808080"   # the 3D block's outline: grey, no hue of the palette
 LEGEND = (("P", "P persister"), ("S", "S sensitive"), ("R", "R resistant"),
-          ("caf_niche", "CAF niche (outline)"), ("tam_niche", "TAM niche (outline)"),
-          ("vessels", "vessels (outline)"))
+          ("caf_niche", "CAF niche"), ("tam_niche", "TAM niche"), ("vessels", "vessels"))
+OUTLINED = ("caf_niche", "tam_niche", "vessels")   # drawn as outlines in 2D
 LEGEND_KEY = "spatialdtp legend {}"
 
 
@@ -128,7 +130,7 @@ def dress(viewer, layers=None, *, frame: int | None = None):
     persisters = [la for la in layers if la.name == CELL_STYLE["P"][0] + LOG_SUFFIX]
     if persisters:
         viewer.layers.selection.active = persisters[0]
-    _legend(viewer)
+    _legend(viewer, outlines=source.grid.ndim == 2)
     scale_bar(viewer).visible = True
     readout = DayReadout(viewer, source, layers)
     time = TimeAxis.of(source)
@@ -137,6 +139,24 @@ def dress(viewer, layers=None, *, frame: int | None = None):
         viewer.dims.set_current_step(readout.axis, index)
     readout.update()
     return readout
+
+
+def fit_view(viewer):
+    """Fit the run in the canvas. Volumes are seen at a slant, with the block's outline
+    (the persisters' bounding box) drawn, and the zoom fits the slanted block: napari's
+    reset_view fits a face-on view, whose zoom cuts the corners off the slanted one."""
+    viewer.reset_view()
+    if viewer.dims.ndisplay != 3:
+        return
+    camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
+    camera.angles = VOLUME_VIEW
+    for layer in run_layers(viewer):
+        if layer.name == CELL_STYLE["P"][0] + LOG_SUFFIX and hasattr(layer, "bounding_box"):
+            layer.bounding_box.visible = True
+            layer.bounding_box.points = False
+            layer.bounding_box.line_color = BLOCK_COLOUR
+    if hasattr(viewer, "fit_to_view"):          # napari >= 0.6: fits the rotated extent
+        viewer.fit_to_view()
 
 
 def scale_bar(viewer):
@@ -156,7 +176,7 @@ def day_stamp(viewer):
     return overlays.text if overlays is not None else viewer.text_overlay
 
 
-def _legend(viewer):
+def _legend(viewer, outlines: bool):
     """One coloured line per colour of the default view, bottom left (napari tiles
     overlays that share a corner; here one above the other)."""
     overlays = _overlays(viewer)
@@ -169,9 +189,12 @@ def _legend(viewer):
 
     for i, (key, text) in enumerate(LEGEND):
         name = LEGEND_KEY.format(i)
+        text += " (outline)" if outlines and key in OUTLINED else ""
         if name not in overlays:
             overlays[name] = TextOverlay(text=text, color=PALETTE[key], font_size=9,
                                          position="bottom_left", visible=True)
+        else:
+            overlays[name].text = text
 
 
 class DayReadout:

@@ -17,7 +17,8 @@ layer                    shown   what it is
                                  and persister (yellow, full) densities (log₁₀
                                  cells/voxel), blended additively
 ``P enrichment (log₂)``  no      log₂ of P/(S+P+R) in each voxel over the tissue-wide
-                                 P/(S+P+R): diverging (RdBu), white at 1; undefined
+                                 P/(S+P+R): diverging (RdBu), white at 1 (in 3D an
+                                 iso-surface at ×2, ``ENRICHED_LOG2``); undefined
                                  (transparent) where S+P+R < ``TUMOUR_FLOOR`` × the
                                  frame's densest voxel
 each substrate           no      oxygen (mmHg), glucose (mM), HGF and chemokine (log₁₀
@@ -60,6 +61,7 @@ MINUTES_PER_DAY = 1440.0
 MARKER_INSET = 0.02  # the opening frame's marker stands this much of the plots' span inside
 CELL_DECADES = 5  # cell layers hold log10 density floored this many decades below capacity
 TUMOUR_FLOOR = 1e-3  # enrichment is undefined where S + P + R < this × the frame's densest
+ENRICHED_LOG2 = 1.0  # 3D: the enrichment's iso-surface, at twice the tissue share
 SIGNAL_DECADES = 4   # HGF and chemokine are shown over at most this many decades
 
 # Okabe & Ito's colour-blind-safe set (https://jfly.uni-koeln.de/color/), with one change:
@@ -332,6 +334,8 @@ def layer_data(source) -> list[tuple]:
         name=ENRICHMENT, colormap=diverging(),
         contrast_limits=enrichment_limits(source, sample),
         blending="translucent", visible=False,
+        # in 3D, the surface where persisters are twice as common as in the tissue
+        **(dict(rendering="iso", iso_threshold=ENRICHED_LOG2) if g.ndim == 3 else {}),
         metadata=_meta(source, "enrichment", "enrichment", units="log2 (1)", long_name=(
             "log₂ of P/(S+P+R) in the voxel over the tissue-wide P/(S+P+R) "
             f"(undefined where S+P+R < {TUMOUR_FLOOR:g} × the frame's densest voxel)")),
@@ -391,7 +395,8 @@ def layer_data(source) -> list[tuple]:
     layers.append((niches, dict(
         name="niches",
         colormap={None: TRANSPARENT, 0: TRANSPARENT, **NICHE_COLOURS},
-        opacity=1.0 if g.ndim == 2 else 0.5, blending="translucent",
+        # in 3D, niche volumes thin enough to see the tumour through them
+        opacity=1.0 if g.ndim == 2 else 0.35, blending="translucent",
         metadata=_meta(source, "niches", "niches", units="", long_name=(
             f"CAF (F >= M) and TAM (M > F) niches: F + M >= {threshold:.3g} cells/voxel "
             f"({cfg.run.niche_threshold:g} of capacity)")),

@@ -62,7 +62,7 @@ def _set_up_when_added(path, layers):
     try:
         import napari
 
-        from .canvas import dress_when_added, prefer_this_reader
+        from .canvas import dress_when_added, fit_view, prefer_this_reader
     except ImportError:
         return
     prefer_this_reader(path)
@@ -76,5 +76,6 @@ def _set_up_when_added(path, layers):
         def to_3d():
             if viewer.dims.ndim >= 3:
                 viewer.dims.ndisplay = 3
+                fit_view(viewer)
 
         QTimer.singleShot(0, to_3d)
