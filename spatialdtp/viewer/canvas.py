@@ -114,9 +114,11 @@ def role_of(layer) -> str:
     return layer.metadata["spatialdtp"]["role"]
 
 
-def dress(viewer, layers=None, *, frame: int | None = None):
+def dress(viewer, layers=None, *, frame: int | None = None, colorbars: bool = True):
     """Set up a run's layers in ``viewer`` (see the module docstring); show ``frame``
-    (default: the opening frame). Returns the :class:`DayReadout` it installed."""
+    (default: the opening frame). Returns the :class:`DayReadout` it installed.
+    ``colorbars=False`` leaves them off: a live run renews its layers every second, and
+    redrawing the colorbars each time kept its window waiting."""
     layers = run_layers(viewer) if layers is None else list(layers)
     if not layers:
         return None
@@ -125,7 +127,7 @@ def dress(viewer, layers=None, *, frame: int | None = None):
         if role_of(layer) in DERIVED_ROLES:
             lock(layer)
         colorbar = getattr(layer, "colorbar", None)
-        if colorbar is not None:
+        if colorbar is not None and colorbars:
             colorbar.visible = True      # shown only while its layer is
     persisters = [la for la in layers if la.name == CELL_STYLE["P"][0] + LOG_SUFFIX]
     if persisters:

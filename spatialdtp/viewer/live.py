@@ -135,7 +135,8 @@ class LiveSession:
             viewer.dims.ndisplay = 3
         from .canvas import dress
 
-        dress(viewer, self.layers, frame=-1)   # locks, day stamp, legend; the newest frame
+        # locks, day stamp, legend; the newest frame; no colorbars (see dress)
+        dress(viewer, self.layers, frame=-1, colorbars=False)
         self.widgets = []
         if widgets:
             from .widgets import NicheWidget, PopulationWidget
