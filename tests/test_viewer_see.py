@@ -251,7 +251,9 @@ def test_day_stamp_slider_and_status_read_days(viewer, simulated):
     assert canvas.day_stamp(viewer).visible
     slider = viewer.window._qt_viewer.dims.slider_widgets[0]
     assert (slider.curslice_label.text(), slider.totslice_label.text()) == ("0.5", "1 d")
-    assert viewer.dims.point[0] == pytest.approx(0.5)       # the status bar's time: days
+    assert viewer.dims.point[0] == pytest.approx(0.5)       # napari's world time: days
+    status = viewer.layers[P_NAME].get_status(viewer.dims.point, world=True)
+    assert float(status["coords"].strip("[]").split(",")[0]) == 0.5   # the status bar
     viewer.dims.set_current_step(0, 3)
     _process()
     assert canvas.day_stamp(viewer).text == "day 0.75"
@@ -347,6 +349,13 @@ def test_derived_layers_are_locked_and_a_cell_layer_is_active(viewer, simulated,
     assert not any(la.editable for la in derived)
     assert viewer.layers.selection.active.name == P_NAME
     assert canvas.scale_bar(viewer).visible
+    legend = {viewer.canvas.overlays[canvas.LEGEND_KEY.format(i)].text:
+              tuple(np.round(viewer.canvas.overlays[canvas.LEGEND_KEY.format(i)].color[:3] * 255))
+              for i in range(len(canvas.LEGEND))}
+    assert legend["P persister"] == tuple(_rgb(vlayers.PALETTE["P"]))
+    assert legend["CAF niche (outline)"] == tuple(_rgb(vlayers.PALETTE["caf_niche"]))
+    assert legend["vessels (outline)"] == tuple(_rgb(vlayers.PALETTE["vessels"]))
+    assert viewer.layers[P_NAME].colorbar.visible
     niches = viewer.layers["niches"]
     niches.mode = "paint"                                # napari refuses: not editable
     assert niches.mode == "pan_zoom"

@@ -42,8 +42,9 @@ LEGEND_KEY = "spatialdtp legend {}"
 # --------------------------------------------------------------------------- reader
 def prefer_this_reader(path=None) -> bool:
     """Make the plugin napari's reader for files named like a spatialdtp run
-    (:data:`READER_PATTERN`), and for ``path`` itself if its name differs, unless the user
-    chose a reader for them already. Returns True if a preference was written.
+    (:data:`READER_PATTERN`), and for ``path`` itself if its name differs, where those
+    patterns have no reader recorded yet (a broader ``*.h5`` choice is outranked: napari
+    prefers the more specific pattern). Returns True if a preference was written.
 
     napari saves its settings itself: the choice lasts across sessions, and shows (and
     can be undone) in Preferences ▸ Plugins ▸ File extension readers."""
