@@ -314,6 +314,7 @@ def test_viewer_open_picks_the_plugin_without_asking(viewer, simulated):
     assert P_NAME in {layer.name for layer in added}
     _process()
     assert viewer.layers.selection.active.name == P_NAME
+    assert [layer.name for layer in viewer.layers.selection] == [P_NAME]
     assert canvas.scale_bar(viewer).visible
     assert canvas.day_stamp(viewer).text == "day 0.75"
 

@@ -13,7 +13,7 @@ The layers, bottom to top (hidden ones are a click away in the layer list):
 layer                    shown   what it is
 =======================  ======  ========================================================
 ``F CAF``, ``M TAM``     no      CAF and TAM densities (log₁₀ cells/voxel)
-``S``, ``R``, ``P``      yes     sensitive (grey, at half opacity), resistant (blue, 0.7)
+``S``, ``R``, ``P``      yes     sensitive (grey, at 0.4 opacity), resistant (blue, 0.5)
                                  and persister (yellow, full) densities (log₁₀
                                  cells/voxel), blended additively
 ``P enrichment (log₂)``  no      log₂ of P/(S+P+R) in each voxel over the tissue-wide
