@@ -64,13 +64,13 @@ TUMOUR_FLOOR = 1e-3  # enrichment is undefined where S + P + R < this × the fra
 ENRICHED_LOG2 = 1.0  # 3D: the enrichment's iso-surface, at twice the tissue share
 SIGNAL_DECADES = 4   # HGF and chemokine are shown over at most this many decades
 
-# Okabe & Ito's colour-blind-safe set (https://jfly.uni-koeln.de/color/), with one change:
+# Okabe & Ito's colour-blind-safe set (https://jfly.uni-koeln.de/color/) but for R and S:
 # the tumour cells sit on the blue–yellow axis, the one red–green colour blindness keeps,
 # and their additive mixtures stay on it. P is Okabe–Ito yellow; R is the blue opposite
-# it on the hue circle (Okabe–Ito's blue, 202°, mixed with yellow into green, the CAF
-# hue); S is grey. So P + R and P + S only desaturate towards grey and never take the
-# hue of the niche and vessel outlines, which sit off that axis: CAF bluish green
-# (164°), TAM vermillion (26°), vessels reddish purple (327°).
+# it on the hue circle (Okabe–Ito's own blue, 202°, mixes with yellow into green, the CAF
+# hue); S is Paul Tol's grey. So P + R and P + S only desaturate towards grey and never
+# take the hue of the niche and vessel outlines, which sit off that axis: CAF bluish
+# green (164°), TAM vermillion (26°), vessels reddish purple (327°), all Okabe–Ito.
 PALETTE = {
     "S": "#bbbbbb",          # grey (Tol's grey)
     "P": "#f0e442",          # yellow, 56°
