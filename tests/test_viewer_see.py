@@ -288,6 +288,12 @@ def test_day_chooses_the_frame_nearest_that_day(viewer, simulated, monkeypatch, 
     assert shown == {"step": 1, "stamp": "day 0.25"}
     with pytest.raises(SystemExit):
         app.main([str(simulated), "--day", "0.25", "--frame", "1"])   # one or the other
+    windows = len(napari.Viewer._instances) if hasattr(napari.Viewer, "_instances") else None
+    with pytest.raises(SystemExit) as stop:
+        app.main([str(simulated), "--day", "30"])                      # past the run's end
+    assert stop.value.code == 2
+    if windows is not None:                                            # no window left open
+        assert len(napari.Viewer._instances) == windows
 
 
 def test_the_run_opens_where_the_plots_marker_is_inside_the_axes(viewer, simulated):

@@ -28,26 +28,17 @@ def open_run(path, viewer=None, *, frame: int | None = None, day: float | None =
     from napari.layers import Layer
 
     from .canvas import dress, prefer_this_reader
-    from .layers import TimeAxis, source_of
+    from .layers import TimeAxis
     from .reader import read_run
 
     if frame is not None and day is not None:
         raise ValueError("give a frame or a day, not both")
-    if viewer is None:
-        viewer = napari.Viewer(title=f"spatialdtp: {os.path.basename(os.fspath(path))}")
-    layers = [viewer.add_layer(Layer.create(data, meta, kind))
-              for data, meta, kind in read_run(path)]
-    run = source_of(layers[0])
-    for name, visible in [(n, True) for n in show] + [(n, False) for n in hide]:
-        matches = [layer for layer in layers if layer.name == name]
-        if not matches:
-            raise ValueError(f"no layer {name!r}; the layers are {[la.name for la in layers]}")
-        matches[0].visible = visible
-    if widgets:
-        from .widgets import NicheWidget, PopulationWidget
-
-        for cls in (PopulationWidget, NicheWidget):
-            viewer.window.add_dock_widget(cls(viewer), name=cls.title, area="right")
+    tuples = read_run(path)
+    run = tuples[0][1]["metadata"]["spatialdtp"]["source"]
+    names = [meta["name"] for _, meta, _ in tuples]
+    for name in (*show, *hide):       # refused before a window opens
+        if name not in names:
+            raise ValueError(f"no layer {name!r}; the layers are {names}")
     n = len(run.times)
     if frame is not None and not -n <= frame < n:
         raise ValueError(f"frame={frame}: the run has {n} frames (0 to {n - 1}, or negative "
@@ -58,6 +49,16 @@ def open_run(path, viewer=None, *, frame: int | None = None, day: float | None =
             raise ValueError(f"day={day:g}: the run's frames go from day "
                              f"{time.days[0]:g} to day {time.days[-1]:g}")
         frame = time.nearest(day)
+    if viewer is None:
+        viewer = napari.Viewer(title=f"spatialdtp: {os.path.basename(os.fspath(path))}")
+    layers = [viewer.add_layer(Layer.create(data, meta, kind)) for data, meta, kind in tuples]
+    for name, visible in [(n, True) for n in show] + [(n, False) for n in hide]:
+        [layer for layer in layers if layer.name == name][0].visible = visible
+    if widgets:
+        from .widgets import NicheWidget, PopulationWidget
+
+        for cls in (PopulationWidget, NicheWidget):
+            viewer.window.add_dock_widget(cls(viewer), name=cls.title, area="right")
     viewer.dims.ndisplay = ndisplay or (3 if run.grid.ndim == 3 else 2)
     dress(viewer, layers, frame=frame)
     prefer_this_reader(path)
