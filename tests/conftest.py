@@ -177,3 +177,14 @@ def per_voxel_library():
             else:
                 os.environ["SPATIALDTP_KERNEL_CACHE"] = old
     return build
+
+
+@pytest.fixture
+def napari_settings_in_memory(monkeypatch):
+    """napari settings held in memory for the test: the viewer records reader preferences
+    (``plugins.extension2reader``), which must not reach the user's settings file."""
+    import napari.settings
+    from napari.settings import NapariSettings
+
+    monkeypatch.setattr(napari.settings, "_SETTINGS", NapariSettings(config_path=None))
+    yield napari.settings.get_settings()

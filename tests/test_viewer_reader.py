@@ -1,10 +1,10 @@
 """The napari reader without napari or Qt: run files in, layer-data tuples out.
 
-Checks what `napari run.h5` gets: which layers, in µm and days, with contrast limits fixed
-by the model; that nothing is read before a frame is shown (big runs open at once); that
-foreign files are declined; that crashed and cut-short run files open with what they hold.
+Checks what `napari run.h5` gets: which layers, in µm and days, with contrast limits fitted
+to the run; that opening reads only a small sample of frames and showing a frame reads only
+that frame (big runs open at once); that foreign files are declined; that crashed and
+cut-short run files open with what they hold.
 """
-import math
 import shutil
 import subprocess
 import sys
@@ -17,8 +17,9 @@ import pytest
 pytest.importorskip("dask", reason="the viewer needs dask (pip install 'spatialdtp[viewer]')")
 
 from spatialdtp import api  # noqa: E402
-from spatialdtp.viewer import maps  # noqa: E402
-from spatialdtp.viewer.layers import CELL_DECADES, TimeAxis, source_of  # noqa: E402
+from spatialdtp.viewer import maps, ranges  # noqa: E402
+from spatialdtp.viewer.layers import (CELL_DECADES, ENRICHMENT, LOG_FIELDS, LOG_SUFFIX,  # noqa: E402
+                                      TimeAxis, source_of)
 from spatialdtp.viewer.reader import napari_get_reader, read_for_napari, read_run  # noqa: E402
 from spatialdtp.viewer.runfile import RunFile, RunFileWarning  # noqa: E402
 
@@ -82,8 +83,9 @@ def test_layers_carry_um_and_days_and_the_expected_styles(run2d):
         n, dx = len(f["time"]), float(f.attrs["dx"])
         shape = tuple(f.attrs["shape"])
         fields = list(f["fields"])
-    assert set(layers) == (set(f for f in fields if f not in "SPRFM") | set(CELL_LAYERS)
-                           | {"protection", "vessels", "niches"})
+    plain = {f + LOG_SUFFIX if f in LOG_FIELDS else f for f in fields if f not in "SPRFM"}
+    assert set(layers) == (plain | set(CELL_LAYERS)
+                           | {"protection", "vessels", "niches", ENRICHMENT})
     interval_days = 6.0 / 24.0   # experiment=quick writes a frame every 6 hours
     for name, (data, meta, kind) in layers.items():
         if name == "vessels":
@@ -96,7 +98,7 @@ def test_layers_carry_um_and_days_and_the_expected_styles(run2d):
         assert meta["axis_labels"] == ("time (days)", "y", "x"), name
         assert meta["translate"] == pytest.approx((0.0, dx / 2, dx / 2)), name
     assert layers["niches"][2] == "labels"
-    colours = {layers[n][1]["colormap"] for n in CELL_LAYERS[2:]}
+    colours = {tuple(map(tuple, layers[n][1]["colormap"]["colors"])) for n in CELL_LAYERS[2:]}
     assert len(colours) == 3                                        # S, P, R distinct
     assert all(layers[n][1]["blending"] == "additive" for n in CELL_LAYERS)
     shown = {name for name, (_, meta, _) in layers.items() if meta.get("visible", True)}
@@ -125,7 +127,8 @@ def test_time_axis_maps_frames_to_days(run2d):
 
 
 # --------------------------------------------------------------------------- laziness
-def test_opening_reads_no_frame_and_showing_one_reads_only_that_frame(run2d, monkeypatch):
+def test_opening_reads_a_sample_of_frames_and_showing_one_reads_only_that_frame(
+        run2d, monkeypatch):
     reads = []
     original = h5py.Dataset.__getitem__
 
@@ -136,7 +139,20 @@ def test_opening_reads_no_frame_and_showing_one_reads_only_that_frame(run2d, mon
 
     monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
     layers = _layers(run2d)
-    assert reads == []                                    # opening touched no frame data
+    with h5py.File(run2d, "r") as f:
+        n, fields = len(f["time"]), set(f["fields"])
+    # opening read the contrast limits' sample: the same few frames of each field, once
+    sample = set(ranges.sample_indices(n))
+    assert len(sample) <= ranges.SAMPLE_FRAMES < n or n <= ranges.SAMPLE_FRAMES
+    assert {name for name, _ in reads} == fields
+    def frame_of(key):        # an index (the sample) or a one-frame slice (dask)
+        k = key[0] if isinstance(key, tuple) else key
+        return int(k) if not isinstance(k, slice) else k.start if k.stop == k.start + 1 \
+            else None
+
+    assert all(frame_of(key) in sample for _, key in reads)
+    assert len(reads) == len(fields) * len(sample)       # each field's sample read once
+    reads.clear()
     for name, (data, meta, kind) in layers.items():
         if name != "vessels":
             assert data.chunksize[0] == 1, name           # one frame per chunk
@@ -150,19 +166,31 @@ def test_opening_reads_no_frame_and_showing_one_reads_only_that_frame(run2d, mon
 
 
 # --------------------------------------------------------------------------- contrast
-def test_contrast_limits_come_from_the_model_and_a_fading_field_fades(run2d):
+def test_contrast_limits_are_fitted_to_the_run_and_a_fading_field_fades(run2d):
     layers = _layers(run2d)
     with RunFile(run2d) as run:
-        cfg, capacity = run.cfg, run.capacity
-        plasma = run.observables()["plasma_drug"]
-        S0, S_end = run.frame("S", 0), run.frame("S", -1)
-    assert layers["oxygen"][1]["contrast_limits"] == (0.0, cfg.substrates["oxygen"].blood)
-    assert layers["hgf"][1]["contrast_limits"] == (0.0, cfg.cells.switching.hgf_k)
-    assert layers["drug"][1]["contrast_limits"] == (0.0, pytest.approx(np.nanmax(plasma)))
-    assert layers["protection"][1]["contrast_limits"] == (0.0, cfg.cells.switching.theta)
-    top = math.log10(capacity)
-    for name in CELL_LAYERS:
-        assert layers[name][1]["contrast_limits"] == pytest.approx((top - CELL_DECADES, top))
+        capacity = run.capacity
+        every = {name: np.stack([run.frame(name, i) for i in range(len(run.times))])
+                 for name in run.fields}
+        S0, S_end = every["S"][0], every["S"][-1]
+    for name, values in every.items():
+        label = name if name in layers else name + LOG_SUFFIX
+        if label not in layers:
+            label = [n for n in CELL_LAYERS if n.startswith(name + " ")][0]
+        lo, hi = layers[label][1]["contrast_limits"]
+        shown = np.asarray(layers[label][0]).ravel()     # what the layer displays
+        assert lo < hi, name
+        assert shown.min() - 1e-6 <= lo and hi <= shown.max() + 1e-6, (name, lo, hi)
+        # Robust percentiles of the frames sampled (here all of them): 0.5 % of the values
+        # each side fall outside; a log layer's floor is the 5th percentile of the voxels
+        # above its data floor, so 5.5 % of those (the empty voxels sit at the floor)
+        if label.endswith(LOG_SUFFIX):
+            shown = shown[shown > shown.min()]
+            least = 1 - 0.055
+        else:
+            least = 1 - 0.01
+        inside = np.mean((shown >= lo - 1e-6) & (shown <= hi + 1e-6))
+        assert inside >= least - 0.01, (name, inside)     # 1 % for ties and rounding
 
     # The drug kills S: with limits fixed for the run, the tumour gets darker.
     data, meta, _ = layers["S sensitive (log₁₀)"]
@@ -178,6 +206,19 @@ def test_contrast_limits_come_from_the_model_and_a_fading_field_fades(run2d):
     assert brightness(data.shape[0] - 1) < 0.8 * brightness(0)
     # the displayed value is log10 of the density, floored 5 decades below capacity
     assert _frame(data, 0)[tumour] == pytest.approx(np.log10(S0[tumour]), rel=1e-5)
+
+
+def test_limits_fall_back_to_the_model_for_a_field_that_never_varies():
+    assert ranges.linear_limits(np.full(10, 3.0), (0.0, 7.0)) == (0.0, 7.0)
+    assert ranges.log_limits(np.zeros(10), 1e-5, (-5.0, 0.0), 5) == (-5.0, 0.0)
+    lo, hi = ranges.log_limits(np.full(10, 0.1), 1e-5, (-5.0, 0.0), 5)
+    assert hi == pytest.approx(-1.0) and hi - lo == pytest.approx(ranges.MIN_DECADES)
+    values = 10.0 ** np.linspace(-9, 0, 1000)                      # 9 decades
+    lo, hi = ranges.log_limits(values, 1e-12, (-5.0, 0.0), 5)
+    assert hi - lo == pytest.approx(5)                             # at most max_decades
+    assert ranges.symmetric_limits([0.1, -0.2], least=1.0) == (-1.0, 1.0)
+    assert ranges.sample_indices(100, 8)[0] == 0 and ranges.sample_indices(100, 8)[-1] == 99
+    assert ranges.sample_indices(3, 8) == [0, 1, 2]
 
 
 # --------------------------------------------------------------------------- niches
@@ -263,7 +304,8 @@ def test_a_file_cut_short_on_disk_opens_with_its_whole_frames(run2d, tmp_path):
     P = layers["P persister (log₁₀)"][0]
     assert 1 <= P.shape[0] < n_full
     shown = np.asarray(P.compute())                           # every frame shown is whole
-    floor = 10 ** layers["P persister (log₁₀)"][1]["contrast_limits"][0]
+    with RunFile(run2d) as run:
+        floor = run.capacity * 10.0 ** -CELL_DECADES              # the layers' data floor
     assert shown == pytest.approx(np.log10(np.maximum(P_full[:P.shape[0]], floor)), rel=1e-5)
 
 

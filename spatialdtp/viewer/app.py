@@ -1,11 +1,16 @@
 """``spatialdtp-view``: napari with a run file and the dock widgets.
 
     spatialdtp-view outputs/2026-11-21/12-00-00/run.h5
-    spatialdtp-view run.h5 --frame 10 --show protection --hide "S sensitive (log₁₀)"
+    spatialdtp-view run.h5 --day 21 --show protection --hide "S sensitive (log₁₀)"
+    spatialdtp-view run.h5 --frame 10                # a frame by its index instead
     spatialdtp-view run.h5 --screenshot run.png      # save the window as a PNG and exit
     spatialdtp-view A/run.h5 B/run.h5                # runs side by side, one time slider
 
-The run opens at its last frame (where the persisters survived), in 3D for a 3D run.
+The run opens near its end (the latest frame whose marker stands inside the plots; see
+:meth:`~spatialdtp.viewer.layers.TimeAxis.opening_frame`), in 3D for a 3D run, set up by
+:func:`spatialdtp.viewer.canvas.dress`. It also makes the plugin napari's reader for run
+files (:func:`~spatialdtp.viewer.canvas.prefer_this_reader`), so ``napari run.h5`` opens
+them without asking.
 """
 from __future__ import annotations
 
@@ -13,60 +18,53 @@ import argparse
 import os
 import sys
 
-VOLUME_VIEW = (-30.0, 35.0, 150.0)  # camera Euler angles (degrees): volumes seen at a slant
+from .canvas import VOLUME_VIEW, fit_view  # noqa: F401  (spatialdtp.viewer.app.fit_view)
 
-
-def open_run(path, viewer=None, *, frame: int = -1, ndisplay: int | None = None,
-             widgets: bool = True, show=(), hide=()):
+def open_run(path, viewer=None, *, frame: int | None = None, day: float | None = None,
+             ndisplay: int | None = None, widgets: bool = True, show=(), hide=()):
     """Add the run file's layers (and the dock widgets) to ``viewer`` (a new one if None);
-    show frame ``frame`` (negative counts from the end); return the viewer."""
+    show frame ``frame`` (negative counts from the end) or the frame nearest ``day``
+    (default: the opening frame); return the viewer."""
     import napari
     from napari.layers import Layer
 
-    from .layers import source_of
+    from .canvas import dress, prefer_this_reader
+    from .layers import TimeAxis
     from .reader import read_run
 
+    if frame is not None and day is not None:
+        raise ValueError("give a frame or a day, not both")
+    tuples = read_run(path)
+    run = tuples[0][1]["metadata"]["spatialdtp"]["source"]
+    names = [meta["name"] for _, meta, _ in tuples]
+    for name in (*show, *hide):       # refused before a window opens
+        if name not in names:
+            raise ValueError(f"no layer {name!r}; the layers are {names}")
+    n = len(run.times)
+    if frame is not None and not -n <= frame < n:
+        raise ValueError(f"frame={frame}: the run has {n} frames (0 to {n - 1}, or negative "
+                         "from the end)")
+    if day is not None:
+        time = TimeAxis.of(run)
+        if not time.days[0] - time.step <= day <= time.days[-1] + time.step:
+            raise ValueError(f"day={day:g}: the run's frames go from day "
+                             f"{time.days[0]:g} to day {time.days[-1]:g}")
+        frame = time.nearest(day)
     if viewer is None:
         viewer = napari.Viewer(title=f"spatialdtp: {os.path.basename(os.fspath(path))}")
-    layers = [viewer.add_layer(Layer.create(data, meta, kind))
-              for data, meta, kind in read_run(path)]
-    run = source_of(layers[0])
+    layers = [viewer.add_layer(Layer.create(data, meta, kind)) for data, meta, kind in tuples]
     for name, visible in [(n, True) for n in show] + [(n, False) for n in hide]:
-        matches = [layer for layer in layers if layer.name == name]
-        if not matches:
-            raise ValueError(f"no layer {name!r}; the layers are {[la.name for la in layers]}")
-        matches[0].visible = visible
+        [layer for layer in layers if layer.name == name][0].visible = visible
     if widgets:
         from .widgets import NicheWidget, PopulationWidget
 
         for cls in (PopulationWidget, NicheWidget):
             viewer.window.add_dock_widget(cls(viewer), name=cls.title, area="right")
-    n = len(run.times)
-    if not -n <= frame < n:
-        raise ValueError(f"frame={frame}: the run has {n} frames (0 to {n - 1}, or negative "
-                         "from the end)")
-    axis = viewer.dims.ndim - layers[0].ndim
-    viewer.dims.set_current_step(axis, frame % n)
     viewer.dims.ndisplay = ndisplay or (3 if run.grid.ndim == 3 else 2)
-    scale_bar(viewer).visible = True
-    persisters = [layer for layer in layers if layer.metadata["spatialdtp"]["field"] == "P"]
-    viewer.layers.selection.active = persisters[0]  # its contrast controls, not label tools
+    dress(viewer, layers, frame=frame)
+    prefer_this_reader(path)
     fit_view(viewer)
     return viewer
-
-
-def fit_view(viewer):
-    """Fit the run in the canvas; volumes are seen at a slant."""
-    viewer.reset_view()
-    if viewer.dims.ndisplay == 3:
-        camera = getattr(getattr(viewer, "scene", None), "camera", None) or viewer.camera
-        camera.angles = VOLUME_VIEW
-
-
-def scale_bar(viewer):
-    """The viewer's scale bar overlay (moved to ``viewer.canvas.overlays`` in napari 0.9)."""
-    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
-    return overlays.scale_bar if overlays is not None else viewer.scale_bar
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,8 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="+",
                    help="a spatialdtp run file (run.h5); several open side by side, in one "
                         "viewer with one time slider (spatialdtp.viewer.compare)")
-    p.add_argument("--frame", type=int, default=-1,
-                   help="frame to show first (default -1: the last; negative counts from the end)")
+    first = p.add_mutually_exclusive_group()
+    first.add_argument("--day", type=float, default=None,
+                       help="day to show first: the frame nearest it (default: near the end, "
+                            "where the plots' marker is inside their axes)")
+    first.add_argument("--frame", type=int, default=None,
+                       help="frame index to show first (negative counts from the end)")
     p.add_argument("--ndisplay", type=int, choices=(2, 3), default=None,
                    help="2D or 3D display (default: 3 for a 3D run)")
     p.add_argument("--show", nargs="+", default=[], metavar="LAYER", help="layers to show")
@@ -117,11 +119,12 @@ def main(argv=None) -> int:
             if args.show or args.hide:
                 parser.error("--show/--hide name one run's layers; with several runs, "
                              "use the layer list")
-            viewer = open_runs(args.run, frame=args.frame, ndisplay=args.ndisplay,
-                               widgets=not args.no_widgets)
+            viewer = open_runs(args.run, frame=args.frame, day=args.day,
+                               ndisplay=args.ndisplay, widgets=not args.no_widgets)
         else:
-            viewer = open_run(args.run[0], frame=args.frame, ndisplay=args.ndisplay,
-                              widgets=not args.no_widgets, show=args.show, hide=args.hide)
+            viewer = open_run(args.run[0], frame=args.frame, day=args.day,
+                              ndisplay=args.ndisplay, widgets=not args.no_widgets,
+                              show=args.show, hide=args.hide)
     except ValueError as err:
         parser.error(str(err))
     if args.size:

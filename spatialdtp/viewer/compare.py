@@ -80,28 +80,22 @@ def _label_layer(letter: str, label: str, run, ndim_grid: int):
                    text={"string": [f"{letter}: " + label.replace(", ", "\n")],
                          "anchor": "upper_left",
                          "color": "white", "size": 10},
-                   metadata={"spatialdtp": {"source": run, "field": "label", "role": "label"}})
+                   # not a layer of the run (no "spatialdtp" source): nothing treats it as one
+                   metadata={"spatialdtp_label": letter})
     return layer
 
 
-def _lock(viewer):
-    """Derived layers (niches, vessels, labels) are not for painting or moving. napari
-    makes a layer editable again when the display changes between 2D and 3D, so this runs
-    after every such change too."""
-    for layer in viewer.layers:
-        if layer.__class__.__name__ in ("Labels", "Points"):
-            layer.editable = False
-
-
-def open_runs(paths, viewer=None, *, frame: int = -1, ndisplay: int | None = None,
-              widgets: bool = True):
+def open_runs(paths, viewer=None, *, frame: int | None = None, day: float | None = None,
+              ndisplay: int | None = None, widgets: bool = True):
     """Open the run files ``paths`` side by side in ``viewer`` (a new one if None) on one
-    time slider; return the viewer. Raises ValueError naming the file for a run that
+    time slider, at frame ``frame`` or the frame nearest ``day`` (default: the first run's
+    opening frame); return the viewer. Raises ValueError naming the file for a run that
     cannot be shown with the others."""
     import napari
     from napari.layers import Layer
 
-    from .app import fit_view, scale_bar
+    from .canvas import dress, fit_view, lock
+    from .layers import TimeAxis
     from .reader import read_run
 
     paths = [os.fspath(p) for p in paths]
@@ -136,17 +130,19 @@ def open_runs(paths, viewer=None, *, frame: int = -1, ndisplay: int | None = Non
         stride = len(added) + 1
     viewer.grid.stride = stride
     viewer.grid.enabled = True
-    n = max(len(r.times) for r in runs)
-    if not -n <= frame < n:
-        raise ValueError(f"frame={frame}: the longest run has {n} frames")
+    n = len(runs[0].times)
+    if frame is not None and not -n <= frame < n:
+        raise ValueError(f"frame={frame}: {paths[0]} has {n} frames")
+    if day is not None:
+        frame = TimeAxis.of(runs[0]).nearest(day)
     viewer.dims.ndisplay = ndisplay or (3 if runs[0].grid.ndim == 3 else 2)
-    viewer.dims.set_current_step(0, frame % n)
-    scale_bar(viewer).visible = True
-    _lock(viewer)
-    viewer.dims.events.ndisplay.connect(lambda event: _lock(viewer))
-    persisters = [la for la in viewer.layers if la.name.endswith("P persister (log₁₀)")
-                  or (source_of(la) is not None
-                      and la.metadata["spatialdtp"].get("field") == "P")]
+    run_layers = [la for la in viewer.layers if source_of(la) is not None]
+    dress(viewer, run_layers, frame=frame)   # locks, legend, day stamp, scale bar: as one run
+    for layer in viewer.layers:
+        if "spatialdtp_label" in layer.metadata:
+            lock(layer)
+    persisters = [la for la in run_layers if la.metadata["spatialdtp"].get("field") == "P"
+                  and la.metadata["spatialdtp"]["role"] == "cell"]
     if persisters:
         viewer.layers.selection.active = persisters[0]
     if widgets:

@@ -133,6 +133,10 @@ class LiveSession:
             self.layers.append(viewer.add_layer(Layer.create(data, meta, kind)))
         if sim.grid.ndim == 3:
             viewer.dims.ndisplay = 3
+        from .canvas import dress
+
+        # locks, day stamp, legend; the newest frame; no colorbars (see dress)
+        dress(viewer, self.layers, frame=-1, colorbars=False)
         self.widgets = []
         if widgets:
             from .widgets import NicheWidget, PopulationWidget

@@ -9,6 +9,13 @@ Protection is the fraction by which the local HGF–MET signal lowers the persis
 rate, θ·H with H = hgf/(hgf + K_hgf)·(1 − B) and B the MET blockade of the met-class drugs
 at their local concentrations (:meth:`spatialdtp.cells.CellKinetics.protection`). It is
 computed with the model's own code, so it is exactly what the cells felt.
+
+Persister enrichment is where persisters gather among the tumour cells: the persister
+fraction P/(S + P + R) of each voxel over the tissue-wide fraction ΣP/Σ(S + P + R) of
+the same frame (1 = as everywhere, 2 = twice the share). Its mean is not its point: a
+voxel of few tumour cells weighs as much as a full one, so the ratio is left undefined
+(NaN, drawn transparent) where the tumour is thinner than a floor (a fraction of the
+frame's densest tumour voxel).
 """
 from __future__ import annotations
 
@@ -24,6 +31,21 @@ def niche_labels(F, M, threshold: float) -> np.ndarray:
     F, M = np.asarray(F), np.asarray(M)
     niche = (F + M) >= threshold
     return np.where(niche, np.where(F >= M, CAF_NICHE, TAM_NICHE), 0).astype(np.uint8)
+
+
+def enrichment(S, P, R, floor: float = 0.0) -> np.ndarray:
+    """P/(S + P + R) per voxel divided by ΣP/Σ(S + P + R) over the frame; NaN where
+    S + P + R <= ``floor`` × its largest value in the frame, or where the frame holds no
+    persister. The floor is relative: runs differ by decades in how dense a tumour is."""
+    S, P, R = (np.asarray(a, dtype=np.float64) for a in (S, P, R))
+    tumour = S + P + R
+    total_P, total = float(P.sum()), float(tumour.sum())
+    out = np.full(tumour.shape, np.nan)
+    if total_P <= 0 or total <= 0:
+        return out
+    inside = tumour > floor * float(tumour.max())
+    out[inside] = (P[inside] / tumour[inside]) / (total_P / total)
+    return out
 
 
 def outline(labels) -> np.ndarray:

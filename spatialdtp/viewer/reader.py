@@ -7,8 +7,12 @@ files), so other readers can take those. The reader returns the layers of
 until shown. A run that did not end normally opens with the frames it holds and a
 :class:`~spatialdtp.viewer.runfile.RunFileWarning` (napari shows it as a notification).
 
-Nothing here imports Qt or napari, so the reader runs (and is tested) without a display.
-Inside a running napari, a 3D run also switches the canvas to 3D once its layers are in.
+Nothing here imports Qt or napari at import, so the reader runs (and is tested) without a
+display. Inside a running napari, once the layers are in, the run is set up there
+(:func:`spatialdtp.viewer.canvas.dress`: derived layers locked, the persisters' layer
+active, the day stamp, the opening frame, a 3D run in 3D), and the plugin is recorded as
+the preferred reader of run files (:func:`spatialdtp.viewer.canvas.prefer_this_reader`),
+so the next ``napari run.h5`` opens without asking which reader to use.
 """
 from __future__ import annotations
 
@@ -43,29 +47,35 @@ def read_run(path) -> list[tuple]:
 
 
 def read_for_napari(path) -> list[tuple]:
-    """:func:`read_run`, and a 3D run switches napari's canvas to 3D."""
+    """:func:`read_run`, and inside a running napari the run is set up once its layers
+    are in (see the module docstring)."""
     layers = read_run(path)
-    if layers and layers[0][0].ndim == 4:   # time + (z, y, x)
-        _show_in_3d_when_added()
+    _set_up_when_added(_one_path(path), layers)
     return layers
 
 
-def _show_in_3d_when_added():
-    """Switch the current napari viewer to 3D display after it has added the layers being
-    read (3D runs open as volumes). Does nothing outside a running napari."""
-    if "napari" not in sys.modules:
+def _set_up_when_added(path, layers):
+    """Dress the run in the current napari viewer once it has added ``layers``; switch a
+    3D run to 3D display. Does nothing outside a running napari."""
+    if "napari" not in sys.modules or not layers:
         return
     try:
         import napari
-        from qtpy.QtCore import QTimer
+
+        from .canvas import dress_when_added, fit_view, prefer_this_reader
     except ImportError:
         return
+    prefer_this_reader(path)
     viewer = napari.current_viewer()
     if viewer is None:
         return
+    dress_when_added(viewer, [meta["name"] for _, meta, _ in layers])
+    if layers[0][0].ndim == 4:   # time + (z, y, x): volumes, once the layers are in
+        from qtpy.QtCore import QTimer
 
-    def to_3d():
-        if viewer.dims.ndim >= 3:
-            viewer.dims.ndisplay = 3
+        def to_3d():
+            if viewer.dims.ndim >= 3:
+                viewer.dims.ndisplay = 3
+                fit_view(viewer)
 
-    QTimer.singleShot(0, to_3d)
+        QTimer.singleShot(0, to_3d)
