@@ -13,7 +13,12 @@ Modules, from data to screen:
 - :mod:`~spatialdtp.viewer.layers`: napari layer-data tuples from a run (colormaps, fixed
   contrast limits, µm scale, time in days).
 - :mod:`~spatialdtp.viewer.reader`: the npe2 reader contribution (declines foreign files).
+- :mod:`~spatialdtp.viewer.palette`: the colours of cell types, niches, vessels and drugs
+  (Okabe–Ito), for layers and plots alike.
+- :mod:`~spatialdtp.viewer.runlabel`: which run a plot shows (file, Hydra overrides).
 - :mod:`~spatialdtp.viewer.widgets`: the population and niche dock widgets (Qt).
+- :mod:`~spatialdtp.viewer.export`: movies (napari-animation) and PNGs of chosen days
+  and layers.
 - :mod:`~spatialdtp.viewer.live`: a simulation in a worker thread, shown as it runs.
 - :mod:`~spatialdtp.viewer.app`: the ``spatialdtp-view`` command.
 

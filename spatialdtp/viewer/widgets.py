@@ -428,6 +428,11 @@ class NicheWidget(RunPlot):
         ni = series["niche_contrast"]
         if np.any(np.isfinite(ni)) or ni.size == 0:
             return ""
+        if "niche_contrast" not in self.source.observables():
+            # a file from before the measure (it recorded the unstratified niche index,
+            # which is not shown: rim effects pass for niche effects in it)
+            return ("this run file records no niche contrast over time (written before "
+                    "it existed); the frame's contrast above is computed from its frames")
         return "niche contrast undefined: " + niche.reason_of(
             ni[-1], series["niche_voxels"][-1], series["niche_near_voxels"][-1],
             series["niche_far_voxels"][-1], self.geometry)
