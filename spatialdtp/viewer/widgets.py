@@ -355,7 +355,8 @@ class PopulationWidget(RunPlot):
             if any(span.get_gid() == f"on-{drug}" for span in self._spans):
                 handles.append(Patch(color=colour, alpha=0.3))
                 labels.append(f"{drug} on")
-        self._ax.legend(handles, labels, fontsize="x-small", loc="best", framealpha=0.7)
+        self._ax.legend(handles, labels, fontsize="xx-small", loc="best", framealpha=0.7,
+                        ncols=2)
 
     def _log_scale(self, obs):
         if any(np.any(np.asarray(obs[k]) > 0) for k in self._lines):
