@@ -355,3 +355,40 @@ def test_the_widgets_add_little_to_a_slider_step(viewer, niche_run):
     # on a shared machine can take from a step; the blits themselves (two lines into two
     # figures a few hundred pixels wide) cost about a millisecond
     assert with_widgets <= 1.2 * without + 0.004, (with_widgets, without)
+
+
+def _largest_vertical_gap(figure) -> float:
+    """The tallest band of the figure (fraction of its height) that no axes, tick label,
+    axis label, title or legend reaches into."""
+    renderer = figure.canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in figure.get_axes()]
+    boxes += [t.get_window_extent(renderer) for t in figure.findobj(
+        lambda a: hasattr(a, "get_text") and a.get_visible() and a.get_text()
+        and a.figure is not None and a.get_figure(root=True) is figure
+        and a not in [t for ax in figure.get_axes() for t in ax.texts])]
+    spans = sorted((b.y0, b.y1) for b in boxes if b is not None and b.height > 0)
+    height = figure.bbox.height
+    gaps, top = [], 0.0
+    for y0, y1 in spans:
+        gaps.append(max(0.0, y0 - top))
+        top = max(top, y1)
+    gaps.append(max(0.0, height - top))
+    return max(gaps) / height
+
+
+@needs_display
+def test_the_plots_fill_their_widgets(viewer, niche_run):
+    """No dead space: the canvas fills its dock widget, and constrained layout leaves a few
+    points between elements (3 pt pads), so no horizontal band of the figure taller than
+    5 % of it is left empty (the plot of a frame's population widget before this left 10 %
+    of its figure and 13 % of its dock widget empty)."""
+    app.open_run(niche_run, viewer, frame=-1)
+    widgets = _widgets(viewer)
+    _wait(lambda: widgets[1].profile_frame is not None)
+    _settled(widgets)
+    for w in widgets:
+        # the canvas takes the dock widget's height under the toolbar (2 px margins above
+        # and below, 2 px for rounding)
+        assert w.canvas.height() + w.toolbar.height() >= w.height() - 6, (
+            w.title, w.height(), w.canvas.height(), w.toolbar.height())
+        assert _largest_vertical_gap(w.figure) < 0.05, (w.title, _largest_vertical_gap(w.figure))
