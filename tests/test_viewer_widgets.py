@@ -281,11 +281,38 @@ def test_toolbar_and_csv_of_the_plotted_curves(viewer, niche_run, tmp_path):
                       "niche contrast", "voxel counts"}
 
 
+def _day_per_pixel(ax) -> float:
+    (x0, _), (x1, _) = ax.transData.transform([(ax.get_xlim()[0], 1), (ax.get_xlim()[1], 1)])
+    return 2.0 * (ax.get_xlim()[1] - ax.get_xlim()[0]) / (x1 - x0)
+
+
+def _marker_on_screen(widget, marker) -> float:
+    """The day at which the canvas as painted on screen shows the marker: the pixel column
+    across the middle of its axes with the most dark grey pixels (curves cross a column
+    in a few pixels; the vertical marker fills it)."""
+    image = widget.canvas.grab().toImage()
+    ratio = image.devicePixelRatio()
+    ax = marker.axes
+    (x0, y0), (x1, y1) = ax.transAxes.transform([(0, 0.25), (1, 0.75)])   # display, y up
+    height = widget.canvas.height()
+    row_top, row_bottom = int((height - y1 / ratio) * ratio), int((height - y0 / ratio) * ratio)
+    columns = range(int(x0 + 2), int(x1 - 2))
+    def is_marker(c, r):       # dark grey (the marker is 0.2 grey, antialiased)
+        rgb = [image.pixelColor(c, r).red(), image.pixelColor(c, r).green(),
+               image.pixelColor(c, r).blue()]
+        return max(rgb) < 120 and max(rgb) - min(rgb) < 30
+
+    darkness = [sum(is_marker(c, r) for r in range(row_top, row_bottom, 2)) for c in columns]
+    x = columns[int(np.argmax(darkness))]
+    return float(ax.transData.inverted().transform((x, 0.5 * (y0 + y1)))[0])
+
+
 @needs_display
 def test_a_slider_step_redraws_only_the_time_markers(viewer, niche_run, monkeypatch):
     app.open_run(niche_run, viewer, frame=0)
     widgets = _widgets(viewer)
     _settled(widgets)
+    widgets[1]._pending.setInterval(600_000)      # the slider never rests, until the end
     layouts = []
     original = ConstrainedLayoutEngine.execute
     monkeypatch.setattr(ConstrainedLayoutEngine, "execute",
@@ -299,12 +326,22 @@ def test_a_slider_step_redraws_only_the_time_markers(viewer, niche_run, monkeypa
         for w in widgets:          # the markers stand at the frame shown
             assert w.marker_day() == pytest.approx(w.time.days[i])
     assert [w.full_draws for w in widgets] == draws          # no figure was redrawn
-    assert [w.blits - b for w, b in zip(widgets, blits)] == [n, n]
+    viewer.dims.set_current_step(0, n - 2)                 # inside the axes, not on a spine
+    _process(0.1)
+    for w in widgets:                                      # and the screen shows the move
+        for marker in w._markers:
+            assert _marker_on_screen(w, marker) == pytest.approx(w.time.days[n - 2], abs=
+                                                                 _day_per_pixel(marker.axes))
+    viewer.dims.set_current_step(0, 0)
+    QApplication.processEvents()
+    assert [w.blits - b for w, b in zip(widgets, blits)] == [n + 2, n + 2]
     assert layouts == []                                    # nor laid out
     for w in widgets:
         assert all(m.get_animated() and m.get_gid() == MARKER_GID for m in w._markers)
     # when the slider rests the niche profiles follow, in the layout already computed
-    _wait(lambda: widgets[1].profile_frame == 0)
+    widgets[1]._pending.setInterval(NicheWidget.DELAY_MS)
+    viewer.dims.set_current_step(0, 1)
+    _wait(lambda: widgets[1].profile_frame == 1)
     _process(0.3)
     assert widgets[1].full_draws > draws[1] and layouts == []
 
@@ -324,8 +361,9 @@ def _step_costs(viewer, frames) -> list[float]:
 @needs_display
 def test_the_widgets_add_little_to_a_slider_step(viewer, niche_run):
     """The same steps in one run, with the widgets docked (so that napari's canvas has the
-    same size) and either following the slider or not, alternated so that drift on a
-    shared machine falls on both alike."""
+    same size) and either following the slider or not, alternated step by step (and each
+    frame stepped to in both ways) so that the load of a shared machine falls on both
+    alike."""
     app.open_run(niche_run, viewer, frame=0)
     docked = _widgets(viewer)
     for widget in docked:
@@ -335,20 +373,24 @@ def test_the_widgets_add_little_to_a_slider_step(viewer, niche_run):
             widget._pending.setInterval(600_000)
     _settled(docked)
     n = len(docked[0].time.days)
-    frames = list(range(n)) * 2
     step = viewer.dims.events.current_step
-    _step_costs(viewer, frames)                      # warm-up: files and caches
-    without, with_widgets = [], []
-    for _ in range(3):
-        for w in docked:
-            step.disconnect(w._step_changed)
-        without += _step_costs(viewer, frames)
+    _step_costs(viewer, list(range(n)) * 2)          # warm-up: files and caches
+    costs = {False: [], True: []}
+    following = True
+    blits = [w.blits for w in docked]
+    for rep in range(12):
+        for k, i in enumerate(range(n)):
+            follow = (k + rep) % 2 == 1
+            if follow != following:
+                for w in docked:
+                    (step.connect if follow else step.disconnect)(w._step_changed)
+                following = follow
+            costs[follow] += _step_costs(viewer, [i])
+    if not following:
         for w in docked:
             step.connect(w._step_changed)
-        blits = [w.blits for w in docked]
-        with_widgets += _step_costs(viewer, frames)
-        assert all(w.blits - b == len(frames) for w, b in zip(docked, blits))
-    without, with_widgets = float(np.median(without)), float(np.median(with_widgets))
+    assert all(w.blits - b == len(costs[True]) for w, b in zip(docked, blits))
+    without, with_widgets = float(np.median(costs[False])), float(np.median(costs[True]))
     print(f"slider step: {1e3 * without:.1f} ms without the widgets, "
           f"{1e3 * with_widgets:.1f} ms with them")
     # 20 % of a step, and 4 ms: one scheduler tick (CONFIG_HZ=250) that another process
@@ -382,13 +424,29 @@ def test_the_plots_fill_their_widgets(viewer, niche_run):
     points between elements (3 pt pads), so no horizontal band of the figure taller than
     5 % of it is left empty (the plot of a frame's population widget before this left 10 %
     of its figure and 13 % of its dock widget empty)."""
+    # the dead band appeared from the second window on (the canvas stayed at its figure's
+    # size, its size hint): open one first
+    first = napari.Viewer(show=True)
+    first.window.resize(1200, 800)
+    app.open_run(niche_run, first, frame=-1)
+    _settled(_widgets(first))
+    first.close()
+    _process()
     app.open_run(niche_run, viewer, frame=-1)
     widgets = _widgets(viewer)
     _wait(lambda: widgets[1].profile_frame is not None)
     _settled(widgets)
-    for w in widgets:
+
+    def filled(w):
         # the canvas takes the dock widget's height under the toolbar (2 px margins above
         # and below, 2 px for rounding)
-        assert w.canvas.height() + w.toolbar.height() >= w.height() - 6, (
-            w.title, w.height(), w.canvas.height(), w.toolbar.height())
+        return w.canvas.height() + w.toolbar.height() >= w.height() - 6
+
+    try:                                   # once Qt has laid the window out
+        _wait(lambda: all(filled(w) for w in widgets), timeout=5)
+    except TimeoutError:
+        pass
+    _settled(widgets)
+    for w in widgets:
+        assert filled(w), (w.title, w.height(), w.canvas.height(), w.toolbar.height())
         assert _largest_vertical_gap(w.figure) < 0.05, (w.title, _largest_vertical_gap(w.figure))

@@ -15,9 +15,9 @@ Both find the run among the viewer's layers (the last run added; layers made by
 slider moves the markers; clicking a time plot moves the slider to the frame nearest the
 click. Live runs call :meth:`RunPlot.update_data` as new data arrive.
 
-Cost of a slider step: the markers are animated artists, blitted onto a copy of the
-figure taken after its last full draw, so a step redraws two lines and no axes, text or
-layout. The layout is computed by matplotlib's constrained layout on the first draw (and
+Cost of a slider step: the markers are animated artists, drawn onto a copy of the
+figure taken after its last full draw (blitting), so a step redraws two lines and no axes,
+text or layout, and Qt paints that part of the canvas with the window's next paint. The layout is computed by matplotlib's constrained layout on the first draw (and
 after a resize or new data) and then frozen, so the niche profiles, redrawn when the slider
 rests, are not laid out again. Each widget has matplotlib's navigation toolbar (zoom, pan,
 save) and a CSV button that writes the plotted curves.
@@ -32,7 +32,7 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFileDialog, QSizePolicy, QVBoxLayout, QWidget
 
 from ..run import niche
 from ..run.observables import NICHE_NAMES
@@ -60,6 +60,10 @@ class RunPlot(QWidget):
         self.figure = Figure(figsize=self.FIGSIZE, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumSize(300, 260)
+        # Expanding, not Qt's Preferred: with Preferred the dock layout can leave the
+        # canvas at its size hint (the figure's size) under a taller dock, a dead band
+        # (it did from the second window on)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.toolbar = NavigationToolbar2QT(self.canvas, self, coordinates=False)
         export = self.toolbar.addAction("CSV")
         export.setToolTip("Save the plotted curves as a CSV file")
@@ -178,8 +182,26 @@ class RunPlot(QWidget):
         self.canvas.restore_region(self._background)
         for line in self._markers:
             line.axes.draw_artist(line)
-        self.canvas.blit(self.figure.bbox)
+        # Not canvas.blit(): it repaints at once (QWidget.repaint), which makes Qt paint
+        # the window, napari's GL canvas included, inside the slider's callback and again
+        # after it (a step cost 30 % more). update() asks for a paint of the part of the
+        # buffer just changed, which Qt merges with the window's own paint.
+        self.canvas.update(self._marker_rect())
         self.blits += 1
+
+    def _marker_rect(self):
+        """The part of the canvas (Qt's logical pixels, origin top left) that the markers'
+        axes cover: all that a step changes."""
+        from qtpy.QtCore import QRect
+
+        boxes = [line.axes.bbox for line in self._markers]
+        ratio = self.canvas.device_pixel_ratio
+        x0 = min(b.x0 for b in boxes) / ratio
+        x1 = max(b.x1 for b in boxes) / ratio
+        y0 = min(b.y0 for b in boxes) / ratio
+        y1 = max(b.y1 for b in boxes) / ratio
+        top = self.canvas.height() - y1
+        return QRect(int(x0) - 1, int(top) - 1, int(x1 - x0) + 3, int(y1 - y0) + 3)
 
     def update_data(self):
         """Take in data a live run added (cheaper than :meth:`refresh` where a subclass
