@@ -450,3 +450,25 @@ def test_the_plots_fill_their_widgets(viewer, niche_run):
     for w in widgets:
         assert filled(w), (w.title, w.height(), w.canvas.height(), w.toolbar.height())
         assert _largest_vertical_gap(w.figure) < 0.05, (w.title, _largest_vertical_gap(w.figure))
+
+
+@needs_display
+def test_new_data_redraws_at_most_once_a_second(viewer, niche_run):
+    """A live run sends frames faster than the figures draw: updates in a burst are drawn
+    together, and the last of them is what shows."""
+    app.open_run(niche_run, viewer, frame=-1)
+    widgets = _widgets(viewer)
+    _settled(widgets)
+    draws = [w.full_draws for w in widgets]
+    started = time.monotonic()
+    for _ in range(10):
+        for w in widgets:
+            w.update_data()
+        QApplication.processEvents()
+    _process(max(0.0, started + 1.6 - time.monotonic()))
+    _wait(lambda: all(not w._stale for w in widgets), timeout=5)
+    elapsed = time.monotonic() - started
+    for w, before in zip(widgets, draws):
+        # one at once or at the end of the interval after the last draw, then one a second
+        assert 1 <= w.full_draws - before <= 1 + elapsed / w.MIN_REDRAW_S, (
+            w.title, w.full_draws - before, elapsed)

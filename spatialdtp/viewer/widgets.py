@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
@@ -53,6 +54,10 @@ class RunPlot(QWidget):
 
     title = "run"
     FIGSIZE = (4.4, 3.8)
+    #: at most one full draw per this many seconds for new data or a new profile: a live
+    #: run sends frames faster than the figures draw (a few hundred ms each), and the
+    #: window must keep handling events
+    MIN_REDRAW_S = 1.0
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -86,6 +91,10 @@ class RunPlot(QWidget):
         self._layout_frozen = False
         self.full_draws = 0            # counters, for checks of what a slider step costs
         self.blits = 0
+        self._last_draw = -math.inf    # time.monotonic() of the last full draw
+        self._redraw_timer = QTimer()
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.timeout.connect(self._draw_later)
         self.canvas.mpl_connect("draw_event", self._drawn)
         self.canvas.mpl_connect("resize_event", self._resized)
         napari_viewer.layers.events.inserted.connect(self._layers_changed)
@@ -150,12 +159,13 @@ class RunPlot(QWidget):
         saving = getattr(self.canvas, "_is_saving", False)   # savefig: not the screen
         if not saving:
             self.full_draws += 1
+            self._last_draw = time.monotonic()
             self._background = self.canvas.copy_from_bbox(self.figure.bbox)
             self._stale = False
         for line in self._markers:            # on the screen and in a saved figure
             line.axes.draw_artist(line)
-        if saving:
-            self._stale = True
+        if saving:                            # the buffer may now hold the saved image
+            self._background = None
             return
         if not self._layout_frozen and self.figure.get_layout_engine() is not None:
             self.figure.set_layout_engine("none")   # positions stay as just computed
@@ -168,15 +178,29 @@ class RunPlot(QWidget):
         """Lay the figure out again on its next draw (after a resize or new axes)."""
         self.figure.set_layout_engine("constrained")
         self._layout_frozen = False
-        self.redraw()
+        self._stale = True
+        self.canvas.draw_idle()               # at once: a resize must not wait
 
     def redraw(self):
-        """Schedule a full draw (content changed); markers wait for it."""
+        """Schedule a full draw (content changed), at most one per MIN_REDRAW_S; the
+        markers wait for it."""
         self._stale = True
-        self.canvas.draw_idle()
+        wait = self._last_draw + self.MIN_REDRAW_S - time.monotonic()
+        if wait <= 0:
+            self.canvas.draw_idle()
+        elif not self._redraw_timer.isActive():
+            self._redraw_timer.start(int(1000 * wait) + 1)
+
+    def _draw_later(self):
+        try:
+            self.canvas.draw_idle()
+        except RuntimeError:                  # the widget is gone
+            pass
 
     def _blit_markers(self):
-        if self._stale or self._background is None:
+        if self._stale:                       # a full draw is coming: it draws them
+            return
+        if self._background is None:
             self.redraw()
             return
         self.canvas.restore_region(self._background)
