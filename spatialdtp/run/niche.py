@@ -284,3 +284,53 @@ def niche_profile(P, F, M, reference: NicheReference, geometry: NicheGeometry,
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(t_sum > 0, p_sum / np.where(t_sum > 0, t_sum, 1.0), np.nan)
     return NicheProfile(edges, 0.5 * (edges[1:] + edges[:-1]), rate, counts)
+
+
+class EdgeProfile(NamedTuple):
+    """Persisters per initial tumour cell against distance to the tumour edge, in the
+    measure's own strata: the comparison the contrast pools, one stratum at a time. A rim
+    effect moves all three rates with the distance to the edge; a niche effect sets the
+    near rate above the far one within a stratum."""
+
+    edges: np.ndarray       # µm, stratum edges k·edge_bin (the last stratum is open-ended:
+                            # its upper edge is the deepest bed voxel's distance)
+    centres: np.ndarray     # µm
+    rate: np.ndarray        # ΣP/ΣT0 of all bed voxels of each stratum (NaN where empty)
+    near_rate: np.ndarray   # of its voxels near niches
+    far_rate: np.ndarray    # of its voxels far from niches
+    counts: np.ndarray      # bed voxels of each stratum
+    near_counts: np.ndarray
+    far_counts: np.ndarray
+
+
+def _rates(p_sum, t_sum):
+    p_sum, t_sum = np.asarray(p_sum, dtype=np.float64), np.asarray(t_sum, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(t_sum > 0, p_sum / np.where(t_sum > 0, t_sum, 1.0), np.nan)
+
+
+def edge_profile(P, F, M, reference: NicheReference, geometry: NicheGeometry) -> EdgeProfile:
+    """The rates of :class:`EdgeProfile` for one frame (host side). Near and far are the
+    labels the contrast counts (:func:`labels`, :func:`label_sums`), so the per-stratum
+    near and far rates here are exactly the ones its Mantel–Haenszel ratio weighs."""
+    n = reference.n_strata
+    T0 = np.asarray(host_array(reference.T0), dtype=np.float64)
+    P = np.asarray(host_array(P), dtype=np.float64)
+    stratum = np.asarray(host_array(reference.stratum))
+    lab = labels(np.asarray(host_array(F), dtype=np.float64),
+                 np.asarray(host_array(M), dtype=np.float64), reference, geometry)
+    table, _ = label_sums(lab, P, T0, 2 * n)
+    table = np.asarray(table, dtype=np.float64).reshape(3, 2 * n)
+    counts = np.bincount(stratum[stratum >= 0], minlength=n)[:n]
+    p_all = np.bincount(stratum[stratum >= 0], weights=P[stratum >= 0], minlength=n)[:n]
+    t_all = np.bincount(stratum[stratum >= 0], weights=T0[stratum >= 0], minlength=n)[:n]
+    edges = geometry.edge_bin * np.arange(n + 1, dtype=np.float64)
+    if n:
+        bed = np.asarray(host_array(reference.bed), dtype=bool)
+        deepest = float(np.max(np.where(bed, distance_to_mask(~bed, geometry.dx), 0.0)))
+        if np.isfinite(deepest):
+            edges[-1] = max(edges[-1], deepest)
+    return EdgeProfile(edges, 0.5 * (edges[1:] + edges[:-1]), _rates(p_all, t_all),
+                       _rates(table[1, :n], table[2, :n]), _rates(table[1, n:], table[2, n:]),
+                       counts.astype(np.int64), table[0, :n].astype(np.int64),
+                       table[0, n:].astype(np.int64))

@@ -510,18 +510,18 @@ class Simulation:
     def plot(self, png, summary=None, run_file=None):
         """Draw the population dynamics and dose schedule (PNG); with ``run_file`` (a run
         file of this run) the spatial panel from its frames too."""
+        from .response_marks import run_settings
         from .summary_maps import spatial_panel
         from .summary_plot import plot_summary
 
         obs = self.observables()
         c = self.cfg
-        title = (f"tissue={c.tissue.name}  treatment={c.treatment.name}  seed={c.seed}  "
-                 f"grid={'×'.join(map(str, self.grid.shape))} at {self.grid.dx:g} µm  "
-                 f"backend={self.backend.name}")
+        title = f"{run_settings(c, self.grid.shape, self.grid.dx)}  backend={self.backend.name}"
         summary = summary or self.summary()
         spatial = None if run_file is None else spatial_panel(
             run_file, summary, c.run.niche_threshold, self.capacity)
-        plot_summary(png, obs["time"], obs, summary, self.drugs, title=title, spatial=spatial)
+        plot_summary(png, obs["time"], obs, summary, self.drugs, title=title, spatial=spatial,
+                     config=c)
         return png
 
     def _create_writer(self, path: Path, overwrite: bool = False):

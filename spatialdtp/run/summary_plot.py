@@ -7,11 +7,11 @@ global state (or the backend another program chose).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ..units import MINUTES_PER_DAY
+from .response_marks import adaptive_thresholds, mark_response, plot_plasma
 
 POPULATION_STYLE = (("S", "tab:blue", "S (sensitive)"), ("P", "tab:orange", "P (persister)"),
                     ("R", "tab:red", "R (resistant)"), ("burden", "black", "burden S+P+R"))
@@ -51,7 +51,7 @@ def _positive(a):
 
 
 def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str, float],
-                 drugs=(), title: str = "", spatial=None):
+                 drugs=(), title: str = "", spatial=None, config=None):
     """Write a PNG: populations on a log axis with treatment shading, plasma levels, the
     niche contrast and (with ``spatial``, a :class:`.summary_maps.SpatialPanel`) maps.
 
@@ -63,7 +63,9 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
     the figure. Below one cell the counts are shaded "< 1 cell": a population there is a
     mean-field fraction of a cell, not a cell that is present. Bottom row (``spatial``):
     persisters per voxel (log colour), niche voxels, the tumour's outline and the vessels
-    at each snapshot. Returns the figure.
+    at each snapshot. With ``config`` (the run's :class:`~spatialdtp.config.SpatialDTPConfig`)
+    the stop and resume burdens of adaptive schedules are drawn too. The marks are those
+    of :mod:`.response_marks`, which the viewer draws as well. Returns the figure.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -90,17 +92,11 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
             top.plot(days, _positive(obs[key]), color=colour, label=label, marker=marker,
                      lw=2.0 if key == "burden" else 1.4)
     start = summary.get("treatment_start_day", 0.0)
-    threshold = summary.get("progression_threshold", math.nan)
-    if math.isfinite(threshold) and threshold > 0:
-        top.axhline(threshold, color="gray", ls="--", lw=1.0, label="progression threshold")
-    ttp = summary.get("time_to_progression_days", math.nan)
-    if math.isfinite(ttp):
-        top.axvline(start + ttp, color="firebrick", ls=":", lw=1.5,
-                    label=f"progression, {ttp:.3g} d after start")
-    nadir, nadir_day = summary.get("nadir", math.nan), summary.get("nadir_day", math.nan)
-    if math.isfinite(nadir) and nadir > 0 and math.isfinite(nadir_day):
-        top.plot([start + nadir_day], [nadir], "v", color="black", ms=8,
-                 label=f"nadir, {summary.get('nadir_fraction', math.nan):.2g}× baseline")
+    drug_colours = dict(zip(drugs, _cycle(DRUG_COLOURS, len(drugs))))
+    burden = obs["burden"] if "burden" in obs else sum(
+        np.asarray(obs[k], dtype=np.float64) for k in ("S", "P", "R") if k in obs)
+    adaptive = adaptive_thresholds(config, times_min, burden) if config is not None else ()
+    mark_response(top, summary, adaptive, drug_colours)
     populations = [np.asarray(obs[k], dtype=np.float64) for k, _, _ in POPULATION_STYLE if k in obs]
     if any(np.any(p > 0) for p in populations):
         top.set_yscale("log")
@@ -129,18 +125,7 @@ def plot_summary(path, times_min, obs: dict[str, np.ndarray], summary: dict[str,
     top.set_title(panel_title)
 
     # --- plasma
-    drawn = False
-    for drug, colour in zip(drugs, _cycle(DRUG_COLOURS, len(drugs))):
-        if f"plasma_{drug}" in obs:
-            plasma.plot(days, np.asarray(obs[f"plasma_{drug}"], dtype=np.float64), color=colour,
-                        label=drug, marker=marker)
-            drawn = True
-    if drawn:
-        plasma.legend(fontsize="small", loc="best")
-    else:
-        plasma.text(0.5, 0.5, "no drugs", transform=plasma.transAxes, ha="center", va="center",
-                    color="gray")
-    plasma.set_ylabel("plasma (µM)")
+    plot_plasma(plasma, days, obs, drugs, drug_colours, marker=marker)
     plasma.set_title("Plasma drug levels")
 
     # --- niche contrast

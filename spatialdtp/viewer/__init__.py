@@ -19,7 +19,12 @@ Modules, from data to screen:
 - :mod:`~spatialdtp.viewer.canvas`: a run's layers set up in a viewer: derived layers
   locked, day stamp and slider in days, legend, colorbars, scale bar, opening frame, the
   plugin as the preferred reader of run files (napari).
+- :mod:`~spatialdtp.viewer.palette`: the colours of cell types, niches, vessels and drugs
+  (Okabe–Ito), for layers and plots alike.
+- :mod:`~spatialdtp.viewer.runlabel`: which run a plot shows (file, Hydra overrides).
 - :mod:`~spatialdtp.viewer.widgets`: the population and niche dock widgets (Qt).
+- :mod:`~spatialdtp.viewer.export`: movies (napari-animation) and PNGs of chosen days
+  and layers.
 - :mod:`~spatialdtp.viewer.live`: a simulation in a worker thread, shown as it runs.
 - :mod:`~spatialdtp.viewer.app`: the ``spatialdtp-view`` command.
 

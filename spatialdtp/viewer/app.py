@@ -5,6 +5,8 @@
     spatialdtp-view run.h5 --frame 10                # a frame by its index instead
     spatialdtp-view run.h5 --screenshot run.png      # save the window as a PNG and exit
     spatialdtp-view A/run.h5 B/run.h5                # runs side by side, one time slider
+    spatialdtp-view run.h5 --movie run.mp4 --days 0:21        # a movie, one frame per output
+    spatialdtp-view run.h5 --export figs --days 0,7,21 --layers P,niches   # PNGs, then exit
 
 The run opens near its end (the latest frame whose marker stands inside the plots; see
 :meth:`~spatialdtp.viewer.layers.TimeAxis.opening_frame`), in 3D for a 3D run, set up by
@@ -90,6 +92,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="save a screenshot of the window to PNG and exit")
     p.add_argument("--size", nargs=2, type=int, default=None, metavar=("WIDTH", "HEIGHT"),
                    help="window size in pixels")
+    p.add_argument("--movie", metavar="MP4",
+                   help="write a movie of the frames (one movie frame per output frame; "
+                        "needs napari-animation) and exit")
+    p.add_argument("--fps", type=float, default=4.0, help="movie frames per second (default 4)")
+    p.add_argument("--export", metavar="DIR",
+                   help="write a PNG of the canvas per chosen day to DIR and exit")
+    p.add_argument("--days", default=None, metavar="DAYS",
+                   help="days for --movie/--export: a list (0,7,21) or a range (7:21); "
+                        "default every frame")
+    p.add_argument("--layers", default=None, metavar="NAMES",
+                   help="layers shown in --movie/--export, e.g. P,niches (the others hidden)")
     return p
 
 
@@ -112,6 +125,9 @@ def main(argv=None) -> int:
                                                  or os.environ.get("WAYLAND_DISPLAY")):
         parser.error("no display (DISPLAY is not set): run it in a desktop session, or "
                      "headless as `xvfb-run -a spatialdtp-view ...`")
+    exporting = bool(args.movie or args.export)
+    if (args.days is not None or args.layers is not None) and not exporting:
+        parser.error("--days and --layers choose what --movie or --export writes")
     try:
         if len(args.run) > 1:
             from .compare import open_runs
@@ -119,14 +135,30 @@ def main(argv=None) -> int:
             if args.show or args.hide:
                 parser.error("--show/--hide name one run's layers; with several runs, "
                              "use the layer list")
+            if exporting:
+                parser.error("--movie/--export write one run; open the runs one by one")
             viewer = open_runs(args.run, frame=args.frame, day=args.day,
                                ndisplay=args.ndisplay, widgets=not args.no_widgets)
         else:
             viewer = open_run(args.run[0], frame=args.frame, day=args.day,
-                              ndisplay=args.ndisplay, widgets=not args.no_widgets,
+                              ndisplay=args.ndisplay,
+                              widgets=not (args.no_widgets or exporting),
                               show=args.show, hide=args.hide)
     except ValueError as err:
         parser.error(str(err))
+    if exporting:
+        from .export import run_exports
+
+        if args.size:
+            viewer.window.resize(*args.size)
+        try:
+            for line in run_exports(viewer, args):
+                print(line)
+        except ValueError as err:
+            viewer.close()
+            parser.error(str(err))
+        viewer.close()
+        return 0
     if args.size:
         viewer.window.resize(*args.size)
     if args.screenshot:
