@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import CELL_TYPES
-from . import maps, ranges
+from . import maps, palette, ranges
 
 MINUTES_PER_DAY = 1440.0
 MARKER_INSET = 0.02  # the opening frame's marker stands this much of the plots' span inside
@@ -64,23 +64,10 @@ TUMOUR_FLOOR = 1e-3  # enrichment is undefined where S + P + R < this × the fra
 ENRICHED_LOG2 = 1.0  # 3D: the enrichment's iso-surface, at twice the tissue share
 SIGNAL_DECADES = 4   # HGF and chemokine are shown over at most this many decades
 
-# Okabe & Ito's colour-blind-safe set (https://jfly.uni-koeln.de/color/) but for R and S:
-# the tumour cells sit on the blue–yellow axis, the one red–green colour blindness keeps,
-# and their additive mixtures stay on it. P is Okabe–Ito yellow; R is the blue opposite
-# it on the hue circle (Okabe–Ito's own blue, 202°, mixes with yellow into green, the CAF
-# hue); S is Paul Tol's grey. So P + R and P + S only desaturate towards grey and never
-# take the hue of the niche and vessel outlines, which sit off that axis: CAF bluish
-# green (164°), TAM vermillion (26°), vessels reddish purple (327°), all Okabe–Ito.
-PALETTE = {
-    "S": "#bbbbbb",          # grey (Tol's grey)
-    "P": "#f0e442",          # yellow, 56°
-    "R": "#465aff",          # blue, 236°: the complement of P's hue
-    "F": "#009e73",          # the CAF niche hue
-    "M": "#d55e00",          # the TAM niche hue
-    "caf_niche": "#009e73",  # bluish green, 164°
-    "tam_niche": "#d55e00",  # vermillion, 26°
-    "vessels": "#cc79a7",    # reddish purple, 327°
-}
+# the palette (its reasons in :mod:`.palette`), keyed as the layers use it
+PALETTE = {**{c: palette.CELL_COLOURS[c] for c in ("S", "P", "R", "F", "M")},
+           "caf_niche": palette.CAF_NICHE_COLOUR, "tam_niche": palette.TAM_NICHE_COLOUR,
+           "vessels": palette.VESSEL_COLOUR}
 # Persister enrichment, log2: ColorBrewer RdBu (colour-blind safe), white at 1
 ENRICHMENT_COLOURS = ("#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7",
                       "#f4a582", "#d6604d", "#b2182b")

@@ -353,7 +353,8 @@ class PopulationWidget(RunPlot):
             if key in obs:
                 self._lines[key] = self._curve("tumour populations", key, "time (days)",
                                                "cells", ax.plot(
-                    days, _positive(obs[key]), color=palette.CELL_COLOURS[key], label=label,
+                    days, _positive(obs[key]), **palette.curve(palette.CELL_COLOURS[key]),
+                    label=label,
                     marker=marker, lw=2.0 if key == "burden" else 1.4)[0])
         self._log_scale(obs)
         self._marks = []
@@ -499,14 +500,14 @@ class NicheWidget(RunPlot):
         ax.axvspan(g.far, max(g.far, diagonal), color=palette.FAR_COLOUR, alpha=0.15, lw=0,
                    label=f"far: > {g.far:g} µm")
         self._niche_line = self._curve("P vs distance to niche", "bed", "µm", rate, ax.plot(
-            [], [], "o-", color=palette.CELL_COLOURS["P"], ms=3)[0])
+            [], [], "o-", **palette.curve(palette.CELL_COLOURS["P"]), ms=3)[0])
         ax.set_xlabel("distance to niche (µm)")
         ax.set_ylabel(rate)
         ax.legend(fontsize="xx-small", loc="upper right")   # the zones only
         ax = self._edge_ax
         self._edge_lines = {
             key: self._curve("P vs distance to tumour edge", key, "µm", rate, ax.plot(
-                [], [], style, color=colour, ms=3, label=label)[0])
+                [], [], style, **palette.curve(colour), ms=3, label=label)[0])
             for key, style, colour, label in (
                 ("bed", "o-", palette.CELL_COLOURS["P"], "all bed"),
                 ("near", "s--", palette.NEAR_COLOUR, "near niches"),
