@@ -113,7 +113,8 @@ def test_estimate_moves_with_precision_dimension_drugs_and_frames():
     base = _cfg("grid.shape=[1024,1024]")
     parts = memory_contributions(base, "numpy")
     for name in ("state", "write_behind_frame", "multigrid_work", "multigrid_hierarchy",
-                 "substrate_coefficients", "pcg_solver", "hdf5_chunk_buffers"):
+                 "substrate_coefficients", "hdf5_chunk_buffers", "allocator_retained",
+                 "observable_history"):
         assert parts[name] > 0, name
     assert sum(parts.values()) == estimate_memory(base, "numpy")
     # float64 doubles every array of the run's precision
@@ -134,6 +135,9 @@ def test_estimate_moves_with_precision_dimension_drugs_and_frames():
     cpu = memory_contributions(base, "cpu")
     assert cpu["multigrid_hierarchy"] < parts["multigrid_hierarchy"]
     assert "transport_buffers" in cpu
+    # numerics.solver=pcg: no multigrid, the PCG solver's arrays instead
+    pcg = memory_contributions(_cfg("grid.shape=[1024,1024]", "numerics.solver=pcg"), "numpy")
+    assert "multigrid_work" not in pcg and pcg["pcg_solver"] > 0
     # a well-mixed tissue is one voxel whatever grid.shape says
     wm = estimate_memory(_cfg("grid.shape=[2048,2048]", "tissue=well_mixed"), "numpy")
     assert wm < 2**27

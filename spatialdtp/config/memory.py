@@ -53,6 +53,10 @@ OBSERVABLE_BYTES = 84
 OBSERVABLES_BASE = 27
 OBSERVABLES_PER_DRUG = 6
 
+#: fine-grid planes the PCG solver (numerics/implicit/solver.py) touches: 6 vectors and the
+#: fine level of its multigrid (mass, winv, x, b, r, flux); its coarse levels add 6 each
+PCG_FALLBACK_PLANES = 12
+
 #: reference backends (the array expressions of ``backends/reference.py``) and compiled
 #: ones (``backends/compiled_ops.py``: g++ kernels on ``cpu``, NVRTC kernels on ``cupy``)
 REFERENCE_BACKENDS = ("numpy",)
@@ -163,10 +167,11 @@ def memory_contributions(cfg, backend=None, frames: bool = True) -> dict[str, in
         # numerics/implicit/solver.py ImplicitSolver (the solver of numerics.solver=pcg and
         # the multigrid's fallback, one substrate at a time, made with the step): r, p, q,
         # d, work, dotbuf on the fine grid, and its Multigrid's mass, winv, x, b, r and flux
-        # buffer on every level (stencil.py). Allocated with xp.empty: resident only once
-        # a PCG solve has run, which a multigrid run does only where a solve falls back;
-        # counted all the same, so that a run whose solve falls back still fits
-        out["pcg_solver"] = 6 * grid + 6 * (G + Gc) * s
+        # buffer on every level (stencil.py). Allocated with xp.empty, so resident only once
+        # a PCG solve has run: counted for numerics.solver=pcg; a multigrid run touches them
+        # only where a solve falls back to PCG (PCG_FALLBACK_PLANES more planes then)
+        if not multigrid:
+            out["pcg_solver"] = PCG_FALLBACK_PLANES * grid + 6 * Gc * s
         # run/niche.py NicheReference, taken at treatment start: T0 (s), bed (bool),
         # stratum (int32)
         out["niche_reference"] = G * (s + 1 + 4)
