@@ -12,14 +12,17 @@ geometric series ``G/(1 − 2^−d)`` (``Gc ≈ G/3`` in 2D, ``G/7`` in 3D).
 Two kinds of contribution add up to the estimate:
 
 * arrays held for the whole run (the state, the solver's work arrays, the write-behind
-  frame copy, ...): every one is counted;
+  frame copy, ...): every one the run writes is counted (an array allocated but never
+  written is never resident: the substrate step's ``aux`` under backward Euler, the PCG
+  solver's arrays in a multigrid run that never falls back);
 * temporaries of one phase of the step (the reaction step's array expressions, the
   substrate step's right-hand side, the niche labels): only the phase whose temporaries are
   largest is counted (the others are freed before it starts), under its own name.
 
 What was checked: ``tests/test_memory_estimate.py`` measures a run's peak resident memory
 (RSS) against :func:`estimate_memory` on ``numpy`` and ``cpu``, 2D and 3D, float32 and
-float64, and requires them within 15 % (README, *Backends*). How each count was found:
+float64, and the device peak of ``cupy`` on the CuPy device double's memory pool, and
+requires them within 15 % (README, *Backends*, *Memory*). How each count was found:
 the code named in each comment was read to count the arrays it allocates, and
 ``tracemalloc`` snapshots taken at the run's peak attributed the bytes to those lines;
 the numpy reference's expression temporaries (the reaction and transport steps), which
@@ -145,7 +148,8 @@ def memory_contributions(cfg, backend=None, frames: bool = True) -> dict[str, in
         # run/substrate_step.py SubstrateStep.blocks (D, a, b maps, B each); aux (B) is
         # written only by TR-BDF2 and the PCG solver's predictor (xp.zeros: a page never
         # written is never resident, so backward Euler with multigrid does not count it)
-        uses_aux = cfg.numerics.scheme != "backward_euler" or not multigrid
+        # (device memory on cupy is taken when allocated, written or not)
+        uses_aux = cfg.numerics.scheme != "backward_euler" or not multigrid or name == "cupy"
         out["substrate_coefficients"] = (3 + uses_aux) * B * grid
         if multigrid:
             # numerics/implicit/mg_solver.py MultigridSolver: work, rhs, prev on the fine
@@ -169,8 +173,9 @@ def memory_contributions(cfg, backend=None, frames: bool = True) -> dict[str, in
         # d, work, dotbuf on the fine grid, and its Multigrid's mass, winv, x, b, r and flux
         # buffer on every level (stencil.py). Allocated with xp.empty, so resident only once
         # a PCG solve has run: counted for numerics.solver=pcg; a multigrid run touches them
-        # only where a solve falls back to PCG (PCG_FALLBACK_PLANES more planes then)
-        if not multigrid:
+        # only where a solve falls back to PCG (PCG_FALLBACK_PLANES more planes then);
+        # on cupy the device memory is taken when allocated: counted there too
+        if not multigrid or name == "cupy":
             out["pcg_solver"] = PCG_FALLBACK_PLANES * grid + 6 * Gc * s
         # run/niche.py NicheReference, taken at treatment start: T0 (s), bed (bool),
         # stratum (int32)
