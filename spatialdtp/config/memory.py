@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 from .cells import CELL_TYPES
-from .limits import MAX_STEPS, n_steps
+from .limits import MAX_STEPS, n_frames, n_steps
 
 #: bytes per voxel the observables' niche labels need while they are computed, whatever
 #: the precision (``run/niche.py``: ``distance_to_mask`` works in float64 on ``d2``,
@@ -211,8 +211,11 @@ def memory_contributions(cfg, backend=None, frames: bool = True) -> dict[str, in
             # a chunk that fits HDF5's chunk cache (1 MiB per dataset) is kept there, and
             # the library's free lists keep the freed filter buffers of each size for reuse:
             # bounded, whatever the grid, measured 56-61 MiB with the writer alone over 24
-            # frames of 11 fields at 256² and 512² float32
-            out["hdf5_cache_and_free_lists"] = HDF5_SMALL_CHUNK_RETAINED
+            # frames of 11 fields at 256² and 512² float32, growing by about half a chunk
+            # per field and frame until then (compressed sizes differ from frame to frame):
+            # one chunk per field and frame, up to the bound
+            out["hdf5_cache_and_free_lists"] = int(min(HDF5_SMALL_CHUNK_RETAINED,
+                                                       n_frames(cfg) * F * grid))
 
     if name != "cupy":
         # run/simulation.py Simulation._history: every step's observables, a dict of
