@@ -192,3 +192,14 @@ def test_cupy_device_estimate_on_the_double(tmp_path, double, monkeypatch):
         print(line)
         del sim
         assert abs(est - got) <= TOLERANCE * got, line
+
+
+@pytest.mark.parametrize("shape", [(96, 96), (1024, 1024), (33, 47), (3, 100), (96, 96, 96),
+                                   (16, 16, 16), (40, 24, 17)])
+def test_the_estimate_counts_the_multigrid_levels_the_solver_builds(shape):
+    """config.memory counts the coarse levels itself (config sits below numerics); on the
+    grids here they are the solver's own, voxel for voxel."""
+    from spatialdtp.config.memory import coarse_voxels
+    from spatialdtp.numerics.implicit.batched_multigrid import hierarchy
+
+    assert coarse_voxels(shape) == sum(level.size for level in hierarchy(shape)[1:])

@@ -73,15 +73,26 @@ def n_fields(cfg) -> int:
     return len(subs) + len(CELL_TYPES) + len(cfg.treatment.drugs)
 
 
-def coarse_voxels(shape) -> int:
-    """Voxels of every multigrid level below the fine one (the batched hierarchy; the PCG
-    preconditioner's :class:`~spatialdtp.numerics.implicit.multigrid.Multigrid` halves the
-    same way)."""
-    from ..numerics.implicit.batched_multigrid import hierarchy
+#: the multigrid solvers stop coarsening at this many cells (numerics.implicit: solved densely)
+COARSEST_CELLS = 64
 
+
+def coarse_voxels(shape) -> int:
+    """Voxels of every multigrid level below the fine one, counted as the solvers coarsen
+    a grid of equal cells: every axis of >= 2 cells halved ((n + 1) // 2) until a level has
+    at most COARSEST_CELLS. The solvers' hierarchy
+    (:func:`spatialdtp.numerics.implicit.batched_multigrid.hierarchy`) can skip an axis
+    already much wider than the others; the test compares the two on square, oblong and
+    slab grids. Counted here rather than imported: the configuration is checked before,
+    and below, the numerics."""
+    shape = tuple(int(n) for n in shape)
     if len(shape) < 2 or any(n < 3 for n in shape):
         return 0
-    return sum(level.size for level in hierarchy(tuple(int(n) for n in shape))[1:])
+    total = 0
+    while math.prod(shape) > COARSEST_CELLS and any(n >= 2 for n in shape):
+        shape = tuple((n + 1) // 2 if n >= 2 else n for n in shape)
+        total += math.prod(shape)
+    return total
 
 
 def _substrates(cfg):
