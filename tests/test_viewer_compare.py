@@ -10,13 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-napari = pytest.importorskip("napari", reason="the viewer extra is not installed")
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                             or os.environ.get("WAYLAND_DISPLAY")):
-    pytest.skip("no display: install Xvfb (pytest-xvfb starts it) or run under xvfb-run -a",
-                allow_module_level=True)
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":  # cannot draw napari's canvas
-    os.environ["QT_QPA_PLATFORM"] = "xcb"
+from napari_display import napari  # first: skips this module without napari or a display
 
 from qtpy.QtWidgets import QApplication  # noqa: E402
 

@@ -3,20 +3,12 @@
 Needs napari and an X display: CI installs Xvfb and pytest-xvfb starts it. Qt's
 ``offscreen`` platform cannot draw napari's canvas (no OpenGL), so it is not used.
 """
-import os
-import sys
 import time
 
 import numpy as np
 import pytest
 
-napari = pytest.importorskip("napari", reason="the viewer extra is not installed")
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                             or os.environ.get("WAYLAND_DISPLAY")):
-    pytest.skip("no display: install Xvfb (pytest-xvfb starts it) or run under xvfb-run -a",
-                allow_module_level=True)
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":  # cannot draw napari's canvas
-    os.environ["QT_QPA_PLATFORM"] = "xcb"
+from napari_display import napari  # first: skips this module without napari or a display
 
 import h5py  # noqa: E402
 from matplotlib.backend_bases import MouseEvent  # noqa: E402
