@@ -4,15 +4,14 @@ curves overlaid in one widget."""
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_display import napari  # first: skips this module without napari or a display
+from qt_support import process, require_display, shown_viewer  # noqa: E402
 
-from qtpy.QtWidgets import QApplication  # noqa: E402
+require_display()
 
 from spatialdtp.viewer import app  # noqa: E402
 from spatialdtp.viewer.compare import CompareWidget, open_runs, run_label  # noqa: E402
@@ -24,10 +23,7 @@ SCHEDULES = ("seed=1", "seed=2")   # two tissues of the same model
 
 
 def _process(seconds=0.2):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.01)
+    process(seconds)
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +45,8 @@ def two_runs(tmp_path_factory):
 
 @pytest.fixture()
 def viewer():
-    v = napari.Viewer(show=True)
-    v.window.resize(1200, 700)
-    yield v
-    v.close()
-    _process(0.05)
+    with shown_viewer(1200, 700) as v:
+        yield v
 
 
 def test_a_run_is_labelled_by_its_overrides(two_runs, tmp_path):

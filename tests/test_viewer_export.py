@@ -4,7 +4,6 @@ The choice of days and layers is checked without napari; writing needs napari, a
 (pytest-xvfb) and, for movies, napari-animation (imageio and its ffmpeg).
 """
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -32,17 +31,7 @@ def test_days_are_a_list_or_a_range_and_must_match_frames():
         select_frames(time, (2.0, 3.0))
 
 
-try:
-    import napari
-except ImportError:
-    napari = None
-_DISPLAY = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY")
-                                                         or os.environ.get("WAYLAND_DISPLAY"))
-needs_display = pytest.mark.skipif(
-    napari is None or not _DISPLAY,
-    reason="needs the viewer extra and a display (pytest-xvfb starts Xvfb, or xvfb-run -a)")
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":  # cannot draw napari's canvas
-    os.environ["QT_QPA_PLATFORM"] = "xcb"
+from qt_support import napari, needs_display  # noqa: E402
 
 
 @pytest.fixture(scope="module")

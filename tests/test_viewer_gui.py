@@ -8,12 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from napari_display import napari  # first: skips this module without napari or a display
+from qt_support import napari, process, require_display, shown_viewer, wait  # noqa: E402
+
+require_display()
 
 import h5py  # noqa: E402
 from matplotlib.backend_bases import MouseEvent  # noqa: E402
 from qtpy.QtCore import QTimer  # noqa: E402
-from qtpy.QtWidgets import QApplication  # noqa: E402
 
 from spatialdtp import api  # noqa: E402
 from spatialdtp.run.simulation import RunInterrupted  # noqa: E402
@@ -28,21 +29,7 @@ pytestmark = pytest.mark.usefixtures("napari_settings_in_memory")
 CAF_RGB = np.array([0x00, 0x9E, 0x73])   # layers.PALETTE["caf_niche"]
 
 
-def _process(seconds=0.0):
-    end = time.monotonic() + seconds
-    while True:
-        QApplication.processEvents()
-        if time.monotonic() >= end:
-            return
-        time.sleep(0.01)
-
-
-def _wait(condition, timeout=30.0):
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met in time")
-        _process(0.02)
+_process, _wait = process, wait   # the shared Qt event-loop helpers
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +51,8 @@ def run3d(tmp_path_factory):
 
 @pytest.fixture()
 def viewer():
-    v = napari.Viewer(show=True)  # a hidden window screenshots black under Xvfb
-    v.window.resize(1000, 700)
-    yield v
-    v.close()
-    _process()
+    with shown_viewer(1000, 700) as v:
+        yield v
 
 
 def _canvas(viewer):

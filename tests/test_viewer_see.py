@@ -10,7 +10,9 @@ import colorsys
 import numpy as np
 import pytest
 
-from napari_display import napari  # first: skips this module without napari or a display
+from qt_support import napari, require_display, shown_viewer  # noqa: E402,F401
+
+require_display()
 
 import h5py  # noqa: E402
 from napari.plugins.utils import get_preferred_reader  # noqa: E402
@@ -83,11 +85,8 @@ def painted(simulated, tmp_path_factory):
 
 @pytest.fixture()
 def viewer():
-    v = napari.Viewer(show=True)  # a hidden window screenshots black under Xvfb
-    v.window.resize(1000, 700)
-    yield v
-    v.close()
-    _process()
+    with shown_viewer(1000, 700) as v:
+        yield v
 
 
 def _canvas(viewer, overlays=True):

@@ -5,9 +5,7 @@ what a slider step costs (only the markers are redrawn).
 The profile tests need no display; the rest need napari and an X display (pytest-xvfb).
 """
 import csv
-import os
 import shutil
-import sys
 import time
 
 import numpy as np
@@ -114,17 +112,8 @@ def test_adaptive_thresholds_are_the_fractions_of_the_burden_at_the_drug_start()
 
 # --------------------------------------------------------------------------- GUI
 # Without napari or a display only the tests above run: the module must not be skipped.
-try:
-    import napari
-except ImportError:  # the viewer extra is not installed
-    napari = None
-_DISPLAY = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY")
-                                                         or os.environ.get("WAYLAND_DISPLAY"))
-needs_display = pytest.mark.skipif(
-    napari is None or not _DISPLAY,
-    reason="needs the viewer extra and a display (pytest-xvfb starts Xvfb, or xvfb-run -a)")
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":  # cannot draw napari's canvas
-    os.environ["QT_QPA_PLATFORM"] = "xcb"
+from qt_support import napari, needs_display, shown_viewer  # noqa: E402
+from qt_support import process as _process, wait as _wait  # noqa: E402
 if napari is not None:
     import h5py
     from matplotlib.layout_engine import ConstrainedLayoutEngine
@@ -134,23 +123,6 @@ if napari is not None:
     from spatialdtp.viewer import app, palette
     from spatialdtp.viewer.runfile import RunFile
     from spatialdtp.viewer.widgets import MARKER_GID, NicheWidget, PopulationWidget
-
-
-def _process(seconds=0.0):
-    end = time.monotonic() + seconds
-    while True:
-        QApplication.processEvents()
-        if time.monotonic() >= end:
-            return
-        time.sleep(0.01)
-
-
-def _wait(condition, timeout=30.0):
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("condition not met in time")
-        _process(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +138,8 @@ def niche_run(tmp_path_factory):
 
 @pytest.fixture()
 def viewer():
-    v = napari.Viewer(show=True)  # a hidden window screenshots black under Xvfb
-    v.window.resize(1200, 800)
-    yield v
-    v.close()
-    _process()
+    with shown_viewer(1200, 800) as v:
+        yield v
 
 
 def _widgets(viewer):
