@@ -13,10 +13,13 @@ again bit for bit (resume is exact).
 
 Frames are written every step (a 96² section, twelve fields): a frame's write and its two
 ``fsync``s take a large share of each step, so a uniform random kill time lands inside a
-flush often rather than once in tens of kills. Kill moments are uniform over the window in
-which the uninterrupted run writes its file (shrunk when a run ends before its kill: a
-shared machine's speed drifts); a kill that comes after the run has finished is not
-counted as a kill, and at least half of the kills must land (else the window was wrong).
+flush often rather than once in tens of kills. Kill moments are stratified over the window
+in which the uninterrupted run writes its file: kill k of K falls uniformly at random in the
+k-th K-th of the window (in shuffled order), so the campaign always reaches both the run's
+first and last stretches (eight independent uniform draws can all miss the first 40 % of a
+run, and did). The window shrinks when a run ends before its kill (a shared machine's speed
+drifts); a kill that comes after the run has finished is not counted as a kill, and at
+least half of the kills must land (else the window was wrong).
 """
 import json
 import os
@@ -101,8 +104,10 @@ def uninterrupted(request, tmp_path_factory):
 def _campaign(tmp_path, uninterrupted, kills: int):
     backend, want, window = uninterrupted
     rng = random.Random(f"kill-{backend}")
+    fractions = [(k + rng.random()) / kills for k in range(kills)]   # one in each stratum
+    rng.shuffle(fractions)
     landed, counted_frames = 0, []
-    for k in range(kills):
+    for k, fraction in enumerate(fractions):
         cwd = tmp_path / f"kill{k}"
         cwd.mkdir()
         proc = _start(cwd, backend)
@@ -110,7 +115,7 @@ def _campaign(tmp_path, uninterrupted, kills: int):
         while not run.exists() and proc.poll() is None:   # the file is published
             time.sleep(0.002)
         published = time.monotonic()
-        time.sleep(rng.uniform(0.0, window))
+        time.sleep(fraction * window)
         if proc.poll() is not None:                         # finished before the kill
             assert proc.returncode == 0, proc.communicate()[1]
             # the machine runs faster now than when the window was measured: aim earlier
