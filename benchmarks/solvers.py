@@ -19,6 +19,10 @@ For each solver, on a 2D and a 3D problem:
 
     python -m benchmarks.solvers double --problem tissue3d --shape 16 16 16 --solver pcg
     (one double count, JSON on stdout: what the suite runs in its subprocess)
+
+    python -m benchmarks.solvers run [--quick] [--out DIR]
+    (this section alone, as the suite runs it, written to DIR/solvers.json; default DIR
+    benchmarks/results/<device>/)
 """
 from __future__ import annotations
 
@@ -184,7 +188,10 @@ def run(mode, backends, log=print):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.solvers")
-    ap.add_argument("what", choices=("double",))
+    ap.add_argument("what", choices=("double", "run"))
+    ap.add_argument("--quick", action="store_true", help="run: the suite's quick sizes")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="run: output folder (default benchmarks/results/<device>/)")
     ap.add_argument("--problem", default="tissue3d")
     ap.add_argument("--shape", type=int, nargs="+", default=[16, 16, 16])
     ap.add_argument("--solver", choices=SOLVERS, default="multigrid")
@@ -192,6 +199,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import logging
     logging.getLogger("spatialdtp").setLevel(logging.ERROR)
+    if args.what == "run":
+        from . import machine
+
+        out = args.out or Path(__file__).resolve().parent / "results" / \
+            machine.describe(None).get("device_slug", "unknown")
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        result = run("quick" if args.quick else "full", ["numpy", "cpu"])
+        result["machine"] = machine.describe(None)
+        result["elapsed_s"] = time.perf_counter() - t0
+        (out / "solvers.json").write_text(json.dumps(result, indent=1, default=str))
+        print(f"wrote {out / 'solvers.json'}")
+        return 0
     print(json.dumps(_count_on_double(args.problem, tuple(args.shape), args.solver,
                                       args.steps)))
     return 0
