@@ -221,6 +221,27 @@ def test_limits_fall_back_to_the_model_for_a_field_that_never_varies():
     assert ranges.sample_indices(3, 8) == [0, 1, 2]
 
 
+def test_the_3d_enrichment_surface_wraps_the_most_enriched_voxels_even_under_treatment():
+    from spatialdtp.viewer.layers import LEAST_ISO, enrichment_iso
+
+    def sample_of(S, P, R):          # one frame; enrichment_iso reads only the sample
+        fields = {"S": np.array([S], float), "P": np.array([P], float), "R": np.array([R], float)}
+        return lambda name: fields[name]
+
+    # voxel A holds 80 % persisters, B 20 %, equal tumour in each: tissue share 0.5, so
+    # A is ×1.6 and B ×0.4; the surface sits at √1.6 (half of log₂ 1.6), between them
+    iso = enrichment_iso(None, sample_of([0.2, 0.8], [0.8, 0.2], [0.0, 0.0]))
+    assert iso == pytest.approx(0.5 * np.log2(1.6))
+    # treated: persisters are 90 % of the tumour, so no voxel can be ×2 (the most is
+    # 1/0.9); the surface still encloses the most enriched voxel (×0.99/0.9 = 1.1)
+    S, P = np.array([0.01, 0.19]), np.array([0.99, 0.81])
+    most = (0.99 / 1.0) / (P.sum() / 2.0)
+    iso = enrichment_iso(None, sample_of(S, P, [0.0, 0.0]))
+    assert np.log2(LEAST_ISO) <= iso < np.log2(most) < 1.0
+    # a tumour with the same share everywhere has no enrichment to show: the least surface
+    assert enrichment_iso(None, sample_of([0.5, 0.5], [0.5, 0.5], [0, 0])) == np.log2(LEAST_ISO)
+
+
 # --------------------------------------------------------------------------- niches
 def test_niche_labels_by_hand():
     F = np.array([[0.0, 0.3, 0.05], [0.0, 0.02, 0.0]])
