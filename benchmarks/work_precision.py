@@ -148,12 +148,22 @@ def run_spatialdtp(p, dt, solver, rtol, scheme="backward_euler"):
             raise ValueError("the work–precision run uses multigrid with backward Euler")
         mg = MultigridSolver(shape, dx, 1, np, np.float64)
         mg.prepare(bmg.Batch(dt, dx, [bc.kinds], [bc.value], [p["D"]], [p["k"]], [0.0]))
+        pcg = ImplicitSolver(shape, dx, np, np.float64)
         X = c[None].copy()
+        fallbacks = 0
         for i in range(steps):
-            info = mg.solve(X, X, 1.0, [cold if i == 0 else warm],
-                            predictor=None if i == 0 else 1.0)[0]
+            start, rtol_i = X[0].copy(), cold if i == 0 else warm
+
+            def fallback(s, reason, start=start, rtol_i=rtol_i):
+                nonlocal fallbacks          # as the run does (see run_spatialdtp_radial)
+                fallbacks += 1
+                X[s], info = pcg.step(start, D=p["D"], a=p["k"], b=0.0, dt=dt, theta=1.0,
+                                      boundary=bc, rtol=rtol_i, max_iter=200)
+                return info
+            info = mg.solve(X, X, 1.0, [rtol_i], predictor=None if i == 0 else 1.0,
+                            fallback=fallback)[0]
             iterations += info.iterations
-        return X[0][1], steps, iterations
+        return X[0][1], steps, iterations, fallbacks
     pcg = ImplicitSolver(shape, dx, np, np.float64)
     opts = dict(D=p["D"], a=p["k"], b=0.0, boundary=bc, max_iter=200)
     prev = None
@@ -414,16 +424,28 @@ def run_spatialdtp_radial(q, dt, solver, rtol, t_end=None):
     iterations = 0
     if solver == "multigrid":
         mg = MultigridSolver(q.shape, q.dx, 1, np, np.float64)
+        pcg = ImplicitSolver(q.shape, q.dx, np, np.float64)
         X = c[None].copy()
+        fallbacks = 0
         for i in range(steps):
             if i == 0 or q.mm is not None:              # a(x) follows c: once per step
                 a, b = q.coefficients(X[0])
                 mg.prepare(bmg.Batch(dt, q.dx, [bc.kinds], [0.0], [q.D], [a], [b]))
-            info = mg.solve(X, X, 1.0, [cold if i == 0 else warm],
-                            predictor=None if i == 0 else 1.0)[0]
+            start, rtol_i = X[0].copy(), cold if i == 0 else warm
+
+            def fallback(s, reason, start=start, a=a, b=b, rtol_i=rtol_i):
+                # what the run does with a multigrid solve that diverges or stalls
+                # (spatialdtp.run.substrate_step._PcgFallback): PCG from the step's start
+                nonlocal fallbacks
+                fallbacks += 1
+                X[s], info = pcg.step(start, D=q.D, a=a, b=b, dt=dt, theta=1.0,
+                                      boundary=bc, rtol=rtol_i, max_iter=200)
+                return info
+            info = mg.solve(X, X, 1.0, [rtol_i], predictor=None if i == 0 else 1.0,
+                            fallback=fallback)[0]
             q.put_back(X[0])
             iterations += info.iterations
-        return X[0], steps, iterations
+        return X[0], steps, iterations, fallbacks
     pcg = ImplicitSolver(q.shape, q.dx, np, np.float64)
     prev = None
     for i in range(steps):
@@ -600,6 +622,8 @@ def _run_slab(quick, log, rows, skipped):
                    "steps": out[1], "wall_s": wall, "error": err}
             if len(out) > 2:
                 row["iterations"] = out[2]
+            if len(out) > 3:
+                row["fallbacks"] = out[3]
             rows.append(row)
             log(f"    slab: {name} ({label}) dt={dt:g}: error {err:.3g}, {wall * 1e3:.1f} ms")
     for name, label, fn, module in adaptive_methods():
@@ -645,6 +669,8 @@ def _run_radial(problem, quick, log, rows, skipped, n=None):
                    "steps": out[1], "wall_s": wall, "error": err}
             if len(out) > 2:
                 row["iterations"] = out[2]
+            if len(out) > 3:          # multigrid solves the run would have handed to PCG
+                row["fallbacks"] = out[3]
             rows.append(row)
             log(f"    {problem}: {name} ({label}) dt={dt:g}: error {err:.3g}, "
                 f"{wall * 1e3:.1f} ms")
@@ -683,10 +709,16 @@ def plot(result, path):
         rows = [r for r in result["rows"] if r.get("problem", "slab") == problem]
         keys = sorted({(r["method"], r["label"]) for r in rows})
         for method, label in keys:
-            pts = sorted((r["wall_s"], r["error"]) for r in rows
-                         if (r["method"], r["label"]) == (method, label))
-            ax.loglog([q[0] for q in pts], [q[1] for q in pts], "o-",
+            # joined in order of Δt (the adaptive methods, without one, by wall time)
+            mine = sorted((r for r in rows if (r["method"], r["label"]) == (method, label)),
+                          key=lambda r: (-(r["dt_min"] or 0.0), r["wall_s"]))
+            ax.loglog([r["wall_s"] for r in mine], [r["error"] for r in mine], "o-",
                       label=f"{method}: {label}")
+        handed = [r for r in rows if r.get("fallbacks")]
+        if handed:     # a multigrid solve that diverged or stalled and went to PCG
+            ax.loglog([r["wall_s"] for r in handed], [r["error"] for r in handed], "o",
+                      mfc="none", mec="k", ms=11,
+                      label="multigrid handed solves to PCG (as the run does)")
         info = result["problems"][problem]
         dts = sorted({r["dt_min"] for r in rows if r["dt_min"] is not None})
         grid = "×".join(str(g) for g in info.get("grid", [3, info.get("n")]))
