@@ -56,6 +56,10 @@ def files(tmp_path_factory):
     with h5py.File(d / "nocheckpoint.h5", "w") as f:
         f.attrs["format"] = "spatialdtp-run"
         f.attrs["config"] = "seed: 0\n"
+    with h5py.File(d / "handmade.h5", "w") as f:     # a checkpoint without its arrays
+        f.attrs["format"] = "spatialdtp-run"
+        f.attrs["config"] = "seed: 0\n"
+        f.create_group("checkpoint").attrs.update({"step": 3, "time": 60.0})
     return d
 
 
@@ -178,6 +182,8 @@ FILE_CASES = [
     ("+resume={d}/notes.h5", "resume=", "not an HDF5 file"),
     ("+resume={d}/foreign.h5", "resume=", "not a spatialdtp run file"),
     ("+resume={d}/nocheckpoint.h5", "resume=", "no checkpoint"),
+    ("+resume={d}/handmade.h5", "resume=", "lacks what a resume needs: dataset 'state', "
+                                           "dataset 'vessels', attribute 'treatment'"),
     ("+resume={d}", "resume=", "is a directory"),
     ("hydra.run.dir={d}/ok.npy", "hydra.run.dir=", "not a directory"),
     ("hydra.run.dir=/proc/spatialdtp/out", "hydra.run.dir=", "/proc"),

@@ -18,6 +18,11 @@ import sys
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
+#: the checkpoint datasets and attributes a resume reads (spatialdtp.run.simulation)
+RESUME_ARRAYS = ("state", "vessels")
+RESUME_ATTRIBUTES = ("step", "time", "treatment")
+
+
 def verify(path) -> dict:
     """{"ok", "problem", "status", "frames", "whole_frames", "fields", "checkpoint_time"} of
     a run file
@@ -60,9 +65,22 @@ def verify(path) -> dict:
             if group is None:
                 out["problem"] = "it has no checkpoint to resume from"
                 return out
+            # what Simulation.resume reads: a hand-made or foreign checkpoint without them
+            # would end a resume in a KeyError deep inside the rebuild
+            missing = ([f"dataset {n!r}" for n in RESUME_ARRAYS if n not in group]
+                       + [f"attribute {n!r}" for n in RESUME_ATTRIBUTES if n not in group.attrs])
+            if missing:
+                out["problem"] = ("its checkpoint lacks what a resume needs: "
+                                  + ", ".join(missing))
+                return out
             out["checkpoint_time"] = float(group.attrs["time"])
             for ds in group.values():
                 ds[()]
+            state, vessels = group["state"], group["vessels"]
+            if state.ndim != vessels.ndim + 1 or state.shape[1:] != vessels.shape:
+                out["problem"] = (f"its checkpoint's state {state.shape} and vessels "
+                                  f"{vessels.shape} are not of one grid")
+                return out
             out["frames"] = int(f["time"].shape[0])
             out["fields"] = len(f["fields"])
             out["whole_frames"], problem = whole_frames(f)
