@@ -21,9 +21,16 @@
 typedef SDTP_REAL real;
 typedef long long idx_t;
 
+/* Threads per block of every GPU launch. The one definition: the GPU launcher
+ * (spatialdtp/backends/cupy_backend.py) reads it from this file with
+ * spatialdtp.backends.kernels.block_threads(), and every kernel declares it as its
+ * __launch_bounds__, so ptxas allocates registers for this block size and the driver refuses
+ * a launch of more threads. Change it here only. */
+#define SDTP_BLOCK_THREADS 256
+
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define SDTP_GPU 1
-#define SDTP_KERNEL extern "C" __global__ void
+#define SDTP_KERNEL extern "C" __global__ void __launch_bounds__(SDTP_BLOCK_THREADS)
 #define SDTP_INLINE __device__ __forceinline__
 #define SDTP_RESTRICT __restrict__
 /* one thread per item, striding by the whole launch */

@@ -28,6 +28,7 @@ from ..resources import kernels_dir
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
 _KERNEL = re.compile(r"SDTP_KERNEL\s+(\w+)\s*\(([^)]*)\)", re.S)
+_BLOCK_THREADS = re.compile(r"^\s*#\s*define\s+SDTP_BLOCK_THREADS\s+(\d+)\s*$", re.M)
 
 #: pointer element types and the NumPy dtypes they accept ("real": the library's dtype)
 _POINTEE = {"real": "real", "double": np.float64, "float": np.float32, "idx_t": np.int64,
@@ -57,6 +58,21 @@ def module_source(directory: Path | None = None) -> str:
     """All kernels as one translation unit (each header once)."""
     seen: set = set()
     return "\n".join(expand_includes(p, seen) for p in kernel_sources(directory))
+
+
+def block_threads(source: str | None = None) -> int:
+    """Threads per block of every GPU launch: ``SDTP_BLOCK_THREADS`` of ``kernels/sdtp.h``
+    (in ``source``, the module text, when given), which every kernel also declares as its
+    ``__launch_bounds__``: the launcher reads it here, so the two cannot drift apart."""
+    text = module_source() if source is None else source
+    found = _BLOCK_THREADS.findall(text)
+    if len(set(found)) != 1:
+        raise ValueError("kernels/sdtp.h must #define SDTP_BLOCK_THREADS once, as a number "
+                         f"(found {found or 'none'})")
+    threads = int(found[0])
+    if not (threads % 32 == 0 and 32 <= threads <= 1024):
+        raise ValueError(f"SDTP_BLOCK_THREADS={threads}: a multiple of 32 from 32 to 1024")
+    return threads
 
 
 def source_digest(extra: str = "", directory: Path | None = None) -> str:

@@ -13,7 +13,10 @@ a·b + c into fused multiply-adds by default; ``--fmad=false`` turns both off).
 
 A launch checks what CuPy and the driver would: ``grid`` and ``block`` are tuples; at most
 1024 threads per block (1024, 1024, 64 per axis), grid axes within (2³¹−1, 65535, 65535),
-else ``CUDADriverError: CUDA_ERROR_INVALID_VALUE``. Arguments are packed as CuPy's
+else ``CUDADriverError: CUDA_ERROR_INVALID_VALUE``; a block of more threads than the
+kernel's ``__launch_bounds__`` (read from the preprocessed source; ``attributes`` reports it
+as ``max_threads_per_block``) is ``CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES``, as the driver
+refuses it. Arguments are packed as CuPy's
 ``_pointer`` packs them (``None`` an 8-byte null pointer, a cupy array its device address,
 a NumPy scalar its own bytes, a Python ``float`` a float64, an ``int`` an int64, a ``bool``
 one byte) and then compared with the kernel's parameters, which the compiler reports:
@@ -44,7 +47,9 @@ from ._device import DEVICE, CUDADriverError
 
 _SHIM = Path(__file__).with_name("cuda_on_host.h")
 _DOUBLE_VERSION = "1"
-_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+'
+                     r'(?:__launch_bounds__\s*\(((?:[^()]|\([^()]*\))*)\)\s*)?(\w+)\s*\(([^)]*)\)',
+                     re.S)
 _MAX_BLOCK = (1024, 1024, 64)
 _MAX_GRID = (2**31 - 1, 65535, 65535)
 _STRUCT = {("f", 4): "f", ("f", 8): "d", ("i", 8): "q", ("u", 8): "Q", ("i", 4): "i",
@@ -146,10 +151,11 @@ class HostModule:
             text = self._run([_cxx(), "-E", "-P", "-DSDTP_DOUBLE_PREPROCESS", "-x", "c++",
                               *self.options.cxx[:1], *self.options.flags, str(src)],
                              "preprocess")
-        self.param_names = {}
-        for name, params in _KERNEL.findall(text):
+        self.param_names, self.max_threads = {}, {}
+        for bounds, name, params in _KERNEL.findall(text):
             self.param_names[name] = [p.replace("*", " ").split()[-1]
                                       for p in params.split(",") if p.strip()]
+            self.max_threads[name] = _launch_bound(name, bounds) if bounds else 1024
         return list(self.param_names)
 
     def _build(self) -> Path:
@@ -171,6 +177,24 @@ class HostModule:
             os.replace(out, target)              # atomic: parallel jobs share the cache
         DEVICE.counters["compiles"] += 1
         return target
+
+
+def _launch_bound(name, bounds):
+    """maxThreadsPerBlock of ``__launch_bounds__(max[, minBlocks[, maxBlocksPerCluster]])``,
+    as the preprocessor left it (a number, perhaps in parentheses)."""
+    first = bounds.split(",")[0].strip()
+    while first.startswith("(") and first.endswith(")"):
+        first = first[1:-1].strip()
+    try:
+        value = int(first, 0)
+    except ValueError:
+        raise NotImplementedError(f"kernel {name}: the device double reads a __launch_bounds__ "
+                                  f"that is a number after preprocessing, not {bounds!r}") from None
+    if not 1 <= value <= 1024:
+        from .cuda.compiler import CompileException
+        raise CompileException(f"kernel {name}: __launch_bounds__({value}) is outside 1..1024",
+                               "", "kern.cu", ())
+    return value
 
 
 _VERSION = {}
@@ -294,6 +318,14 @@ class RawKernel:
         with DEVICE.lock:
             DEVICE.require()
             fn, params, fast, values, pointers, ftz = self._ready or self._prepare()
+            bound = self._mod.max_threads[self.name]
+            if block[0] * block[1] * block[2] > bound:
+                # a block larger than the kernel's __launch_bounds__: ptxas sized its
+                # registers for at most `bound` threads, and cuLaunchKernel refuses
+                raise CUDADriverError(
+                    "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: too many resources requested for "
+                    f"launch (kernel {self.name}: block {block}, {block[0] * block[1] * block[2]}"
+                    f" threads; its __launch_bounds__ allows {bound})")
             if len(args) != len(params):
                 names = self._mod.param_names.get(self.name, [])
                 raise TypeError(f"kernel {self.name} has {len(params)} parameters "
@@ -325,7 +357,12 @@ class RawKernel:
 
     @property
     def attributes(self):
-        return {"max_threads_per_block": 1024}
+        mod = self._mod or RawModule(code=self.code, options=self.options).module
+        return {"max_threads_per_block": mod.max_threads.get(self.name, 1024)}
+
+    @property
+    def max_threads_per_block(self):
+        return self.attributes["max_threads_per_block"]
 
 
 def _packed(arg, param, label):

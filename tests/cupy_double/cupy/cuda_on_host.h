@@ -35,7 +35,9 @@
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
+#ifndef SDTP_DOUBLE_PREPROCESS          /* kept when listing kernels: the double reads the bound */
 #define __launch_bounds__(...)
+#endif
 #define __constant__
 #define __shared__ sdtp_double_does_not_emulate_shared_memory
 #define __syncthreads() sdtp_double_does_not_emulate_barriers()
