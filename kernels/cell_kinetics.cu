@@ -166,8 +166,8 @@ SDTP_INLINE real ck_combined(const CkClass& c, int hsa)
     return (hsa || c.count == 1) ? c.best : (real)1 - c.survive;
 }
 
-SDTP_KERNEL cell_kinetics(idx_t n, real* SDTP_RESTRICT data, const real* SDTP_RESTRICT vessels,
-                          const real* SDTP_RESTRICT p, const idx_t* SDTP_RESTRICT q, real tau)
+SDTP_KERNEL_MIN_BLOCKS(2, 1) cell_kinetics(idx_t n, real* SDTP_RESTRICT data, const real* SDTP_RESTRICT vessels,
+                                           const real* SDTP_RESTRICT p, const idx_t* SDTP_RESTRICT q, real tau)
 {
     const CkTam tam = ck_tam(p, (real)0.5 * tau);
     FOR_EACH(i, n) {

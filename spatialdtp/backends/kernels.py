@@ -27,7 +27,7 @@ import numpy as np
 from ..resources import kernels_dir
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
-_KERNEL = re.compile(r"SDTP_KERNEL\s+(\w+)\s*\(([^)]*)\)", re.S)
+_KERNEL = re.compile(r"SDTP_KERNEL(?:_MIN_BLOCKS\s*\([^)]*\))?\s+(\w+)\s*\(([^)]*)\)", re.S)
 _BLOCK_THREADS = re.compile(r"^\s*#\s*define\s+SDTP_BLOCK_THREADS\s+(\d+)\s*$", re.M)
 
 #: pointer element types and the NumPy dtypes they accept ("real": the library's dtype)
