@@ -106,6 +106,13 @@ class CupyKernelLibrary(KernelLibrary):
     def _null(self):
         return np.uint64(0)
 
+    def _reals(self, values):
+        # a NumPy structured scalar: CuPy passes its bytes by value, as the struct
+        # `{ real v[N]; }` the kernel declares
+        record = np.zeros((), dtype=[("v", self._np_real, (len(values),))])
+        record["v"] = values
+        return record[()]
+
     def _pointer(self, a):
         if not isinstance(a, self.cp.ndarray):
             raise TypeError(f"backend cupy: kernels take CuPy arrays, got {type(a).__name__}")
