@@ -30,7 +30,7 @@ def capped_launch_threads() -> int:
     """The most threads one launch of the cupy backend has on this device: its grid is
     capped at _BLOCKS_PER_SM blocks per multiprocessor, and the kernels stride beyond."""
     lib = get_backend("cupy").ops(np.float64).lib
-    return cupy_backend._BLOCKS_PER_SM * lib.sms * lib.threads
+    return cupy_backend._BLOCKS_PER_SM * lib.sms * lib.block_threads
 
 
 def test_a_grid_larger_than_one_launch_runs_as_the_numpy_reference():
@@ -123,12 +123,12 @@ def test_every_kernel_is_launched_with_the_block_size_of_its_launch_bounds(monke
     threads = block_threads()
     for dtype in (np.float32, np.float64):
         lib = get_backend("cupy").ops(dtype).lib
-        assert lib.threads == threads
+        assert lib.block_threads == threads
         for name in lib.signatures:
             assert lib.function(name).attributes["max_threads_per_block"] == threads, name
     import cupy
     x = cupy.zeros(4 * threads, dtype=np.float64)
-    monkeypatch.setattr(lib, "threads", 2 * threads)
+    monkeypatch.setattr(lib, "block_threads", 2 * threads)
     with pytest.raises(cupy.cuda.driver.CUDADriverError, match="OUT_OF_RESOURCES"):
         lib.launch("bmg_predict", x.size, threads, x, x.copy(), 0.5,
                    cupy.ones(4, dtype=np.int64))

@@ -72,7 +72,7 @@ class CupyKernelLibrary(KernelLibrary):
         self.cp = cupy
         self.options = nvrtc_options(self.dtype)
         # threads per block: kernels/sdtp.h's SDTP_BLOCK_THREADS, each kernel's launch bound
-        self.threads = block_threads(source)
+        self.block_threads = block_threads(source)
         self.module = cupy.RawModule(code=source, options=self.options)
         try:
             self.module.compile()
@@ -95,7 +95,7 @@ class CupyKernelLibrary(KernelLibrary):
     def reduction_chunks(self, n: int) -> int:
         # enough threads to fill every SM several times over, but each summing at least 64
         # voxels, so that the partials stay far smaller than the fields
-        return max(1, min(int(n) // 64 + 1, 8 * self.threads * self.sms))
+        return max(1, min(int(n) // 64 + 1, 8 * self.block_threads * self.sms))
 
     def _idx(self, v):
         return np.int64(v)
@@ -119,7 +119,7 @@ class CupyKernelLibrary(KernelLibrary):
         return a
 
     def _call(self, name, n, args):
-        threads = self.threads
+        threads = self.block_threads
         blocks = min((n + threads - 1) // threads, _BLOCKS_PER_SM * self.sms)
         self.function(name)((blocks,), (threads,), tuple(args))
 
