@@ -273,13 +273,13 @@ struct BmgPlain {
                            wrap0, wrap1, wrap2, lo0, lo1, lo2, hi0, hi1, hi2)
 
 /* ------------------------------------------------------------------ smoothing */
-SDTP_KERNEL bmg_smooth(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
-        const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
-        const real* mass, const real* tin0, const real* tin1, const real* tin2,
-        const real* wrap0, const real* wrap1, const real* wrap2,
-        const real* lo0, const real* lo1, const real* lo2,
-        const real* hi0, const real* hi1, const real* hi2, const real* x, const real* b, real* y,
-                       const idx_t* active, real omega, double* partial)
+SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_smooth(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+                         const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
+                         const real* mass, const real* tin0, const real* tin1, const real* tin2,
+                         const real* wrap0, const real* wrap1, const real* wrap2,
+                         const real* lo0, const real* lo1, const real* lo2,
+                         const real* hi0, const real* hi1, const real* hi2, const real* x, const real* b, real* y,
+                                        const idx_t* active, real omega, double* partial)
 {
     const BmgOp o = BMG_OP_MAKE;
     (void)B;
@@ -320,14 +320,14 @@ SDTP_INLINE idx_t bmg_child(idx_t I, int d, idx_t nf, idx_t coarsened)
     return f < nf ? f : -1;
 }
 
-SDTP_KERNEL bmg_residual_restrict(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
-        const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
-        const real* mass, const real* tin0, const real* tin1, const real* tin2,
-        const real* wrap0, const real* wrap1, const real* wrap2,
-        const real* lo0, const real* lo1, const real* lo2,
-        const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1,
-                                  idx_t coarse2, const real* x, const real* b, real* bc,
-                                  const idx_t* active)
+SDTP_KERNEL_MIN_BLOCKS(2, 1) bmg_residual_restrict(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+                         const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
+                         const real* mass, const real* tin0, const real* tin1, const real* tin2,
+                         const real* wrap0, const real* wrap1, const real* wrap2,
+                         const real* lo0, const real* lo1, const real* lo2,
+                         const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1,
+                                                   idx_t coarse2, const real* x, const real* b, real* bc,
+                                                   const idx_t* active)
 {
     const BmgOp o = BMG_OP_MAKE;
     const idx_t m1 = coarse1 ? (n1 + 1) / 2 : n1, m2 = coarse2 ? (n2 + 1) / 2 : n2;
@@ -398,15 +398,15 @@ struct BmgCorrected {
     }
 };
 
-SDTP_KERNEL bmg_prolong_smooth(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
-        const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
-        const real* mass, const real* tin0, const real* tin1, const real* tin2,
-        const real* wrap0, const real* wrap1, const real* wrap2,
-        const real* lo0, const real* lo1, const real* lo2,
-        const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1,
-                               idx_t coarse2, const idx_t* ip, const real* w, const real* x,
-                               const real* e, const real* b, real* y, const idx_t* active,
-                               real omega, real* scratch)
+SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_prolong_smooth(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+                         const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
+                         const real* mass, const real* tin0, const real* tin1, const real* tin2,
+                         const real* wrap0, const real* wrap1, const real* wrap2,
+                         const real* lo0, const real* lo1, const real* lo2,
+                         const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1,
+                                                idx_t coarse2, const idx_t* ip, const real* w, const real* x,
+                                                const real* e, const real* b, real* y, const idx_t* active,
+                                                real omega, real* scratch)
 {
     const BmgOp o = BMG_OP_MAKE;
     const idx_t m0 = coarse0 ? (n0 + 1) / 2 : n0, m1 = coarse1 ? (n1 + 1) / 2 : n1;
@@ -454,13 +454,13 @@ struct BmgClamped {
     BMG_METHOD real operator()(idx_t j) const { return x[j] < (real)0 ? (real)0 : x[j]; }
 };
 
-SDTP_KERNEL bmg_residual_norms(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
-        const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
-        const real* mass, const real* tin0, const real* tin1, const real* tin2,
-        const real* wrap0, const real* wrap1, const real* wrap2,
-        const real* lo0, const real* lo1, const real* lo2,
-        const real* hi0, const real* hi1, const real* hi2, real* x, const real* b,
-                               idx_t clamp, double* partial)
+SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_residual_norms(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+                         const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
+                         const real* mass, const real* tin0, const real* tin1, const real* tin2,
+                         const real* wrap0, const real* wrap1, const real* wrap2,
+                         const real* lo0, const real* lo1, const real* lo2,
+                         const real* hi0, const real* hi1, const real* hi2, real* x, const real* b,
+                                                idx_t clamp, double* partial)
 {
     const BmgOp o = BMG_OP_MAKE;
     (void)B;
@@ -499,13 +499,13 @@ SDTP_KERNEL bmg_residual_norms(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t 
 }
 
 /* ------------------------------------------------------------------ the right-hand side */
-SDTP_KERNEL bmg_step_rhs(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
-        const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
-        const real* mass, const real* tin0, const real* tin1, const real* tin2,
-        const real* wrap0, const real* wrap1, const real* wrap2,
-        const real* lo0, const real* lo1, const real* lo2,
-        const real* hi0, const real* hi1, const real* hi2, const real* bmap, const real* cin,
-                         real* rhs, real w, double* partial)
+SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_step_rhs(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+                         const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
+                         const real* mass, const real* tin0, const real* tin1, const real* tin2,
+                         const real* wrap0, const real* wrap1, const real* wrap2,
+                         const real* lo0, const real* lo1, const real* lo2,
+                         const real* hi0, const real* hi1, const real* hi2, const real* bmap, const real* cin,
+                                          real* rhs, real w, double* partial)
 {
     const BmgOp o = BMG_OP_MAKE;
     (void)B;
@@ -552,7 +552,7 @@ SDTP_KERNEL bmg_step_rhs(idx_t chunks, idx_t B, idx_t n0, idx_t n1, idx_t n2, id
 }
 
 /* ------------------------------------------------------------------ pointwise */
-SDTP_KERNEL bmg_predict(idx_t n, idx_t N, real* x, real* prev, real beta, const idx_t* active)
+SDTP_KERNEL_MIN_BLOCKS(8, 8) bmg_predict(idx_t n, idx_t N, real* x, real* prev, real beta, const idx_t* active)
 {
     FOR_EACH(item, n) {
         if (!active[item / N]) continue;
@@ -563,7 +563,7 @@ SDTP_KERNEL bmg_predict(idx_t n, idx_t N, real* x, real* prev, real beta, const 
     }
 }
 
-SDTP_KERNEL bmg_restart(idx_t n, idx_t N, real* x, const real* prev, const idx_t* rows)
+SDTP_KERNEL_MIN_BLOCKS(8, 8) bmg_restart(idx_t n, idx_t N, real* x, const real* prev, const idx_t* rows)
 {
     FOR_EACH(item, n) {
         if (rows[item / N]) x[item] = prev[item];
@@ -601,16 +601,16 @@ SDTP_INLINE real bmg_children(VF V, const idx_t* I, const idx_t* nf, const idx_t
     return out2;
 }
 
-SDTP_KERNEL bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
-        const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
-        const real* mass, const real* tin0, const real* tin1, const real* tin2,
-        const real* wrap0, const real* wrap1, const real* wrap2,
-        const real* lo0, const real* lo1, const real* lo2,
-        const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1, idx_t coarse2,
-                        const real* ratio, const real* rfixed, real* cmass, real* ctin0,
-                        real* ctin1, real* ctin2, real* cwrap0, real* cwrap1, real* cwrap2,
-                        real* clo0, real* clo1, real* clo2, real* chi0, real* chi1,
-                        real* chi2)
+SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+                         const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
+                         const real* mass, const real* tin0, const real* tin1, const real* tin2,
+                         const real* wrap0, const real* wrap1, const real* wrap2,
+                         const real* lo0, const real* lo1, const real* lo2,
+                         const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1, idx_t coarse2,
+                                         const real* ratio, const real* rfixed, real* cmass, real* ctin0,
+                                         real* ctin1, real* ctin2, real* cwrap0, real* cwrap1, real* cwrap2,
+                                         real* clo0, real* clo1, real* clo2, real* chi0, real* chi1,
+                                         real* chi2)
 {
     const BmgOp o = BMG_OP_MAKE;
     const idx_t cf[3] = {coarse0, coarse1, coarse2};

@@ -26,11 +26,11 @@
 #define OBS_MAX_LABELS 32          /* 2 × MAX_STRATA of spatialdtp/run/niche.py */
 #define OBS_NO_LABEL 127
 
-SDTP_KERNEL observable_sums(idx_t chunks, idx_t n, const real* SDTP_RESTRICT data,
-                            const idx_t* SDTP_RESTRICT planes, idx_t n_drugs,
-                            const unsigned char* SDTP_RESTRICT labels,
-                            const real* SDTP_RESTRICT T0, idx_t n_labels,
-                            real hypoxic, double* SDTP_RESTRICT partial)
+SDTP_KERNEL_MIN_BLOCKS(6, 5) observable_sums(idx_t chunks, idx_t n, const real* SDTP_RESTRICT data,
+                                             const idx_t* SDTP_RESTRICT planes, idx_t n_drugs,
+                                             const unsigned char* SDTP_RESTRICT labels,
+                                             const real* SDTP_RESTRICT T0, idx_t n_labels,
+                                             real hypoxic, double* SDTP_RESTRICT partial)
 {
     FOR_EACH_CHUNK(c, chunks) {
         const real* S = data + planes[0] * n;

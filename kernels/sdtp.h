@@ -21,9 +21,30 @@
 typedef SDTP_REAL real;
 typedef long long idx_t;
 
+/* Threads per block of every GPU launch. The one definition: the GPU launcher
+ * (spatialdtp/backends/cupy_backend.py) reads it from this file with
+ * spatialdtp.backends.kernels.block_threads(), and every kernel declares it as its
+ * __launch_bounds__, so ptxas allocates registers for this block size and the driver refuses
+ * a launch of more threads. Change it here only.
+ *
+ * SDTP_KERNEL_MIN_BLOCKS(f32, f64) name(...) is SDTP_KERNEL with the second bound, the
+ * blocks of SDTP_BLOCK_THREADS that must fit on one SM, for float32 and float64: ptxas then
+ * keeps registers within 65536 / (blocks · threads). A bare __launch_bounds__(256) lets
+ * ptxas pick that target itself, and nvcc 13.0 picked targets that spill (cell_kinetics,
+ * transport, batched multigrid: 8 to 164 bytes); each kernel states the blocks it reached
+ * without bounds instead (kernels/README.md's table: no kernel spills), and raising them is
+ * for a GPU measurement to decide. */
+#define SDTP_BLOCK_THREADS 256
+#define SDTP_PICK_float(f32, f64) f32
+#define SDTP_PICK_double(f32, f64) f64
+#define SDTP_PICK_(r, f32, f64) SDTP_PICK_##r(f32, f64)
+#define SDTP_PICK(r, f32, f64) SDTP_PICK_(r, f32, f64)
+
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define SDTP_GPU 1
-#define SDTP_KERNEL extern "C" __global__ void
+#define SDTP_KERNEL extern "C" __global__ void __launch_bounds__(SDTP_BLOCK_THREADS)
+#define SDTP_KERNEL_MIN_BLOCKS(f32, f64) extern "C" __global__ void \
+    __launch_bounds__(SDTP_BLOCK_THREADS, SDTP_PICK(SDTP_REAL, f32, f64))
 #define SDTP_INLINE __device__ __forceinline__
 #define SDTP_RESTRICT __restrict__
 /* one thread per item, striding by the whole launch */
@@ -40,6 +61,7 @@ typedef long long idx_t;
 using std::exp; using std::expm1; using std::fabs; using std::fmax; using std::fmin;
 using std::pow; using std::sqrt; using std::isfinite;
 #define SDTP_KERNEL extern "C" void
+#define SDTP_KERNEL_MIN_BLOCKS(f32, f64) extern "C" void
 #define SDTP_INLINE static inline
 #define SDTP_RESTRICT __restrict__
 #define SDTP_PRAGMA(x) _Pragma(#x)

@@ -265,13 +265,13 @@ static inline void stencil_row(idx_t row, idx_t n1, idx_t n2, real sign, const r
 }
 #endif
 
-SDTP_KERNEL stencil_apply(idx_t n, idx_t n0, idx_t n1, idx_t n2,
-                          const real* SDTP_RESTRICT x, real* SDTP_RESTRICT out,
-                          const real* rhs, real rhs_value, idx_t residual,
-                          const real* mass, real mass_value,
-                          const real* tin0, const real* tlo0, const real* thi0, idx_t periodic0,
-                          const real* tin1, const real* tlo1, const real* thi1, idx_t periodic1,
-                          const real* tin2, const real* tlo2, const real* thi2, idx_t periodic2)
+SDTP_KERNEL_MIN_BLOCKS(8, 8) stencil_apply(idx_t n, idx_t n0, idx_t n1, idx_t n2,
+                                           const real* SDTP_RESTRICT x, real* SDTP_RESTRICT out,
+                                           const real* rhs, real rhs_value, idx_t residual,
+                                           const real* mass, real mass_value,
+                                           const real* tin0, const real* tlo0, const real* thi0, idx_t periodic0,
+                                           const real* tin1, const real* tlo1, const real* thi1, idx_t periodic1,
+                                           const real* tin2, const real* tlo2, const real* thi2, idx_t periodic2)
 {
     const StencilAxis a0 = stencil_axis(tin0, tlo0, thi0, n0, n1 * n2, periodic0);
     const StencilAxis a1 = stencil_axis(tin1, tlo1, thi1, n1, n2, periodic1);
@@ -311,13 +311,13 @@ SDTP_KERNEL stencil_apply(idx_t n, idx_t n0, idx_t n1, idx_t n2,
 #endif
 }
 
-SDTP_KERNEL jacobi_sweep(idx_t n, idx_t n0, idx_t n1, idx_t n2,
-                         const real* SDTP_RESTRICT x, real* SDTP_RESTRICT x_new,
-                         const real* SDTP_RESTRICT b, const real* SDTP_RESTRICT winv,
-                         const real* SDTP_RESTRICT mass,
-                         const real* tin0, const real* tlo0, const real* thi0, idx_t periodic0,
-                         const real* tin1, const real* tlo1, const real* thi1, idx_t periodic1,
-                         const real* tin2, const real* tlo2, const real* thi2, idx_t periodic2)
+SDTP_KERNEL_MIN_BLOCKS(8, 6) jacobi_sweep(idx_t n, idx_t n0, idx_t n1, idx_t n2,
+                                          const real* SDTP_RESTRICT x, real* SDTP_RESTRICT x_new,
+                                          const real* SDTP_RESTRICT b, const real* SDTP_RESTRICT winv,
+                                          const real* SDTP_RESTRICT mass,
+                                          const real* tin0, const real* tlo0, const real* thi0, idx_t periodic0,
+                                          const real* tin1, const real* tlo1, const real* thi1, idx_t periodic1,
+                                          const real* tin2, const real* tlo2, const real* thi2, idx_t periodic2)
 {
     const StencilAxis a0 = stencil_axis(tin0, tlo0, thi0, n0, n1 * n2, periodic0);
     const StencilAxis a1 = stencil_axis(tin1, tlo1, thi1, n1, n2, periodic1);
@@ -341,9 +341,9 @@ SDTP_KERNEL jacobi_sweep(idx_t n, idx_t n0, idx_t n1, idx_t n2,
 
 /* restrict_sum: coarse_I = Σ of the children of I, in the reference's order.
  * GPU: one thread per coarse cell (shape m0, m1, m2); host: one coarse row at a time. */
-SDTP_KERNEL restrict_sum(idx_t n, idx_t n0, idx_t n1, idx_t n2,
-                         idx_t coarse0, idx_t coarse1, idx_t coarse2,
-                         const real* SDTP_RESTRICT fine, real* SDTP_RESTRICT coarse)
+SDTP_KERNEL_MIN_BLOCKS(5, 5) restrict_sum(idx_t n, idx_t n0, idx_t n1, idx_t n2,
+                                          idx_t coarse0, idx_t coarse1, idx_t coarse2,
+                                          const real* SDTP_RESTRICT fine, real* SDTP_RESTRICT coarse)
 {
     const idx_t m1 = coarse1 ? (n1 + 1) / 2 : n1, m2 = coarse2 ? (n2 + 1) / 2 : n2;
     const int s0 = coarse0 ? 2 : 1, s1 = coarse1 ? 2 : 1, s2 = coarse2 ? 2 : 1;
@@ -390,9 +390,9 @@ SDTP_KERNEL restrict_sum(idx_t n, idx_t n0, idx_t n1, idx_t n2,
 }
 
 /* prolong_add: fine_i += coarse value of its parent */
-SDTP_KERNEL prolong_add(idx_t n, idx_t n0, idx_t n1, idx_t n2,
-                        idx_t coarse0, idx_t coarse1, idx_t coarse2,
-                        const real* SDTP_RESTRICT coarse, real* SDTP_RESTRICT fine)
+SDTP_KERNEL_MIN_BLOCKS(8, 8) prolong_add(idx_t n, idx_t n0, idx_t n1, idx_t n2,
+                                         idx_t coarse0, idx_t coarse1, idx_t coarse2,
+                                         const real* SDTP_RESTRICT coarse, real* SDTP_RESTRICT fine)
 {
     (void)n0;
     const idx_t m1 = coarse1 ? (n1 + 1) / 2 : n1, m2 = coarse2 ? (n2 + 1) / 2 : n2;

@@ -15,12 +15,12 @@
  */
 #include "sdtp.h"
 
-SDTP_KERNEL substrate_coefficients(idx_t n, const real* SDTP_RESTRICT cells,
-                                   const real* SDTP_RESTRICT vessels,
-                                   const real* SDTP_RESTRICT c_lin,
-                                   const real* SDTP_RESTRICT p,
-                                   real* SDTP_RESTRICT D, real* SDTP_RESTRICT a,
-                                   real* SDTP_RESTRICT b)
+SDTP_KERNEL_MIN_BLOCKS(8, 5) substrate_coefficients(idx_t n, const real* SDTP_RESTRICT cells,
+                                                    const real* SDTP_RESTRICT vessels,
+                                                    const real* SDTP_RESTRICT c_lin,
+                                                    const real* SDTP_RESTRICT p,
+                                                    real* SDTP_RESTRICT D, real* SDTP_RESTRICT a,
+                                                    real* SDTP_RESTRICT b)
 {
     FOR_EACH(i, n) {
         const real decay = p[0], perm = p[1], blood = p[2], phi = p[3], km = p[4];

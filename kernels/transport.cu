@@ -214,10 +214,10 @@ static inline void transport_row(const real* SDTP_RESTRICT src, const real* SDTP
 }
 #endif
 
-SDTP_KERNEL transport_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
-                              const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
-                              const real* SDTP_RESTRICT q, real* SDTP_RESTRICT dst, real d,
-                              real chi, real dx, real capacity, real h, idx_t clamp)
+SDTP_KERNEL_MIN_BLOCKS(6, 4) transport_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
+                                               const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
+                                               const real* SDTP_RESTRICT q, real* SDTP_RESTRICT dst, real d,
+                                               real chi, real dx, real capacity, real h, idx_t clamp)
 {
 #if TRANSPORT_PER_VOXEL
     FOR_EACH(i, n) {
@@ -283,8 +283,8 @@ static inline transport_bits transport_row_max_jump(const real* SDTP_RESTRICT q,
 }
 #endif
 
-SDTP_KERNEL transport_max_jump(idx_t chunks, idx_t n, idx_t nz, idx_t ny, idx_t nx,
-                               const real* SDTP_RESTRICT q, double* SDTP_RESTRICT partial)
+SDTP_KERNEL_MIN_BLOCKS(8, 6) transport_max_jump(idx_t chunks, idx_t n, idx_t nz, idx_t ny, idx_t nx,
+                                                const real* SDTP_RESTRICT q, double* SDTP_RESTRICT partial)
 {
     FOR_EACH_CHUNK(c, chunks) {
 #if TRANSPORT_PER_VOXEL
@@ -340,12 +340,12 @@ SDTP_INLINE void pressure_face(const PressureVoxel& a, const PressureVoxel& b, r
         j[k] = up ? into_b * a.w[k] : into_a * b.w[k];
 }
 
-SDTP_KERNEL transport_pressure_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
-                                       const real* SDTP_RESTRICT S, const real* SDTP_RESTRICT P,
-                                       const real* SDTP_RESTRICT R, const real* SDTP_RESTRICT o,
-                                       real* SDTP_RESTRICT dS, real* SDTP_RESTRICT dP,
-                                       real* SDTP_RESTRICT dR, real c, real dx, real capacity,
-                                       real h, idx_t clamp)
+SDTP_KERNEL_MIN_BLOCKS(5, 3) transport_pressure_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
+                                                        const real* SDTP_RESTRICT S, const real* SDTP_RESTRICT P,
+                                                        const real* SDTP_RESTRICT R, const real* SDTP_RESTRICT o,
+                                                        real* SDTP_RESTRICT dS, real* SDTP_RESTRICT dP,
+                                                        real* SDTP_RESTRICT dR, real c, real dx, real capacity,
+                                                        real h, idx_t clamp)
 {
     FOR_EACH(i, n) {
         idx_t z, y, x;

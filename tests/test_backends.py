@@ -283,3 +283,27 @@ def test_cpu_backend_threads_wait_passively_unless_the_user_chose(env, spin):
     count = re.search(r"GOMP_SPINCOUNT = '(\w+)'", proc.stderr + proc.stdout)
     assert count, proc.stderr[-2000:]
     assert (count.group(1) == "0") == (spin == "0"), count.group(0)
+
+
+def test_the_block_size_is_read_from_sdtp_h_and_checked():
+    from spatialdtp.backends.kernels import block_threads
+
+    assert block_threads() == 256                      # kernels/sdtp.h's SDTP_BLOCK_THREADS
+    assert block_threads("#define SDTP_BLOCK_THREADS 128\n") == 128
+    for bad in ("", "#define SDTP_BLOCK_THREADS 100\n", "#define SDTP_BLOCK_THREADS 2048\n",
+                "#define SDTP_BLOCK_THREADS 128\n#define SDTP_BLOCK_THREADS 256\n"):
+        with pytest.raises(ValueError, match="SDTP_BLOCK_THREADS"):
+            block_threads(bad)
+
+
+def test_a_struct_of_reals_by_value_is_a_parameter_of_its_literal_length():
+    source = ("struct Coeffs { real v[3]; };\n"
+              "SDTP_KERNEL_MIN_BLOCKS(2, 1) k(idx_t n, const Coeffs c, real* x) {}\n")
+    (n, c, x), = parse_signatures(source).values()
+    assert (c.kind, c.pointee) == ("reals", 3) and x.kind == "pointer"
+    with pytest.raises(TypeError, match="structs"):
+        parse_signatures("SDTP_KERNEL k(idx_t n, const Other c) {}\n")
+    lib = get_backend("cpu").ops(np.float64).lib
+    with pytest.raises(TypeError, match=r"cell_kinetics: argument 'pv' is 36 reals"):
+        lib.launch("cell_kinetics", 1, np.zeros(9), np.zeros(1), np.zeros(35), None,
+                   np.zeros(14, dtype=np.int64), 1.0)

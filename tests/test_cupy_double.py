@@ -109,6 +109,72 @@ def test_launch_limits_are_the_drivers(cp, module):
     kernel((1,), (1024,), args)                       # the largest block is allowed
 
 
+BOUNDED = r"""
+#define BLOCK 128
+extern "C" __global__ void __launch_bounds__(BLOCK) bounded(long long n, float* x)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x)
+        x[i] = 2.0f * x[i];
+}
+extern "C" __global__ void __launch_bounds__((64), 4) bounded_min_blocks(long long n, float* x)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x)
+        x[i] = 3.0f * x[i];
+}
+"""
+
+
+def test_a_block_larger_than_the_kernels_launch_bounds_is_refused(cp):
+    """ptxas sizes a kernel's registers for its __launch_bounds__, and the driver refuses a
+    launch of more threads per block; CuPy reports the bound as max_threads_per_block."""
+    mod = cp.RawModule(code=BOUNDED, options=("--std=c++14",))
+    x = cp.ones(1000, dtype=cp.float32)
+    for name, bound, factor in (("bounded", 128, 2.0), ("bounded_min_blocks", 64, 3.0)):
+        kernel = mod.get_function(name)
+        assert kernel.attributes["max_threads_per_block"] == bound
+        for block in ((bound + 32,), (bound // 2, 4), (1024,)):
+            with pytest.raises(cp.cuda.driver.CUDADriverError,
+                               match=rf"LAUNCH_OUT_OF_RESOURCES.*{name}.*allows {bound}"):
+                kernel((2,), block, (np.int64(1000), x))
+        x[...] = 1
+        kernel((2,), (bound,), (np.int64(1000), x))          # the bound itself is allowed
+        assert float(x.sum()) == factor * 1000
+    # a kernel without a bound takes the driver's 1024
+    assert cp.RawModule(code=SCALE, options=("--std=c++14",)).get_function(
+        "scale").attributes["max_threads_per_block"] == 1024
+
+
+BY_VALUE = r"""
+struct Coeffs { double v[5]; };
+extern "C" __global__ void weighted(long long n, const Coeffs c, double* x, float s)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (long long)blockDim.x * gridDim.x)
+        x[i] = c.v[i % 5] * (double)s;
+}
+"""
+
+
+def test_a_struct_passes_by_value_as_a_numpy_record_of_its_size(cp):
+    """CuPy passes a NumPy structured scalar by its bytes; the kernel reads the struct's
+    size there, so a record of another size (or a plain number) is refused."""
+    kernel = cp.RawModule(code=BY_VALUE, options=("--std=c++14",)).get_function("weighted")
+    record = np.zeros((), dtype=[("v", np.float64, (5,))])
+    record["v"] = [1, 2, 3, 4, 5]
+    x = cp.zeros(12, dtype=cp.float64)
+    kernel((1,), (32,), (np.int64(12), record[()], x, np.float32(2)))
+    np.testing.assert_array_equal(cp.asnumpy(x), 2.0 * (np.arange(12) % 5 + 1))
+    short = np.zeros((), dtype=[("v", np.float64, (4,))])[()]
+    wide = np.zeros((), dtype=[("v", np.float32, (5,))])[()]
+    for bad, match in ((short, "record of 32 bytes"),
+                       (wide, "record of 20 bytes"), (1.0, "a float was passed")):
+        with pytest.raises(TypeError,
+                           match=rf"parameter 1 \(c\) is a struct of 40 bytes .*{match}"):
+            kernel((1,), (32,), (np.int64(12), bad, x, np.float32(2)))
+
+
 def test_a_compile_error_raises_cupys_compile_exception_with_the_compilers_log(cp):
     bad = cp.RawModule(code='extern "C" __global__ void k(long long n) { undeclared(n); }')
     with pytest.raises(cp.cuda.compiler.CompileException, match="undeclared"):

@@ -30,7 +30,7 @@ def capped_launch_threads() -> int:
     """The most threads one launch of the cupy backend has on this device: its grid is
     capped at _BLOCKS_PER_SM blocks per multiprocessor, and the kernels stride beyond."""
     lib = get_backend("cupy").ops(np.float64).lib
-    return cupy_backend._BLOCKS_PER_SM * lib.sms * cupy_backend._THREADS
+    return cupy_backend._BLOCKS_PER_SM * lib.sms * lib.block_threads
 
 
 def test_a_grid_larger_than_one_launch_runs_as_the_numpy_reference():
@@ -112,6 +112,26 @@ def test_benchmark_quick_mode_measures_cupy_and_cupy_arrays_as_numpy(tmp_path):
         # float32 runs of the same steps: within the tolerance derived in test_backend_parity
         d = report.agreement(res, case)
         assert d is not None and d <= FLOAT32_TOLERANCE, (case["backend"], case["problem"], d)
+
+
+def test_every_kernel_is_launched_with_the_block_size_of_its_launch_bounds(monkeypatch):
+    """kernels/sdtp.h's SDTP_BLOCK_THREADS is both the launcher's block and every kernel's
+    __launch_bounds__ (the compiled function reports it as max_threads_per_block); a
+    launcher block that drifted from it would be refused by the driver, as it is here."""
+    from spatialdtp.backends.kernels import block_threads
+
+    threads = block_threads()
+    for dtype in (np.float32, np.float64):
+        lib = get_backend("cupy").ops(dtype).lib
+        assert lib.block_threads == threads
+        for name in lib.signatures:
+            assert lib.function(name).attributes["max_threads_per_block"] == threads, name
+    import cupy
+    x = cupy.zeros(4 * threads, dtype=np.float64)
+    monkeypatch.setattr(lib, "block_threads", 2 * threads)
+    with pytest.raises(cupy.cuda.driver.CUDADriverError, match="OUT_OF_RESOURCES"):
+        lib.launch("bmg_predict", x.size, threads, x, x.copy(), 0.5,
+                   cupy.ones(4, dtype=np.int64))
 
 
 def test_kernels_that_do_not_compile_make_cupy_unavailable_and_auto_falls_back(monkeypatch,

@@ -104,10 +104,20 @@ def react_cells(ops, state, kinetics, treatment_cfg, tau: float) -> None:
 
     def build():
         p, q = _kinetics_params(state, kinetics, treatment_cfg)
-        return (kinetics, treatment_cfg, state.layout,
-                xp.asarray(np.asarray(p, dtype=ops.dtype)),
+        # the CK_* list travels by value (the kernel's CkParams, whose length the kernel
+        # source states), the drugs' in an array
+        count = next(prm.pointee for prm in ops.lib.signatures["cell_kinetics"]
+                     if prm.kind == "reals")
+        if len(p) != count + 5 * len(treatment_cfg.drugs):
+            raise RuntimeError(f"cell_kinetics: {len(p)} parameters packed for CkParams of "
+                               f"{count} and {len(treatment_cfg.drugs)} drugs of 5: the "
+                               "packing and kernels/cell_kinetics.cu disagree")
+        fixed = np.asarray(p[:count], dtype=ops.dtype)
+        drugs = (xp.asarray(np.asarray(p[count:], dtype=ops.dtype))
+                 if len(p) > count else None)
+        return (kinetics, treatment_cfg, state.layout, fixed, drugs,
                 xp.asarray(np.asarray(q, dtype=np.int64)))
     key = ("cell_kinetics", id(kinetics), id(treatment_cfg), id(state.layout))
-    p, q = ops.cached(key, build)[3:]
+    fixed, drugs, q = ops.cached(key, build)[3:]
     vessels = xp.ascontiguousarray(kinetics.vessels, dtype=ops.dtype)
-    ops.lib.launch("cell_kinetics", state.grid.size, state.data, vessels, p, q, tau)
+    ops.lib.launch("cell_kinetics", state.grid.size, state.data, vessels, fixed, drugs, q, tau)

@@ -216,7 +216,8 @@ class HostKernelLibrary(KernelLibrary):
             fn = getattr(self._dll, name)
             fn.restype = None
             # with argtypes set, ctypes converts plain ints and floats itself (fast)
-            fn.argtypes = [ctype[p.kind] for p in params]
+            fn.argtypes = [self._reals_type(p.pointee) if p.kind == "reals" else ctype[p.kind]
+                           for p in params]
             self._functions[name] = fn
         self.threads = _threads()
 
@@ -231,6 +232,20 @@ class HostKernelLibrary(KernelLibrary):
 
     def _null(self):
         return None
+
+    def _reals_type(self, count: int):
+        """The ctypes struct ``{ real v[count]; }`` (passed by value)."""
+        types = self.__dict__.setdefault("_reals_types", {})
+        if count not in types:
+            real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
+            types[count] = type(f"Reals{count}", (ctypes.Structure,),
+                                {"_fields_": [("v", real * count)]})
+        return types[count]
+
+    def _reals(self, values):
+        struct = self._reals_type(len(values))()
+        struct.v[:] = values.tolist()
+        return struct
 
     def _pointer(self, a):
         if not isinstance(a, np.ndarray):

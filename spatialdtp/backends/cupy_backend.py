@@ -22,13 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Backend, BackendUnavailable, register
-from .kernels import KernelLibrary, module_source
+from .kernels import KernelLibrary, block_threads, module_source
 
 INSTALL_HINT = ("install the GPU extra: pip install 'spatialdtp[gpu]' (CuPy for CUDA 12), or "
                 "pip install 'spatialdtp[gpu13]' (cupy-cuda13x) for CUDA 13; it needs an "
                 "NVIDIA GPU and driver")
 
-_THREADS = 256          # threads per block
 _BLOCKS_PER_SM = 32     # the grid's cap: enough blocks in flight; kernels stride beyond it
 
 
@@ -72,6 +71,8 @@ class CupyKernelLibrary(KernelLibrary):
         super().__init__(dtype, source)
         self.cp = cupy
         self.options = nvrtc_options(self.dtype)
+        # threads per block: kernels/sdtp.h's SDTP_BLOCK_THREADS, each kernel's launch bound
+        self.block_threads = block_threads(source)
         self.module = cupy.RawModule(code=source, options=self.options)
         try:
             self.module.compile()
@@ -94,7 +95,7 @@ class CupyKernelLibrary(KernelLibrary):
     def reduction_chunks(self, n: int) -> int:
         # enough threads to fill every SM several times over, but each summing at least 64
         # voxels, so that the partials stay far smaller than the fields
-        return max(1, min(int(n) // 64 + 1, 8 * _THREADS * self.sms))
+        return max(1, min(int(n) // 64 + 1, 8 * self.block_threads * self.sms))
 
     def _idx(self, v):
         return np.int64(v)
@@ -105,14 +106,22 @@ class CupyKernelLibrary(KernelLibrary):
     def _null(self):
         return np.uint64(0)
 
+    def _reals(self, values):
+        # a NumPy structured scalar: CuPy passes its bytes by value, as the struct
+        # `{ real v[N]; }` the kernel declares
+        record = np.zeros((), dtype=[("v", self._np_real, (len(values),))])
+        record["v"] = values
+        return record[()]
+
     def _pointer(self, a):
         if not isinstance(a, self.cp.ndarray):
             raise TypeError(f"backend cupy: kernels take CuPy arrays, got {type(a).__name__}")
         return a
 
     def _call(self, name, n, args):
-        blocks = min((n + _THREADS - 1) // _THREADS, _BLOCKS_PER_SM * self.sms)
-        self.function(name)((blocks,), (_THREADS,), tuple(args))
+        threads = self.block_threads
+        blocks = min((n + threads - 1) // threads, _BLOCKS_PER_SM * self.sms)
+        self.function(name)((blocks,), (threads,), tuple(args))
 
 
 class _PendingCopy:

@@ -27,7 +27,10 @@ import numpy as np
 from ..resources import kernels_dir
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
-_KERNEL = re.compile(r"SDTP_KERNEL\s+(\w+)\s*\(([^)]*)\)", re.S)
+_KERNEL = re.compile(r"SDTP_KERNEL(?:_MIN_BLOCKS\s*\([^)]*\))?\s+(\w+)\s*\(([^)]*)\)", re.S)
+#: a block of real parameters passed by value: ``struct Name { real v[36]; };`` (a literal)
+_PARAM_STRUCT = re.compile(r"struct\s+(\w+)\s*\{\s*real\s+v\s*\[\s*(\d+)\s*\]\s*;\s*\}\s*;")
+_BLOCK_THREADS = re.compile(r"^\s*#\s*define\s+SDTP_BLOCK_THREADS\s+(\d+)\s*$", re.M)
 
 #: pointer element types and the NumPy dtypes they accept ("real": the library's dtype)
 _POINTEE = {"real": "real", "double": np.float64, "float": np.float32, "idx_t": np.int64,
@@ -59,6 +62,21 @@ def module_source(directory: Path | None = None) -> str:
     return "\n".join(expand_includes(p, seen) for p in kernel_sources(directory))
 
 
+def block_threads(source: str | None = None) -> int:
+    """Threads per block of every GPU launch: ``SDTP_BLOCK_THREADS`` of ``kernels/sdtp.h``
+    (in ``source``, the module text, when given), which every kernel also declares as its
+    ``__launch_bounds__``: the launcher reads it here, so the two cannot drift apart."""
+    text = module_source() if source is None else source
+    found = _BLOCK_THREADS.findall(text)
+    if len(set(found)) != 1:
+        raise ValueError("kernels/sdtp.h must #define SDTP_BLOCK_THREADS once, as a number "
+                         f"(found {found or 'none'})")
+    threads = int(found[0])
+    if not (threads % 32 == 0 and 32 <= threads <= 1024):
+        raise ValueError(f"SDTP_BLOCK_THREADS={threads}: a multiple of 32 from 32 to 1024")
+    return threads
+
+
 def source_digest(extra: str = "", directory: Path | None = None) -> str:
     h = hashlib.sha256(module_source(directory).encode())
     h.update(extra.encode())
@@ -68,8 +86,8 @@ def source_digest(extra: str = "", directory: Path | None = None) -> str:
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str            # "pointer" | "idx" | "real"
-    pointee: object = None
+    kind: str            # "pointer" | "idx" | "real" | "reals" (a struct of reals by value)
+    pointee: object = None   # the element type of a pointer; the count of "reals"
     const: bool = False
 
 
@@ -78,6 +96,7 @@ def parse_signatures(source: str) -> dict[str, tuple[Param, ...]]:
     out = {}
     text = re.sub(r"/\*.*?\*/", " ", source, flags=re.S)
     text = re.sub(r"//[^\n]*", " ", text)
+    structs = {name: int(count) for name, count in _PARAM_STRUCT.findall(text)}
     for name, args in _KERNEL.findall(text):
         params = []
         for raw in (a.strip() for a in args.split(",")):
@@ -97,9 +116,12 @@ def parse_signatures(source: str) -> dict[str, tuple[Param, ...]]:
                 params.append(Param(pname, "idx"))
             elif ctype == "real":
                 params.append(Param(pname, "real"))
+            elif ctype in structs:
+                params.append(Param(pname, "reals", structs[ctype], True))
             else:
                 raise TypeError(f"kernel {name}: parameter {pname!r} has type {ctype!r}; "
-                                "kernels take pointers, idx_t and real only")
+                                "kernels take pointers, idx_t, real and structs "
+                                "`struct Name { real v[N]; };` of reals by value only")
         if not params or params[0].kind != "idx":
             raise TypeError(f"kernel {name}: the first parameter must be `idx_t n`, the "
                             "number of items its loop covers")
@@ -142,8 +164,14 @@ class KernelLibrary:
                 converted.append(self._null() if value is None else self._checked(name, p, value))
             elif kind == "idx":
                 converted.append(self._idx(int(value)))
-            else:
+            elif kind == "real":
                 converted.append(self._real(float(value)))
+            else:
+                values = np.asarray(value, dtype=np.float64)
+                if values.shape != (p.pointee,):
+                    raise TypeError(f"kernel {name}: argument {p.name!r} is "
+                                    f"{p.pointee} reals by value, got shape {values.shape}")
+                converted.append(self._reals(values))
         return converted
 
     def launch(self, name: str, *args) -> None:
@@ -205,6 +233,10 @@ class KernelLibrary:
         raise NotImplementedError
 
     def _null(self):
+        raise NotImplementedError
+
+    def _reals(self, values: np.ndarray):
+        """A struct of ``len(values)`` reals, passed by value."""
         raise NotImplementedError
 
     def _pointer(self, a):

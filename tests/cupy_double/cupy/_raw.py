@@ -13,7 +13,10 @@ a·b + c into fused multiply-adds by default; ``--fmad=false`` turns both off).
 
 A launch checks what CuPy and the driver would: ``grid`` and ``block`` are tuples; at most
 1024 threads per block (1024, 1024, 64 per axis), grid axes within (2³¹−1, 65535, 65535),
-else ``CUDADriverError: CUDA_ERROR_INVALID_VALUE``. Arguments are packed as CuPy's
+else ``CUDADriverError: CUDA_ERROR_INVALID_VALUE``; a block of more threads than the
+kernel's ``__launch_bounds__`` (read from the preprocessed source; ``attributes`` reports it
+as ``max_threads_per_block``) is ``CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES``, as the driver
+refuses it. Arguments are packed as CuPy's
 ``_pointer`` packs them (``None`` an 8-byte null pointer, a cupy array its device address,
 a NumPy scalar its own bytes, a Python ``float`` a float64, an ``int`` an int64, a ``bool``
 one byte) and then compared with the kernel's parameters, which the compiler reports:
@@ -44,7 +47,9 @@ from ._device import DEVICE, CUDADriverError
 
 _SHIM = Path(__file__).with_name("cuda_on_host.h")
 _DOUBLE_VERSION = "1"
-_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+_KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+'
+                     r'(?:__launch_bounds__\s*\(((?:[^()]|\([^()]*\))*)\)\s*)?(\w+)\s*\(([^)]*)\)',
+                     re.S)
 _MAX_BLOCK = (1024, 1024, 64)
 _MAX_GRID = (2**31 - 1, 65535, 65535)
 _STRUCT = {("f", 4): "f", ("f", 8): "d", ("i", 8): "q", ("u", 8): "Q", ("i", 4): "i",
@@ -146,10 +151,11 @@ class HostModule:
             text = self._run([_cxx(), "-E", "-P", "-DSDTP_DOUBLE_PREPROCESS", "-x", "c++",
                               *self.options.cxx[:1], *self.options.flags, str(src)],
                              "preprocess")
-        self.param_names = {}
-        for name, params in _KERNEL.findall(text):
+        self.param_names, self.max_threads = {}, {}
+        for bounds, name, params in _KERNEL.findall(text):
             self.param_names[name] = [p.replace("*", " ").split()[-1]
                                       for p in params.split(",") if p.strip()]
+            self.max_threads[name] = _launch_bound(name, bounds) if bounds else 1024
         return list(self.param_names)
 
     def _build(self) -> Path:
@@ -171,6 +177,24 @@ class HostModule:
             os.replace(out, target)              # atomic: parallel jobs share the cache
         DEVICE.counters["compiles"] += 1
         return target
+
+
+def _launch_bound(name, bounds):
+    """maxThreadsPerBlock of ``__launch_bounds__(max[, minBlocks[, maxBlocksPerCluster]])``,
+    as the preprocessor left it (a number, perhaps in parentheses)."""
+    first = bounds.split(",")[0].strip()
+    while first.startswith("(") and first.endswith(")"):
+        first = first[1:-1].strip()
+    try:
+        value = int(first, 0)
+    except ValueError:
+        raise NotImplementedError(f"kernel {name}: the device double reads a __launch_bounds__ "
+                                  f"that is a number after preprocessing, not {bounds!r}") from None
+    if not 1 <= value <= 1024:
+        from .cuda.compiler import CompileException
+        raise CompileException(f"kernel {name}: __launch_bounds__({value}) is outside 1..1024",
+                               "", "kern.cu", ())
+    return value
 
 
 _VERSION = {}
@@ -251,14 +275,23 @@ class RawKernel:
         fn.restype = None
         params = self._mod.params[self.name]
         n = max(1, len(params))
-        values = (ctypes.c_uint64 * n)()
-        pointers = (ctypes.c_void_p * n)(*[ctypes.addressof(values) + 8 * k for k in range(n)])
+        # each parameter's bytes at its own 8-byte aligned offset (a struct by value is
+        # larger than 8 bytes), where kernelParams[k] points, as cuLaunchKernel reads them
+        offsets, total = [], 0
+        for _kind, size, *_rest in params:
+            offsets.append(total)
+            total += max(8, -(-size // 8) * 8)
+        values = (ctypes.c_uint64 * max(1, total // 8))()
+        pointers = (ctypes.c_void_p * n)(*[ctypes.addressof(values) + o for o in offsets]
+                                         or [ctypes.addressof(values)])
         # per parameter: the NumPy scalar type that packs exactly as it is read, or the
         # element dtypes a pointer parameter reads correctly (the fast path of a launch)
         fast = []
         for kind, size, pkind, psize, const in params:
             kind, pkind = chr(kind), chr(pkind) if pkind else ""
-            if kind == "p":
+            if kind == "S":
+                fast.append(("S", size, None))
+            elif kind == "p":
                 ok = {np.dtype(t) for t in np.sctypeDict.values()
                       if isinstance(t, type) and np.dtype(t).kind in "biuf"
                       and _same_element(np.dtype(t), pkind, psize)} if psize else None
@@ -270,7 +303,7 @@ class RawKernel:
                 fast.append(("s", typ, _STRUCT.get((kind, size))))
         ftz = any((chr(k) == "f" and s == 4) or (pk and chr(pk) == "f" and ps == 4)
                   for k, s, pk, ps, _c in params) and self._mod.options.ftz
-        self._ready = (fn, params, fast, values, pointers, int(ftz))
+        self._ready = (fn, params, fast, values, pointers, int(ftz), offsets)
         return self._ready
 
     def __call__(self, grid, block, args, *, shared_mem=0, stream=None,
@@ -293,7 +326,15 @@ class RawKernel:
         args = tuple(args)
         with DEVICE.lock:
             DEVICE.require()
-            fn, params, fast, values, pointers, ftz = self._ready or self._prepare()
+            fn, params, fast, values, pointers, ftz, offsets = self._ready or self._prepare()
+            bound = self._mod.max_threads[self.name]
+            if block[0] * block[1] * block[2] > bound:
+                # a block larger than the kernel's __launch_bounds__: ptxas sized its
+                # registers for at most `bound` threads, and cuLaunchKernel refuses
+                raise CUDADriverError(
+                    "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: too many resources requested for "
+                    f"launch (kernel {self.name}: block {block}, {block[0] * block[1] * block[2]}"
+                    f" threads; its __launch_bounds__ allows {bound})")
             if len(args) != len(params):
                 names = self._mod.param_names.get(self.name, [])
                 raise TypeError(f"kernel {self.name} has {len(params)} parameters "
@@ -301,16 +342,20 @@ class RawKernel:
             reads, writes = [], []
             for k, arg in enumerate(args):
                 how, a, b = fast[k]
+                at = offsets[k]
                 if how == "p" and type(arg) is ndarray and (a is None or arg._a.dtype in a):
-                    struct.pack_into("Q", values, 8 * k, arg._address())
+                    struct.pack_into("Q", values, at, arg._address())
                     (reads if b else writes).append(arg._mem)
                 elif how == "p" and type(arg) is np.uint64 and arg == 0:     # 8-byte null
-                    struct.pack_into("Q", values, 8 * k, 0)
+                    struct.pack_into("Q", values, at, 0)
                 elif how == "s" and type(arg) is a:
-                    struct.pack_into(b, values, 8 * k, arg)
+                    struct.pack_into(b, values, at, arg)
+                elif how == "S":            # a struct by value: a NumPy record of its size
+                    memoryview(values).cast("B")[at:at + a] = _struct_bytes(
+                        arg, a, self._label(k))
                 else:                       # CuPy's general packing, and the reasons it fails
                     fmt, value, mem = _packed(arg, params[k], self._label(k))
-                    struct.pack_into(fmt, values, 8 * k, value)
+                    struct.pack_into(fmt, values, at, value)
                     if mem is not None:
                         (reads if params[k][4] else writes).append(mem)
             s = DEVICE.current_stream() if stream is None else stream
@@ -325,7 +370,28 @@ class RawKernel:
 
     @property
     def attributes(self):
-        return {"max_threads_per_block": 1024}
+        mod = self._mod or RawModule(code=self.code, options=self.options).module
+        return {"max_threads_per_block": mod.max_threads.get(self.name, 1024)}
+
+    @property
+    def max_threads_per_block(self):
+        return self.attributes["max_threads_per_block"]
+
+
+def _struct_bytes(arg, size, label):
+    """The bytes of a struct passed by value: CuPy passes a NumPy structured scalar (or a
+    size-one structured array) as its bytes; the kernel reads ``size`` of them."""
+    if isinstance(arg, np.ndarray) and arg.size == 1:
+        arg = arg.reshape(())[()]
+    if not isinstance(arg, np.void):
+        raise TypeError(f"{label} is a struct of {size} bytes passed by value; a "
+                        f"{type(arg).__name__} was passed (pass a NumPy structured scalar "
+                        "of the struct's layout)")
+    if arg.dtype.itemsize != size:
+        raise TypeError(f"{label} is a struct of {size} bytes passed by value; a record of "
+                        f"{arg.dtype.itemsize} bytes ({arg.dtype}) was passed: the GPU would "
+                        "read the bytes as another layout")
+    return arg.tobytes()
 
 
 def _packed(arg, param, label):

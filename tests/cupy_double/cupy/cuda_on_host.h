@@ -35,7 +35,9 @@
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
+#ifndef SDTP_DOUBLE_PREPROCESS          /* kept when listing kernels: the double reads the bound */
 #define __launch_bounds__(...)
+#endif
 #define __constant__
 #define __shared__ sdtp_double_does_not_emulate_shared_memory
 #define __syncthreads() sdtp_double_does_not_emulate_barriers()
@@ -81,7 +83,8 @@ template <class T> constexpr int kind_of()
     return std::is_same<T, bool>::value ? 'b'
          : std::is_floating_point<T>::value ? 'f'
          : std::is_integral<T>::value ? (std::is_unsigned<T>::value ? 'u' : 'i')
-         : std::is_pointer<T>::value ? 'p' : '?';
+         : std::is_pointer<T>::value ? 'p'
+         : std::is_class<T>::value ? 'S' : '?';   /* 'S': a struct passed by value */
 }
 template <class T> struct size_or_zero { static constexpr int value = sizeof(T); };
 template <> struct size_or_zero<void> { static constexpr int value = 0; };
