@@ -264,12 +264,33 @@ class DayReadout:
             self._take_over_entry(slider)
         slider.curslice_label.setText(format_day(float(days[index])))
         slider.totslice_label.setText(f"{format_day(float(days[-1]))} d")
-        # napari sizes the boxes for the digits of the frame count
-        widest = max((format_day(float(d)) for d in days), key=len) + " d"
-        for label in (slider.curslice_label, slider.totslice_label):
-            label.setFixedWidth(label.fontMetrics().horizontalAdvance(widest) + 10)
+        self._size_labels(slider, days)
         slider.curslice_label.setToolTip("day of the frame shown (type a day to go there)")
         slider.totslice_label.setToolTip("last day of the run")
+
+    @staticmethod
+    def _size_labels(slider, days):
+        """Boxes as wide as the widest label of the run (napari sized them for the digits
+        of the frame count), set when that width changes, not on every step. Qt's layouts
+        above the slider keep the minimum sizes they cached before: a label's next text
+        change made them ask for a few pixels more, at the first steps of the slider, and
+        the window laid itself out again, the docked plots narrowed and redrew. So the
+        layouts up to the window are told at once, while the run opens."""
+        widest = max((format_day(float(d)) for d in days), key=len) + " d"
+        changed = False
+        for label in (slider.curslice_label, slider.totslice_label):
+            width = label.fontMetrics().horizontalAdvance(widest) + 10
+            if label.minimumWidth() != width or label.maximumWidth() != width:
+                label.setFixedWidth(width)
+                changed = True
+        if not changed:
+            return
+        widget = slider
+        while widget is not None:
+            if widget.layout() is not None:
+                widget.layout().invalidate()
+            widget.updateGeometry()
+            widget = widget.parentWidget()
 
     def _take_over_entry(self, slider):
         """The slider's number box takes a day, not a frame index."""
