@@ -9,8 +9,11 @@ run's layers are in a viewer:
   layer is the persisters', so the layer controls show contrast, not paint brushes;
 - time reads in days: a day stamp on the canvas (in screenshots and movies too), the time
   slider's numbers, and the status bar (napari's world time is days already);
-- colorbars of the image layers (each shows while its layer does), a legend of the
-  colours, and the scale bar;
+- colorbars in the fields' own units (cells/voxel, ng/mL, µM, …) in the *Colorbars* dock
+  widget (:mod:`.colorbars`), also for the layers shown as log₁₀ or log₂, whose napari
+  colorbars are off (they would label the ticks with the logs); napari's colorbar stays
+  on the canvas for the linear layers (it shows while its layer does, and in exported
+  PNGs); a legend of the colours, and the scale bar;
 - the run opens on :meth:`~spatialdtp.viewer.layers.TimeAxis.opening_frame`, where the
   plots' time marker stands inside their axes.
 
@@ -124,15 +127,21 @@ def dress(viewer, layers=None, *, frame: int | None = None, colorbars: bool = Tr
     if not layers:
         return None
     source = source_of(layers[0])
+    from .colorbars import dock as dock_colorbars, is_log   # Qt and matplotlib
+
     for layer in layers:
         if role_of(layer) in DERIVED_ROLES:
             lock(layer)
         colorbar = getattr(layer, "colorbar", None)
         if colorbar is not None and colorbars:
-            colorbar.visible = True      # shown only while its layer is
+            # napari's colorbar labels a log layer's ticks with the logs: those layers
+            # have theirs in the Colorbars widget only, in real units
+            colorbar.visible = not is_log(layer)   # shown only while its layer is
     persisters = [la for la in layers if la.name == CELL_STYLE["P"][0] + LOG_SUFFIX]
     if persisters:
         viewer.layers.selection.active = persisters[0]
+    if colorbars:
+        dock_colorbars(viewer)
     _legend(viewer, outlines=source.grid.ndim == 2)
     scale_bar(viewer).visible = True
     readout = DayReadout(viewer, source, layers)
