@@ -120,8 +120,8 @@ def test_the_bars_follow_the_active_layer_and_the_layers_shown(viewer, run_file)
     bars = _bars(viewer)
     _settle()
     shown = [la.name for la in reversed(list(viewer.layers))
-             if la.visible and la._type_string == "image"]
-    assert list(bars.bars) == shown and P_NAME in shown
+             if la.visible and la._type_string == "image" and la.name != P_NAME]
+    assert list(bars.bars) == [P_NAME] + shown     # the active layer first
     # a hidden log layer made active gets a bar, in its unit
     hgf = viewer.layers["hgf (log₁₀)"]
     assert not hgf.visible
@@ -129,6 +129,7 @@ def test_the_bars_follow_the_active_layer_and_the_layers_shown(viewer, run_file)
     _settle()
     unit = hgf.metadata["units"].split(" ", 1)[1]
     assert unit and not unit.startswith("log")
+    assert list(bars.bars)[0] == hgf.name
     ax = bars.bars[hgf.name]
     assert ax.get_title(loc="left") == f"hgf ({unit}), hidden"
     lo, hi = hgf.contrast_limits

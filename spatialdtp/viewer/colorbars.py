@@ -6,8 +6,9 @@ cells/voxel), and it has no tick formatter. Here each bar is drawn on an axis in
 field's real values, log-scaled for a log layer, so a log₁₀ layer with contrast limits
 (−3, 0) reads 10⁻³ … 10⁰ cells/voxel, and the enrichment reads ratios (0.5, 1, 2).
 
-One bar per image layer shown, top of the layer list first, and the active layer's too
-if it is hidden; the active layer's title is bold. A bar spans its layer's contrast
+One bar per image layer shown, the active layer's first (also if it is hidden, its title
+in bold), then the others from the top of the layer list; a scroll area holds them when
+the dock is short (runs side by side show six). A bar spans its layer's contrast
 limits in its colormap (with its gamma), and is drawn again when one of those, a layer's
 visibility, the layer list or the active layer changes: never on a slider step.
 
@@ -27,14 +28,15 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import (FuncFormatter, LogFormatterSciNotation, LogLocator,
                                MaxNLocator, NullFormatter, NullLocator)
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 TITLE = "Colorbars"
 LOG_UNITS = {"log10": 10.0, "log2": 2.0}     # the units' prefix of a log layer, its base
 LOG_NAME = re.compile(r"\s*\(log(₁₀|₂)\)$")   # " (log₁₀)" at the end of a layer's name
 ROW_PX, MARGIN_PX = 46, 8                     # height of one bar with its title and ticks
 MAX_BARS = 8
+SHOWN_BARS = 3                                # bars the dock shows without scrolling
 SAMPLES = 256                                 # colours along a bar
 NO_UNIT = ("", "1", "(1)")
 
@@ -109,11 +111,18 @@ class ColorbarWidget(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setMinimumWidth(200)
+        # the bars' height grows with their number (runs side by side show six): in a
+        # scroll area, so that the window needs no more than three bars' height for them
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self.canvas)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.scroll)
         self.bars: dict[str, object] = {}   # layer name -> its axes (for checks)
-        self.layers: list = []               # the layers with a bar, top first
+        self.layers: list = []               # the layers with a bar, as drawn
         self.draws = 0                       # rebuilds (a slider step must make none)
         self._pending = QTimer()
         self._pending.setSingleShot(True)
@@ -145,11 +154,13 @@ class ColorbarWidget(QWidget):
             pass
 
     def shown_layers(self) -> list:
-        """The image layers that get a bar: the visible ones, top first, and the
-        active one."""
+        """The image layers that get a bar: the active one first (if an image), then
+        the visible ones, top of the layer list first."""
         active = self.viewer.layers.selection.active
         layers = [la for la in reversed(list(self.viewer.layers))
-                  if _is_image(la) and (la.visible or la is active)]
+                  if _is_image(la) and la.visible and la is not active]
+        if active is not None and _is_image(active):
+            layers.insert(0, active)
         return layers[:MAX_BARS]
 
     # -- drawing
@@ -166,6 +177,10 @@ class ColorbarWidget(QWidget):
         active = self.viewer.layers.selection.active
         n = len(self.layers)
         self.canvas.setFixedHeight(MARGIN_PX + ROW_PX * max(n, 1))
+        self.scroll.setMaximumHeight(MARGIN_PX + ROW_PX * max(n, 1) + 2)
+        # the layer list takes any height it is given: the bars claim theirs, up to
+        # SHOWN_BARS of them, and scroll beyond
+        self.scroll.setMinimumHeight(MARGIN_PX + ROW_PX * min(max(n, 1), SHOWN_BARS) + 2)
         if not n:
             self.figure.text(0.5, 0.5, "no image layer shown", ha="center", va="center",
                              color="gray", fontsize="small")
