@@ -5,7 +5,6 @@ colorbar (which would label a log layer with the logs) is off for the log layers
 
 The parsing of units needs no display; the rest needs napari and an X display.
 """
-import math
 from types import SimpleNamespace
 
 import numpy as np
