@@ -22,6 +22,7 @@ from qtpy.QtWidgets import QApplication  # noqa: E402
 from spatialdtp import api  # noqa: E402
 from spatialdtp.viewer import app, canvas, maps  # noqa: E402
 from spatialdtp.viewer import layers as vlayers  # noqa: E402
+from spatialdtp.viewer.colorbars import ColorbarWidget  # noqa: E402
 from spatialdtp.viewer.runfile import RunFile  # noqa: E402
 from spatialdtp.viewer.widgets import PopulationWidget  # noqa: E402
 
@@ -353,7 +354,13 @@ def test_derived_layers_are_locked_and_a_cell_layer_is_active(viewer, simulated,
     assert legend["P persister"] == tuple(_rgb(vlayers.PALETTE["P"]))
     assert legend["CAF niche (outline)"] == tuple(_rgb(vlayers.PALETTE["caf_niche"]))
     assert legend["vessels (outline)"] == tuple(_rgb(vlayers.PALETTE["vessels"]))
-    assert viewer.layers[P_NAME].colorbar.visible
+    # the log layers' colorbars are the Colorbars widget's, in cells/voxel (napari's
+    # would read the log); the linear layers keep napari's too
+    assert not viewer.layers[P_NAME].colorbar.visible
+    assert viewer.layers["oxygen"].colorbar.visible
+    (bars,) = [w for w in viewer.window.dock_widgets.values() if isinstance(w, ColorbarWidget)]
+    _process()
+    assert P_NAME in bars.bars
     niches = viewer.layers["niches"]
     niches.mode = "paint"                                # napari refuses: not editable
     assert niches.mode == "pan_zoom"

@@ -277,12 +277,6 @@ def _marker_on_screen(widget, marker) -> float:
 
 
 @needs_display
-@pytest.mark.xfail(strict=False, reason=(
-    "known, open: the slider labels in days (canvas.DayReadout._label_slider; without it "
-    "this test passes) make napari's slider row ask for a few pixels more at the first "
-    "steps, the window re-lays out and the niche dock narrows once (its canvas 440 -> 397 "
-    "px), which redraws and re-lays out that figure. The cost of a step is still held by "
-    "test_the_widgets_add_little_to_a_slider_step"))
 def test_a_slider_step_redraws_only_the_time_markers(viewer, niche_run, monkeypatch):
     app.open_run(niche_run, viewer, frame=0)
     widgets = _widgets(viewer)

@@ -23,6 +23,8 @@ Modules, from data to screen:
   (Okabe–Ito), for layers and plots alike.
 - :mod:`~spatialdtp.viewer.runlabel`: which run a plot shows (file, Hydra overrides).
 - :mod:`~spatialdtp.viewer.widgets`: the population and niche dock widgets (Qt).
+- :mod:`~spatialdtp.viewer.colorbars`: the Colorbars dock widget, in the fields' real
+  units (log layers read 10^k cells/voxel, not their logs) (Qt).
 - :mod:`~spatialdtp.viewer.export`: movies (napari-animation) and PNGs of chosen days
   and layers.
 - :mod:`~spatialdtp.viewer.live`: a simulation in a worker thread, shown as it runs.

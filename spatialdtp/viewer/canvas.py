@@ -9,8 +9,11 @@ run's layers are in a viewer:
   layer is the persisters', so the layer controls show contrast, not paint brushes;
 - time reads in days: a day stamp on the canvas (in screenshots and movies too), the time
   slider's numbers, and the status bar (napari's world time is days already);
-- colorbars of the image layers (each shows while its layer does), a legend of the
-  colours, and the scale bar;
+- colorbars in the fields' own units (cells/voxel, ng/mL, µM, …) in the *Colorbars* dock
+  widget (:mod:`.colorbars`), also for the layers shown as log₁₀ or log₂, whose napari
+  colorbars are off (they would label the ticks with the logs); napari's colorbar stays
+  on the canvas for the linear layers (it shows while its layer does, and in exported
+  PNGs); a legend of the colours, and the scale bar;
 - the run opens on :meth:`~spatialdtp.viewer.layers.TimeAxis.opening_frame`, where the
   plots' time marker stands inside their axes.
 
@@ -124,15 +127,21 @@ def dress(viewer, layers=None, *, frame: int | None = None, colorbars: bool = Tr
     if not layers:
         return None
     source = source_of(layers[0])
+    from .colorbars import dock as dock_colorbars, is_log   # Qt and matplotlib
+
     for layer in layers:
         if role_of(layer) in DERIVED_ROLES:
             lock(layer)
         colorbar = getattr(layer, "colorbar", None)
         if colorbar is not None and colorbars:
-            colorbar.visible = True      # shown only while its layer is
+            # napari's colorbar labels a log layer's ticks with the logs: those layers
+            # have theirs in the Colorbars widget only, in real units
+            colorbar.visible = not is_log(layer)   # shown only while its layer is
     persisters = [la for la in layers if la.name == CELL_STYLE["P"][0] + LOG_SUFFIX]
     if persisters:
         viewer.layers.selection.active = persisters[0]
+    if colorbars:
+        dock_colorbars(viewer)
     _legend(viewer, outlines=source.grid.ndim == 2)
     scale_bar(viewer).visible = True
     readout = DayReadout(viewer, source, layers)
@@ -264,12 +273,33 @@ class DayReadout:
             self._take_over_entry(slider)
         slider.curslice_label.setText(format_day(float(days[index])))
         slider.totslice_label.setText(f"{format_day(float(days[-1]))} d")
-        # napari sizes the boxes for the digits of the frame count
-        widest = max((format_day(float(d)) for d in days), key=len) + " d"
-        for label in (slider.curslice_label, slider.totslice_label):
-            label.setFixedWidth(label.fontMetrics().horizontalAdvance(widest) + 10)
+        self._size_labels(slider, days)
         slider.curslice_label.setToolTip("day of the frame shown (type a day to go there)")
         slider.totslice_label.setToolTip("last day of the run")
+
+    @staticmethod
+    def _size_labels(slider, days):
+        """Boxes as wide as the widest label of the run (napari sized them for the digits
+        of the frame count), set when that width changes, not on every step. Qt's layouts
+        above the slider keep the minimum sizes they cached before: a label's next text
+        change made them ask for a few pixels more, at the first steps of the slider, and
+        the window laid itself out again, the docked plots narrowed and redrew. So the
+        layouts up to the window are told at once, while the run opens."""
+        widest = max((format_day(float(d)) for d in days), key=len) + " d"
+        changed = False
+        for label in (slider.curslice_label, slider.totslice_label):
+            width = label.fontMetrics().horizontalAdvance(widest) + 10
+            if label.minimumWidth() != width or label.maximumWidth() != width:
+                label.setFixedWidth(width)
+                changed = True
+        if not changed:
+            return
+        widget = slider
+        while widget is not None:
+            if widget.layout() is not None:
+                widget.layout().invalidate()
+            widget.updateGeometry()
+            widget = widget.parentWidget()
 
     def _take_over_entry(self, slider):
         """The slider's number box takes a day, not a frame index."""

@@ -42,7 +42,8 @@ one shown covers the cells rather than mixing its colours with theirs.
 Contrast limits are fitted to the run (:mod:`.ranges`: robust percentiles over a
 sample of frames) and fixed for it, so a fading field is seen to fade and each colormap
 spans what its field does. Cells, HGF and chemokine are shown as log₁₀ (they span
-decades); the status bar and the colorbars read the log. A field that never varies falls
+decades); the status bar reads the log, the Colorbars widget (:mod:`.colorbars`) the
+field's real values (it reads the log from the ``units`` metadata). A field that never varies falls
 back to limits from the model (:func:`contrast_limits`).
 
 Space is in µm (``scale`` = voxel edge, voxel centres at (i + ½)·dx, as in the model) and

@@ -158,6 +158,10 @@ class RunPlot(QWidget):
         blitting, draw the markers on top, and freeze the layout just computed."""
         saving = getattr(self.canvas, "_is_saving", False)   # savefig: not the screen
         if not saving:
+            # this draw shows all a pending redraw() was waiting to show: drawing again
+            # when its timer fires would redraw the whole figure for nothing (it did in
+            # the middle of a slider sweep)
+            self._redraw_timer.stop()
             self.full_draws += 1
             self._last_draw = time.monotonic()
             self._background = self.canvas.copy_from_bbox(self.figure.bbox)
