@@ -42,6 +42,17 @@ def test_a_bar_within_a_decade_labels_more_than_one_tick():
     assert len(log_subs(-4.05, -3.95)) == 9
 
 
+def test_a_narrow_ratio_bar_labels_round_ratios_not_only_1():
+    pytest.importorskip("qtpy")
+    from spatialdtp.viewer.colorbars import ratio_ticks
+
+    assert ratio_ticks(-1.0, 1.0) is None                 # 0.5, 1, 2: the powers of 2
+    # a 3D enrichment bar at ±0.17 (×0.89 … ×1.13): 1 and its round neighbours
+    ticks = ratio_ticks(-0.17, 0.17)
+    assert len(ticks) >= 3 and 1.0 in ticks
+    assert all(2 ** -0.17 <= t <= 2 ** 0.17 for t in ticks)
+
+
 # --------------------------------------------------------------------------- GUI
 if napari is not None:
     from qtpy.QtWidgets import QApplication

@@ -26,8 +26,8 @@ import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import (FuncFormatter, LogFormatterSciNotation, LogLocator,
-                               MaxNLocator, NullFormatter, NullLocator)
+from matplotlib.ticker import (FixedLocator, FuncFormatter, LogFormatterSciNotation,
+                               LogLocator, MaxNLocator, NullFormatter, NullLocator)
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
@@ -86,6 +86,19 @@ def log_subs(lo: float, hi: float) -> tuple[float, ...]:
         if sum(lo - 1e-9 <= x <= hi + 1e-9 for x in inside) >= 2:
             return subs
     return tuple(float(m) for m in range(1, 10))
+
+
+def ratio_ticks(lo: float, hi: float) -> list[float] | None:
+    """The labelled ratios of a log₂ bar spanning 2^lo to 2^hi: the powers of 2 where at
+    least two fall inside, else about four round numbers, 1 among them if inside (a 3D
+    enrichment bar spans ×0.89 to ×1.13, where the powers of 2 leave only "1"); None: the
+    powers."""
+    if sum(lo - 1e-9 <= k <= hi + 1e-9 for k in range(math.floor(lo), math.ceil(hi) + 1)) >= 2:
+        return None
+    a, b = 2.0 ** lo, 2.0 ** hi
+    # round steps from 1 (the tissue mean), so that 1 is always one of them
+    steps = MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]).tick_values(a - 1.0, b - 1.0)
+    return [round(1.0 + float(v), 12) for v in steps if a - 1e-12 <= 1.0 + v <= b + 1e-12]
 
 
 def _is_image(layer) -> bool:
@@ -207,7 +220,10 @@ class ColorbarWidget(QWidget):
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(0.0, 1.0)
         ax.yaxis.set_major_locator(NullLocator())
-        if scale.base == 2.0:      # ratios, as numbers: 0.5, 1, 2
+        if scale.base == 2.0:      # ratios, as numbers: 0.5, 1, 2 (or 0.9, 1, 1.1)
+            fixed = ratio_ticks(lo, hi)
+            if fixed is not None:
+                ax.xaxis.set_major_locator(FixedLocator(fixed))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.xaxis.set_minor_locator(NullLocator())
         elif scale.base is None:
