@@ -380,7 +380,7 @@ def test_the_npe2_manifest_is_valid():
     (reader,) = manifest.contributions.readers
     assert "*.h5" in reader.filename_patterns
     assert {w.display_name for w in manifest.contributions.widgets} == {
-        "Population dynamics", "Niche analysis"}
+        "Population dynamics", "Niche analysis", "Colorbars"}
 
 
 # --------------------------------------------------------------------------- live, refused
