@@ -395,3 +395,29 @@ def test_a_3d_run_is_framed_whole_at_a_slant(viewer, run3d):
     edges = np.concatenate([drawn[:band].ravel(), drawn[-band:].ravel(),
                             drawn[:, :band].ravel(), drawn[:, -band:].ravel()])
     assert not edges.any()
+
+
+def test_slices_of_a_3d_run_outline_its_niches_and_vessels(viewer, run3d):
+    """Viewed as slices (2D display) the niche and vessel volumes are drawn as each
+    slice's outlines, as in a 2D run; in 3D as volumes (napari has no 3D contours)."""
+    app.open_run(run3d, viewer, widgets=False)
+    outlined = [viewer.layers["niches"], viewer.layers["vessels"]]
+    assert [la.contour for la in outlined] == [0, 0]
+    viewer.dims.ndisplay = 2
+    _process()
+    assert [la.contour for la in outlined] == [canvas.SLICE_OUTLINE] * 2
+    # the slice through the widest niche section, as napari draws it: only its rim
+    niches = viewer.layers["niches"]
+    t = viewer.dims.current_step[0]
+    volume = np.asarray(niches.data[t]) > 0
+    z = int(np.argmax(volume.reshape(volume.shape[0], -1).sum(axis=1)))
+    viewer.dims.set_current_step(1, z)
+    _process()
+    section = np.asarray(niches._slice.image.raw) > 0
+    drawn = np.asarray(niches._slice.image.view) > 0
+    assert section.sum() == volume[z].sum() >= 9, "no niche section with an inside"
+    assert 0 < drawn.sum() < section.sum()               # the rim, not the inside
+    assert not (drawn & ~section).any()
+    viewer.dims.ndisplay = 3                     # volumes again (napari: no 3D contours)
+    _process()
+    assert [la.contour for la in outlined] == [0, 0]

@@ -15,7 +15,11 @@ run's layers are in a viewer:
   on the canvas for the linear layers (it shows while its layer does, and in exported
   PNGs); a legend of the colours, and the scale bar;
 - the run opens on :meth:`~spatialdtp.viewer.layers.TimeAxis.opening_frame`, where the
-  plots' time marker stands inside their axes.
+  plots' time marker stands inside their axes;
+- a 3D run viewed as slices (2D display, ``--ndisplay 2``; napari's "roll dimensions"
+  button steps through the three orthogonal slicings) draws its niche and vessel
+  volumes as outlines of each slice, as a 2D run draws them (:func:`outline_slices`);
+  back in 3D they are volumes again.
 
 :func:`prefer_this_reader` records the plugin as napari's reader for run files
 (``settings.plugins.extension2reader``), so ``napari run.h5`` and ``viewer.open`` stop
@@ -142,6 +146,8 @@ def dress(viewer, layers=None, *, frame: int | None = None, colorbars: bool = Tr
         viewer.layers.selection.active = persisters[0]
     if colorbars:
         dock_colorbars(viewer)
+    if source.grid.ndim == 3:
+        outline_slices(viewer, layers)
     _legend(viewer, outlines=source.grid.ndim == 2)
     scale_bar(viewer).visible = True
     readout = DayReadout(viewer, source, layers)
@@ -151,6 +157,31 @@ def dress(viewer, layers=None, *, frame: int | None = None, colorbars: bool = Tr
         viewer.dims.set_current_step(readout.axis, index)
     readout.update()
     return readout
+
+
+#: outline width (voxels) of the niche and vessel labels in a slice of a volume
+SLICE_OUTLINE = 1
+
+
+def outline_slices(viewer, layers):
+    """The niche and vessel volumes as outlines while a slice is shown (2D display) and as
+    volumes in 3D (napari draws no contours in 3D and warns at each refresh if asked)."""
+    outlined = [la for la in layers if role_of(la) in ("niches", "vessels")]
+
+    def follow(event=None):
+        width = SLICE_OUTLINE if viewer.dims.ndisplay == 2 else 0
+        for layer in outlined:
+            layer.contour = width
+
+    follow()
+    viewer.dims.events.ndisplay.connect(follow, position="first")
+    # napari re-slices once for the new display (from a dims event emitted before
+    # ndisplay's) while the contours are still on, and warns that 3D has none: that one
+    # refresh draws the volumes, which is what is wanted
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Contours are not displayed during 3D rendering")
+    return follow
 
 
 def fit_view(viewer):
