@@ -192,6 +192,10 @@ SDTP_INLINE BmgRow bmg_row(const BmgOp& o, idx_t s, idx_t i, const BmgAt& v, XF 
     r.d = mi;
     r.mag = want_mag ? fabs(rhs) + fabs(mx) : (real)0;
     const real sign = residual ? (real)-1 : (real)1;
+    /* unrolled, so that o's per-axis arrays are indexed by constants and stay in
+     * registers: where nvcc kept the loop (a large X, as in bmg_prolong_smooth) it put
+     * the whole BmgOp in local memory (328 B of stack) */
+    SDTP_UNROLL
     for (int k = 0; k < 3; ++k) {
         const idx_t n = o.n[k], c = v.c[k], st = o.stride[k];
         if (n >= 2) {
@@ -639,6 +643,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, i
         const idx_t cstride[3] = {m[1] * m[2], m[2], 1};
         const idx_t outer[3] = {0, I[0], I[0] * m[1] + I[1]};
         const idx_t cplane[3] = {I[1] * m[2] + I[2], I[0] * m[2] + I[2], I[0] * m[1] + I[1]};
+        SDTP_UNROLL     /* constant k: the per-axis arrays stay in registers */
         for (int k = 0; k < 3; ++k) {
             const idx_t csize_k = Nc / m[k];
             /* interior face above coarse cell I along k */

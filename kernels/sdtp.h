@@ -47,6 +47,8 @@ typedef long long idx_t;
     __launch_bounds__(SDTP_BLOCK_THREADS, SDTP_PICK(SDTP_REAL, f32, f64))
 #define SDTP_INLINE __device__ __forceinline__
 #define SDTP_RESTRICT __restrict__
+/* a loop over the 3 axes unrolled: arrays indexed by its counter then stay in registers */
+#define SDTP_UNROLL _Pragma("unroll")
 /* one thread per item, striding by the whole launch */
 #define FOR_EACH(i, n) \
     for (idx_t i = (idx_t)blockIdx.x * blockDim.x + threadIdx.x; i < (idx_t)(n); \
@@ -64,6 +66,7 @@ using std::pow; using std::sqrt; using std::isfinite;
 #define SDTP_KERNEL_MIN_BLOCKS(f32, f64) extern "C" void
 #define SDTP_INLINE static inline
 #define SDTP_RESTRICT __restrict__
+#define SDTP_UNROLL /* the host compiler decides */
 #define SDTP_PRAGMA(x) _Pragma(#x)
 /* small loops stay on one thread: waking the team costs more than they take */
 #define SDTP_PARALLEL_MIN 32768

@@ -162,6 +162,10 @@ CUPY_NVRTC_OPTIONS = ("-ftz=true", "-arch=sm_90", "--device-as-default-execution
 #: hardware's limit. (Issue 13 item 5 is to bring these down from the compiler's figures.)
 MAX_REGISTERS = {"cell_kinetics": 255}
 MEMORY_BOUND_MAX_REGISTERS = 128
+#: local memory a kernel may use by design: observable_sums indexes its per-label
+#: accumulators (3 × OBS_MAX_LABELS = 96 doubles, kernels/observables.cu) by each voxel's
+#: label at run time, so they cannot be registers: 96 × 8 B. Every other kernel: none.
+LOCAL_BYTES = {"observable_sums": 3 * 32 * 8}
 
 _PTXAS = re.compile(r"Compiling entry function '(\w+)' for 'sm_90'.*?"
                     r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill "
@@ -198,7 +202,8 @@ def test_every_kernel_compiles_to_an_sm90_binary_without_spills_or_local_memory(
     for kernel, (stack, spill_st, spill_ld, registers) in sorted(figures.items()):
         print(f"{np.dtype(dtype)} {kernel}: {registers} registers, {stack} bytes stack, "
               f"{spill_st}/{spill_ld} bytes spilled")
-        assert stack == 0, f"{kernel}: {stack} bytes of local memory (stack frame)"
+        assert stack <= LOCAL_BYTES.get(kernel, 0), \
+            f"{kernel}: {stack} bytes of local memory (stack frame)"
         assert spill_st == spill_ld == 0, f"{kernel}: registers spilled"
         limit = MAX_REGISTERS.get(kernel, MEMORY_BOUND_MAX_REGISTERS)
         assert registers <= limit, f"{kernel}: {registers} registers > {limit}"
