@@ -188,3 +188,16 @@ def napari_settings_in_memory(monkeypatch):
 
     monkeypatch.setattr(napari.settings, "_SETTINGS", NapariSettings(config_path=None))
     yield napari.settings.get_settings()
+
+
+@pytest.fixture(scope="session")
+def quick_run_40(tmp_path_factory):
+    """A 2D run with CAF niches (``experiment=quick``, 40×40 voxels of 20 µm, one day:
+    frames every 6 h), made once per test process and shared read-only by the viewer
+    tests (copy it before changing it)."""
+    from spatialdtp import api
+
+    path = tmp_path_factory.mktemp("quick40") / "run.h5"
+    api.simulation(["experiment=quick", "grid.shape=[40,40]", "run.plot=false"]).run_until(
+        path=path)
+    return path

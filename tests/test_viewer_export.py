@@ -34,26 +34,15 @@ def test_days_are_a_list_or_a_range_and_must_match_frames():
 from qt_support import napari, needs_display  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def run2d(tmp_path_factory):
-    """A 2D run with CAF niches (40×40 voxels of 20 µm, one day: frames every 6 h)."""
-    from spatialdtp import api
-
-    path = tmp_path_factory.mktemp("export") / "run.h5"
-    api.simulation(["experiment=quick", "grid.shape=[40,40]", "run.plot=false"]).run_until(
-        path=path)
-    return path
-
-
 @needs_display
-def test_a_movie_has_one_frame_per_output_frame(run2d, tmp_path, capsys):
+def test_a_movie_has_one_frame_per_output_frame(quick_run_40, tmp_path, capsys):
     pytest.importorskip("napari_animation")
     imageio = pytest.importorskip("imageio.v2")
     from spatialdtp.viewer import app
 
     whole, part = tmp_path / "run.mp4", tmp_path / "part.mp4"
-    assert app.main([str(run2d), "--movie", str(whole), "--size", "640", "480"]) == 0
-    assert app.main([str(run2d), "--movie", str(part), "--days", "0.25:0.75",
+    assert app.main([str(quick_run_40), "--movie", str(whole), "--size", "640", "480"]) == 0
+    assert app.main([str(quick_run_40), "--movie", str(part), "--days", "0.25:0.75",
                      "--layers", "P,niches"]) == 0
     assert f"wrote {whole}" in capsys.readouterr().out
     for path, n in ((whole, 5), (part, 3)):               # days 0–1 every 6 h; 3 of them
@@ -68,7 +57,7 @@ def test_a_movie_has_one_frame_per_output_frame(run2d, tmp_path, capsys):
 
 
 @needs_display
-def test_png_export_writes_exactly_the_frames_and_layers_asked_for(run2d, tmp_path, monkeypatch):
+def test_png_export_writes_exactly_the_frames_and_layers_asked_for(quick_run_40, tmp_path, monkeypatch):
     from PIL import Image
 
     from spatialdtp.viewer import app, export
@@ -83,7 +72,7 @@ def test_png_export_writes_exactly_the_frames_and_layers_asked_for(run2d, tmp_pa
 
     monkeypatch.setattr(napari.Viewer, "screenshot", recording)
     out = tmp_path / "figures"
-    assert app.main([str(run2d), "--export", str(out), "--days", "0,0.5,1",
+    assert app.main([str(quick_run_40), "--export", str(out), "--days", "0,0.5,1",
                      "--layers", "P,niches"]) == 0
     assert sorted(os.listdir(out)) == ["day0.5_P+niches.png", "day0_P+niches.png",
                                        "day1_P+niches.png"]
@@ -101,13 +90,13 @@ def test_png_export_writes_exactly_the_frames_and_layers_asked_for(run2d, tmp_pa
     ("0.5", "P", "a movie needs two frames or more"),
     ("x", "P", "--days 'x': give days as a list"),
 ])
-def test_an_unknown_day_or_layer_is_refused_and_nothing_is_written(run2d, tmp_path, capsys,
+def test_an_unknown_day_or_layer_is_refused_and_nothing_is_written(quick_run_40, tmp_path, capsys,
                                                                     days, layers, message):
     from spatialdtp.viewer import app
 
     out, movie = tmp_path / "figures", tmp_path / "run.mp4"
     with pytest.raises(SystemExit) as stop:
-        app.main([str(run2d), "--export", str(out), "--movie", str(movie), "--days", days,
+        app.main([str(quick_run_40), "--export", str(out), "--movie", str(movie), "--days", days,
                   "--layers", layers])
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]       # after the usage lines

@@ -33,15 +33,6 @@ _process, _wait = process, wait   # the shared Qt event-loop helpers
 
 
 @pytest.fixture(scope="module")
-def run2d(tmp_path_factory):
-    """A 2D run with CAF niches (40×40 voxels of 20 µm, one day)."""
-    path = tmp_path_factory.mktemp("gui2d") / "run.h5"
-    api.simulation(["experiment=quick", "grid.shape=[40,40]", "run.plot=false"]).run_until(
-        path=path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def run3d(tmp_path_factory):
     path = tmp_path_factory.mktemp("gui3d") / "run.h5"
     api.simulation(["experiment=quick", "tissue=spheroid3d", "grid.shape=[16,16,16]",
@@ -65,8 +56,8 @@ def _caf_pixels(image):
 
 
 # --------------------------------------------------------------------------- reading
-def test_napari_opens_a_run_with_the_plugin_in_um_and_days(viewer, run2d):
-    added = viewer.open(str(run2d), plugin="spatialdtp")
+def test_napari_opens_a_run_with_the_plugin_in_um_and_days(viewer, quick_run_40):
+    added = viewer.open(str(quick_run_40), plugin="spatialdtp")
     assert {layer.name for layer in added} >= {"P persister (log₁₀)", "niches", "vessels",
                                                 "protection", "oxygen"}
     assert viewer.dims.axis_labels[0] == "time (days)"
@@ -76,9 +67,9 @@ def test_napari_opens_a_run_with_the_plugin_in_um_and_days(viewer, run2d):
     assert viewer.layers["niches"].data.shape[0] == P.data.shape[0]
 
 
-def test_a_screenshot_of_a_run_shows_its_caf_niches(viewer, run2d):
-    app.open_run(run2d, viewer, frame=0, widgets=False)
-    with RunFile(run2d) as run:
+def test_a_screenshot_of_a_run_shows_its_caf_niches(viewer, quick_run_40):
+    app.open_run(quick_run_40, viewer, frame=0, widgets=False)
+    with RunFile(quick_run_40) as run:
         F, M = run.frame("F", 0), run.frame("M", 0)
         threshold = run.cfg.run.niche_threshold * run.capacity      # cells/voxel
         assert np.any((F + M >= threshold) & (F >= M))            # a CAF niche
@@ -133,19 +124,19 @@ def test_a_foreign_hdf5_file_is_refused(viewer, tmp_path):
     assert len(viewer.layers) == 0
 
 
-def test_a_truncated_run_file_opens_with_a_warning(viewer, run2d, tmp_path):
+def test_a_truncated_run_file_opens_with_a_warning(viewer, quick_run_40, tmp_path):
     path = tmp_path / "cut.h5"
-    data = run2d.read_bytes()
+    data = quick_run_40.read_bytes()
     # cut inside the last frame (after the start of its last field's chunk), wherever the
     # frames sit in the file: a fixed fraction of the file depends on how much comes after
     # them (checkpoint, summary)
-    with h5py.File(run2d, "r") as f:
+    with h5py.File(quick_run_40, "r") as f:
         cut = max(ds.id.get_chunk_info(ds.id.get_num_chunks() - 1).byte_offset
                   for ds in f["fields"].values()) + 16
     path.write_bytes(data[:cut])
     with pytest.warns(RunFileWarning, match="cut short"):
         viewer.open(str(path), plugin="spatialdtp")
-    with h5py.File(run2d, "r") as f:
+    with h5py.File(quick_run_40, "r") as f:
         n_full = len(f["time"])
     assert 1 <= viewer.layers["P persister (log₁₀)"].data.shape[0] < n_full
     assert _canvas(viewer).std() > 10
@@ -158,8 +149,8 @@ def _click(widget, ax, day):
         "button_press_event", MouseEvent("button_press_event", widget.canvas, x, y, button=1))
 
 
-def test_the_widgets_follow_the_time_slider_and_a_click_moves_it(viewer, run2d):
-    app.open_run(run2d, viewer, frame=0)
+def test_the_widgets_follow_the_time_slider_and_a_click_moves_it(viewer, quick_run_40):
+    app.open_run(quick_run_40, viewer, frame=0)
     (population,) = [w for w in viewer.window.dock_widgets.values()
                      if isinstance(w, PopulationWidget)]
     (niche,) = [w for w in viewer.window.dock_widgets.values() if isinstance(w, NicheWidget)]
@@ -239,9 +230,9 @@ def test_closing_the_live_window_stops_the_run_cleanly(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- command
-def test_spatialdtp_view_writes_a_screenshot(run2d, tmp_path, capsys):
+def test_spatialdtp_view_writes_a_screenshot(quick_run_40, tmp_path, capsys):
     out = tmp_path / "view.png"
-    assert app.main([str(run2d), "--screenshot", str(out), "--size", "900", "600"]) == 0
+    assert app.main([str(quick_run_40), "--screenshot", str(out), "--size", "900", "600"]) == 0
     from PIL import Image
 
     image = np.asarray(Image.open(out))[..., :3]
@@ -258,6 +249,6 @@ def test_spatialdtp_view_refuses_a_foreign_file(tmp_path, capsys):
     assert "not a spatialdtp run file" in capsys.readouterr().err
 
 
-def test_layer_source_is_found_from_the_viewer(viewer, run2d):
-    added = viewer.open(str(run2d), plugin="spatialdtp")
+def test_layer_source_is_found_from_the_viewer(viewer, quick_run_40):
+    added = viewer.open(str(quick_run_40), plugin="spatialdtp")
     assert all(isinstance(vlayers.source_of(layer), RunFile) for layer in added)

@@ -37,14 +37,6 @@ def _process(n=20):
         QApplication.processEvents()
 
 
-@pytest.fixture(scope="module")
-def simulated(tmp_path_factory):
-    path = tmp_path_factory.mktemp("see") / "run.h5"
-    api.simulation(["experiment=quick", "grid.shape=[40,40]", "run.plot=false"]).run_until(
-        path=path)
-    return path
-
-
 # --------------------------------------------------------------------------- the run file
 # Regions of the painted run (rows, columns of the 40 × 40 grid), away from the canvas
 # corners where the overlays sit
@@ -57,12 +49,12 @@ INSIDE = (slice(21, 25), slice(11, 15)), (slice(21, 25), slice(21, 25))
 
 
 @pytest.fixture(scope="module")
-def painted(simulated, tmp_path_factory):
-    """The simulated run with S, P, R, F, M and the vessels replaced by known maps (the
+def painted(quick_run_40, tmp_path_factory):
+    """The quick 40² run with S, P, R, F, M and the vessels replaced by known maps (the
     same in every frame)."""
     path = tmp_path_factory.mktemp("painted") / "run.h5"
-    path.write_bytes(simulated.read_bytes())
-    with RunFile(simulated) as run:
+    path.write_bytes(quick_run_40.read_bytes())
+    with RunFile(quick_run_40) as run:
         cap = run.capacity
         threshold = run.cfg.run.niche_threshold * cap
     shape = (40, 40)
@@ -236,8 +228,8 @@ def test_the_enrichment_layer_shows_log2_of_the_ratio_centred_at_one(painted):
 
 
 # --------------------------------------------------------------------------- days
-def test_day_stamp_slider_and_status_read_days(viewer, simulated):
-    app.open_run(simulated, viewer, frame=2, widgets=False)
+def test_day_stamp_slider_and_status_read_days(viewer, quick_run_40):
+    app.open_run(quick_run_40, viewer, frame=2, widgets=False)
     _process()
     assert canvas.day_stamp(viewer).text == "day 0.5"
     assert canvas.day_stamp(viewer).visible
@@ -262,8 +254,8 @@ def test_day_stamp_slider_and_status_read_days(viewer, simulated):
     assert np.abs(with_stamp[corner].astype(int) - without[corner]).max() > 100
 
 
-def test_day_chooses_the_frame_nearest_that_day(viewer, simulated, monkeypatch, tmp_path):
-    app.open_run(simulated, viewer, day=0.6, widgets=False)
+def test_day_chooses_the_frame_nearest_that_day(viewer, quick_run_40, monkeypatch, tmp_path):
+    app.open_run(quick_run_40, viewer, day=0.6, widgets=False)
     assert viewer.dims.current_step[0] == 2                  # day 0.5 is nearest 0.6
     shown = {}
     original = app.open_run
@@ -275,21 +267,21 @@ def test_day_chooses_the_frame_nearest_that_day(viewer, simulated, monkeypatch, 
 
     monkeypatch.setattr(app, "open_run", recording)
     out = tmp_path / "day.png"
-    assert app.main([str(simulated), "--day", "0.25", "--no-widgets", "--screenshot",
+    assert app.main([str(quick_run_40), "--day", "0.25", "--no-widgets", "--screenshot",
                      str(out)]) == 0
     assert shown == {"step": 1, "stamp": "day 0.25"}
     with pytest.raises(SystemExit):
-        app.main([str(simulated), "--day", "0.25", "--frame", "1"])   # one or the other
+        app.main([str(quick_run_40), "--day", "0.25", "--frame", "1"])   # one or the other
     windows = len(napari.Viewer._instances) if hasattr(napari.Viewer, "_instances") else None
     with pytest.raises(SystemExit) as stop:
-        app.main([str(simulated), "--day", "30"])                      # past the run's end
+        app.main([str(quick_run_40), "--day", "30"])                      # past the run's end
     assert stop.value.code == 2
     if windows is not None:                                            # no window left open
         assert len(napari.Viewer._instances) == windows
 
 
-def test_the_run_opens_where_the_plots_marker_is_inside_the_axes(viewer, simulated):
-    app.open_run(simulated, viewer)
+def test_the_run_opens_where_the_plots_marker_is_inside_the_axes(viewer, quick_run_40):
+    app.open_run(quick_run_40, viewer)
     (population,) = [w for w in viewer.window.dock_widgets.values()
                      if isinstance(w, PopulationWidget)]
     ax = population._time_axes[0]
@@ -301,8 +293,8 @@ def test_the_run_opens_where_the_plots_marker_is_inside_the_axes(viewer, simulat
 
 
 # --------------------------------------------------------------------------- opening
-def test_viewer_open_picks_the_plugin_without_asking(viewer, simulated):
-    path = str(simulated)
+def test_viewer_open_picks_the_plugin_without_asking(viewer, quick_run_40):
+    path = str(quick_run_40)
     assert get_preferred_reader(path) is None           # a fresh napari: two readers...
     with pytest.raises(MultipleReaderError):
         viewer.open(path, plugin=None)                  # ...and it asks
@@ -317,30 +309,30 @@ def test_viewer_open_picks_the_plugin_without_asking(viewer, simulated):
     assert canvas.day_stamp(viewer).text == "day 0.75"
 
 
-def test_using_the_plugin_once_makes_it_the_reader_of_run_files(viewer, simulated, tmp_path):
+def test_using_the_plugin_once_makes_it_the_reader_of_run_files(viewer, quick_run_40, tmp_path):
     other = tmp_path / "my_experiment.h5"
-    other.write_bytes(simulated.read_bytes())
+    other.write_bytes(quick_run_40.read_bytes())
     viewer.open(str(other), plugin="spatialdtp")        # chosen once in the dialog
-    assert get_preferred_reader(str(simulated)) == "spatialdtp"    # every run.h5
+    assert get_preferred_reader(str(quick_run_40)) == "spatialdtp"    # every run.h5
     assert get_preferred_reader(str(other)) == "spatialdtp"        # and this file
     viewer.layers.clear()
     viewer.window._qt_viewer._qt_open([str(other)], stack=False)   # the `napari` command
     assert P_NAME in viewer.layers
 
 
-def test_spatialdtp_view_records_the_reader(simulated, tmp_path):
-    assert get_preferred_reader(str(simulated)) is None
-    assert app.main([str(simulated), "--no-widgets", "--screenshot",
+def test_spatialdtp_view_records_the_reader(quick_run_40, tmp_path):
+    assert get_preferred_reader(str(quick_run_40)) is None
+    assert app.main([str(quick_run_40), "--no-widgets", "--screenshot",
                      str(tmp_path / "v.png")]) == 0
-    assert get_preferred_reader(str(simulated)) == "spatialdtp"
+    assert get_preferred_reader(str(quick_run_40)) == "spatialdtp"
 
 
 @pytest.mark.parametrize("how", ["spatialdtp-view", "plugin"])
-def test_derived_layers_are_locked_and_a_cell_layer_is_active(viewer, simulated, how):
+def test_derived_layers_are_locked_and_a_cell_layer_is_active(viewer, quick_run_40, how):
     if how == "plugin":
-        viewer.open(str(simulated), plugin="spatialdtp")
+        viewer.open(str(quick_run_40), plugin="spatialdtp")
     else:
-        app.open_run(simulated, viewer, widgets=False)
+        app.open_run(quick_run_40, viewer, widgets=False)
     _process()
     derived = [la for la in viewer.layers if canvas.role_of(la) in vlayers.DERIVED_ROLES]
     assert {la.name for la in derived} == {"niches", "vessels", vlayers.ENRICHMENT,
