@@ -254,15 +254,21 @@ def fitted_limits(source, name: str, sample: ranges.Sample | None = None) -> tup
     return ranges.linear_limits(sample(name), model)
 
 
+def sampled_log_enrichment(sample: ranges.Sample) -> np.ndarray:
+    """log₂ of the enrichment at every sampled voxel of every sampled frame, flat (NaN
+    where undefined, −inf where a voxel holds no persister)."""
+    S, P, R = sample("S"), sample("P"), sample("R")
+    with np.errstate(divide="ignore"):
+        logs = [np.log2(maps.enrichment(s, p, r, TUMOUR_FLOOR)).ravel()
+                for s, p, r in zip(S, P, R)]
+    return np.concatenate(logs) if logs else np.array([])
+
+
 def enrichment_limits(source, sample: ranges.Sample) -> tuple[float, float]:
     """Symmetric log₂ limits of the enrichment over the sample, at least ±1 (×2 either
-    way): 0, the tissue mean, stays at the colormap's white centre."""
-    S, P, R = sample("S"), sample("P"), sample("R")
-    floor = TUMOUR_FLOOR
-    with np.errstate(divide="ignore"):      # no persister in a voxel: −inf, left out
-        logs = [np.log2(maps.enrichment(s, p, r, floor)) for s, p, r in zip(S, P, R)]
-    return ranges.symmetric_limits(np.concatenate([x.ravel() for x in logs])
-                                   if logs else [], least=1.0)
+    way): 0, the tissue mean, stays at the colormap's white centre (the non-finite values
+    are left out)."""
+    return ranges.symmetric_limits(sampled_log_enrichment(sample), least=1.0)
 
 
 def enrichment_iso(source, sample: ranges.Sample) -> float:
@@ -275,10 +281,7 @@ def enrichment_iso(source, sample: ranges.Sample) -> float:
     the tissue, so it can never exceed 1 / (tissue share). Under treatment persisters are
     most of the tumour (89 % at day 14 of the 48³ spheroid run) and no voxel can reach ×2:
     a fixed ×2 surface showed nothing in any treated run."""
-    S, P, R = sample("S"), sample("P"), sample("R")
-    with np.errstate(divide="ignore"):
-        logs = np.concatenate([np.log2(maps.enrichment(s, p, r, TUMOUR_FLOOR)).ravel()
-                               for s, p, r in zip(S, P, R)]) if len(S) else np.array([])
+    logs = sampled_log_enrichment(sample)
     positive = logs[np.isfinite(logs) & (logs > 0)]
     top = float(np.percentile(positive, ranges.HIGH_PERCENTILE)) if positive.size else 0.0
     return max(ISO_SHARE * top, math.log2(LEAST_ISO))
