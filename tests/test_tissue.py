@@ -347,12 +347,30 @@ def test_load_array_names_key_and_refuses_other_formats(tmp_path):
 
 
 # --------------------------------------------------------------------------- speed
-@pytest.mark.parametrize("shape", [(512, 512), (128, 128, 128)])
-def test_large_tissue_builds_in_under_two_seconds(shape):
-    grid = Grid(shape, 20.0)
+def _best_build_time(grid: Grid, repeats: int = 3) -> float:
     best = np.inf
-    for _ in range(2):
+    for _ in range(repeats):
         start = time.perf_counter()
-        build(grid=grid)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the small grids' tumour reaches their faces
+            build(grid=grid)
         best = min(best, time.perf_counter() - start)
-    assert best < 2.0
+    return best
+
+
+@pytest.mark.parametrize("small, large", [((128, 128), (512, 512)),
+                                          ((32, 32, 32), (128, 128, 128))])
+def test_tissue_build_time_grows_no_faster_than_n_log_n(small, large):
+    """The generators are pointwise maps, stamps and FFT convolutions: O(N log N) in the voxel
+    count N. Growing the grid k = N_large/N_small times must cost at most k·log(N_large)/
+    log(N_small) times as much (k = 16: 20.6; k = 64: 81.9); fixed overhead only lowers the
+    ratio. The test allows twice that, so noise on a shared machine does not fail it, while
+    one O(N²) pass (a pairwise distance, a dense matrix: ratio k² = 256 or 4096) does. A ratio
+    of two times measured side by side, never an absolute time."""
+    n_small, n_large = np.prod(small), np.prod(large)
+    bound = 2 * (n_large / n_small) * np.log(n_large) / np.log(n_small)
+    times = {small: np.inf, large: np.inf}
+    for _ in range(2):  # interleaved, so a busy spell hits both sizes alike
+        for shape in (small, large):
+            times[shape] = min(times[shape], _best_build_time(Grid(shape, 20.0)))
+    assert times[large] / times[small] < bound
