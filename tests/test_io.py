@@ -363,3 +363,30 @@ def test_fields_from_layout_follows_state_order_and_units():
     assert specs["oxygen"]["kind"] == "substrate" and specs["P"]["kind"] == "cell"
     assert specs["auc_drug"] == {"units": "µM·min", "kind": "exposure",
                                  "long_name": "local drug exposure (time integral)"}
+
+
+def test_write_behind_queue_is_bounded_when_the_writer_is_slower_than_the_run():
+    """A frame every step onto a slow disk: each queued call holds a frame's copy of every
+    field, so ``submit`` must wait for the oldest call instead of queueing without end.
+    After every ``submit`` at most ``depth`` calls are unfinished, and they ran in order."""
+    import threading
+    import time as clock
+
+    from spatialdtp.run.runfile import WriteBehind
+
+    finished, lock = [], threading.Lock()
+    unfinished_after_submit = []
+
+    def slow_write(k):
+        clock.sleep(0.01)
+        with lock:
+            finished.append(k)
+
+    behind = WriteBehind(depth=2)
+    for k in range(20):
+        behind.submit(slow_write, k)
+        with lock:
+            unfinished_after_submit.append(k + 1 - len(finished))
+    behind.close()
+    assert max(unfinished_after_submit) <= 2
+    assert finished == list(range(20))
