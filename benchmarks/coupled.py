@@ -128,10 +128,8 @@ def solver_levels(sim):
 
 def niche_shifts(sim):
     """Shifts per axis the niche distance of the last observation took (see
-    :func:`spatialdtp.run.niche.distance_to_mask` with its limit), none when the labels
-    needed no distance (no tumour bed or no niche voxel)."""
-    import math as _math
-
+    :func:`spatialdtp.run.niche.squared_voxel_distance` with the labels' reach), none when
+    the labels needed no distance (no tumour bed or no niche voxel)."""
     from spatialdtp.run import niche
 
     obs, st = sim.observer, sim.state
@@ -140,9 +138,7 @@ def niche_shifts(sim):
         return []
     if not bool(sim.xp.any(niche.niche_voxels(st["F"], st["M"], obs.geometry))):
         return []
-    g = obs.geometry
-    limit = g.far + g.dx
-    return [min(n - 1, int(_math.floor(limit / g.dx * (1.0 + 1e-9)))) for n in sim.grid.shape]
+    return obs.geometry.label_shifts(sim.grid.shape)
 
 
 def step_work(sim):

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 CELL_TYPES = ("S", "P", "R", "F", "M")
 JACOBI_SWEEPS = 2   # pre- and post-smoothing sweeps of spatialdtp.numerics.implicit.multigrid's V-cycle
 
@@ -206,15 +208,17 @@ def niche_label_bytes(shape, itemsize: int, shifts, remade: bool = True) -> int:
     mask (read F, M; write F + M; read it, write a 1-byte mask) and, once there is a
     reference, its comparison with the last step's mask (read both); when the mask is
     unchanged (``remade`` false) the labels are the kept ones and that is all. Otherwise
-    the label array (1 byte
-    written), "any niche" (1 byte read), the distance to the niche in float64 (the mask
-    read, the squared distance written; per axis a copy (read, write) and ``shifts[k]``
-    shifted minima (none at all without a niche or a tumour bed: ``shifts`` empty), each ``d2 + step`` (read, write) and the minimum (read two, write one),
-    twice, over the whole grid less the shift's planes, counted as the whole grid), the
-    square root (read, write), near and far (read the distance, write a mask; each and-ed
-    with the bed: read 2 masks, write 1) and the label wheres and casts (6 passes of 1-byte
-    arrays, 2 bytes each)."""
-    n, f8 = math.prod(shape), 8
+    the label array (1 byte written), "any niche" (1 byte read), the squared distance to
+    the niche in voxel² units (float32 where its integers are exact, float64 beyond:
+    ``niche.distance_dtype``; the mask read, the distance written; per axis a copy (read,
+    write) and ``shifts[k]`` shifted minima (none at all without a niche or a tumour bed:
+    ``shifts`` empty), each ``d2 + step`` (read, write) and the minimum (read two, write
+    one), twice, over the whole grid less the shift's planes, counted as the whole grid),
+    near and far (read the distance, write a mask; each and-ed with the bed: read 2 masks,
+    write 1) and the label wheres and casts (6 passes of 1-byte arrays, 2 bytes each)."""
+    from spatialdtp.run.niche import distance_dtype
+
+    n = math.prod(shape)
     mask = 3 * n * itemsize + n * itemsize + n
     if not remade:
         return mask + 2 * n                                             # mask, comparison
@@ -223,10 +227,10 @@ def niche_label_bytes(shape, itemsize: int, shifts, remade: bool = True) -> int:
         total += 2 * n                                                  # the comparison
     if not shifts:
         return total + 2 * 2 * n                                        # the niche bit
-    total += n + n * f8                                                 # d2 = where(...)
-    total += sum(2 * n * f8 + m * 2 * (2 * n * f8 + 3 * n * f8) for m in shifts)
-    total += 2 * n * f8                                                 # sqrt
-    total += 2 * (n * f8 + n) + 2 * 3 * n                               # near, far
+    fd = np.dtype(distance_dtype(len(shape), max(shifts))).itemsize
+    total += n + n * fd                                                 # d2 = where(...)
+    total += sum(2 * n * fd + m * 2 * (2 * n * fd + 3 * n * fd) for m in shifts)
+    total += 2 * (n * fd + n) + 2 * 3 * n                               # near, far
     total += 6 * 2 * n                                                  # wheres, casts
     return total
 

@@ -43,6 +43,47 @@ def test_distance_to_mask_is_the_exact_euclidean_distance_and_limit_keeps_it_up_
     assert np.all(cut[~inside] > 65.0)                # a lower bound beyond the limit
 
 
+@pytest.mark.parametrize("shape", [(23, 29), (11, 13, 9)])
+def test_squared_voxel_distance_is_scipys_in_float32_and_labels_split_where_the_microns_do(shape):
+    """The labels' distance is the squared one in voxel² units: sums of squared integer
+    offsets, exact in float32 (below 2**24). So near/far must come out exactly where the
+    Euclidean distance in µm (scipy) puts them, also with thresholds that fall exactly on
+    a voxel distance (dx·√5, dx·3; dx·√3 and dx·√6, whose squares come out just below 3 and 6
+    in floating point) or between two (50 µm = dx·√6.25, dx·√5.6)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(7)
+    mask = rng.random(shape) < 0.01
+    mask[(0,) * len(shape)] = True
+    exact_voxels2 = ndimage.distance_transform_edt(~mask) ** 2
+    k = niche.squared_voxel_distance(mask, limit_voxels=4.0)
+    assert k.dtype == np.float32
+    inside = exact_voxels2 <= 16.0
+    np.testing.assert_array_equal(k[inside], np.round(exact_voxels2[inside]))
+    assert np.all(k[~inside] > 16.0)
+    exact_um = ndimage.distance_transform_edt(~mask, sampling=DX)
+    bed = np.ones(shape, bool)
+    for near, far in [(DX * math.sqrt(5), DX * 3.0), (50.0, 50.0), (DX, DX * math.sqrt(8)),
+                      (DX * math.sqrt(5.6), DX * math.sqrt(10.7)), (DX * math.sqrt(3), DX * math.sqrt(6))]:
+        g = geometry(near=near, far=far)
+        ref = niche.NicheReference(np.ones(shape), bed, np.zeros(shape, np.int32), 1)
+        lab = niche.labels_of_mask(mask, ref, g) & ~np.uint8(niche.NICHE_BIT)
+        want = np.full(shape, niche.NO_LABEL)
+        want[exact_um <= near * (1 + 1e-6)] = 0          # on the threshold counts as near
+        want[exact_um > far * (1 + 1e-6)] = 1
+        np.testing.assert_array_equal(lab, want, err_msg=f"near {near}, far {far}")
+
+
+def test_squared_voxel_distance_falls_back_to_float64_where_float32_is_not_exact():
+    """Along 3000 voxels of two rows the largest shift is 2999: 2 × 2999² > 2**24, so
+    float32 could round the squared distances; it must work in float64 and stay exact."""
+    mask = np.zeros((3000, 2), bool)
+    mask[0, 0] = True
+    k = niche.squared_voxel_distance(mask)
+    assert k.dtype == np.float64
+    i, j = np.indices(mask.shape)
+    np.testing.assert_array_equal(k, i**2 + j**2)
+
+
 # --------------------------------------------------------------------------- the contrast
 def test_contrast_is_the_mantel_haenszel_rate_ratio_worked_by_hand():
     """Two strata. s0: near P 4 over T0 2000, far P 1 over T0 3000; s1: near P 1 over

@@ -36,10 +36,23 @@ from .cells import CELL_TYPES
 from .limits import MAX_STEPS, n_frames, n_steps
 
 #: bytes per voxel the observables' niche labels need while they are computed, whatever
-#: the precision (``run/niche.py``: ``distance_to_mask`` works in float64 on ``d2``,
-#: ``best`` and one shifted minimum, 3 × 8 bytes, plus the bool niche, near and far masks
-#: and the uint8 labels, ≈ 4 bytes)
-NICHE_LABEL_BYTES = 28
+#: the precision, besides their distance arrays (``run/niche.py``: the bool niche, near
+#: and far masks and the uint8 labels, ≈ 4 bytes) ...
+NICHE_LABEL_BYTES = 4
+#: ... and the distance's ``d2``, ``best`` and one shifted minimum, 3 elements of the
+#: squared voxel distance (``niche.squared_voxel_distance``: float32 while its integers
+#: stay below this, else float64; the same rule as ``niche.distance_dtype``, which this
+#: layer cannot import)
+NICHE_DISTANCE_ARRAYS = 3
+FLOAT32_EXACT_INTEGERS = 2**24
+
+
+def niche_label_bytes(cfg, shape) -> int:
+    """Bytes per voxel of the niche labels' temporaries for a run of ``cfg`` on ``shape``."""
+    reach = cfg.run.niche_far_distance / float(cfg.grid.dx) + 1.0
+    top = max(min(n - 1, int(math.floor(reach * (1.0 + 1e-9)))) for n in shape)
+    item = 4 if len(shape) * top * top < FLOAT32_EXACT_INTEGERS else 8
+    return NICHE_LABEL_BYTES + NICHE_DISTANCE_ARRAYS * item
 
 #: HDF5's default chunk cache per dataset (h5py's ``rdcc_nbytes``, the run file does not set it)
 HDF5_CHUNK_CACHE = 2**20
@@ -242,15 +255,15 @@ def memory_contributions(cfg, backend=None, frames: bool = True) -> dict[str, in
 
     # -- the largest temporaries of one phase ----------------------------------------------
     if not well_mixed:
-        out.update(_largest(_temporaries(name, cfg, G, s, B, D, grid)))
+        out.update(_largest(_temporaries(name, cfg, shape, G, s, B, D, grid)))
     return out
 
 
-def _temporaries(name, cfg, G, s, B, D, grid) -> dict[str, int]:
+def _temporaries(name, cfg, grid_shape, G, s, B, D, grid) -> dict[str, int]:
     """Temporaries of each phase of a step (only the largest phase is counted)."""
     phases = {
         # run/observables.py Observer.niche_labels (see NICHE_LABEL_BYTES)
-        "temporaries_niche_labels": G * NICHE_LABEL_BYTES,
+        "temporaries_niche_labels": G * niche_label_bytes(cfg, grid_shape),
     }
     if name in COMPILED_BACKENDS:
         # backends/compiled_transport.py move_cells: others = F + M and others_total (up to

@@ -49,6 +49,38 @@ NO_LABEL = 127
 NICHE_BIT = 128
 
 
+#: integers up to this are exact in float32 (2**24): squared distances in voxel units that
+#: stay below it are computed in float32, half the bytes of float64 and the same values
+FLOAT32_EXACT_INTEGERS = 2**24
+
+
+def _shift_limit(n: int, unit: float, limit: float | None) -> int:
+    """The largest shift along an axis of ``n`` voxels a distance up to ``limit`` needs."""
+    return n - 1 if limit is None else min(n - 1, int(math.floor(limit / unit * (1.0 + 1e-9))))
+
+
+def _squared_distance(mask, unit: float, xp, limit: float | None, dtype):
+    """``min_j Σ_k (unit·(i_k − j_k))²`` to the True voxels of ``mask`` (inf where none),
+    the separable min-plus passes of :func:`distance_to_mask`, in ``dtype``."""
+    inf = np.array(np.inf, dtype=dtype)
+    d2 = xp.where(mask, inf.dtype.type(0), inf.dtype.type(np.inf))
+    for axis, n in enumerate(mask.shape):
+        def along(sl):
+            return tuple(sl if k == axis else slice(None) for k in range(mask.ndim))
+
+        reachable = None if limit is not None else xp.isfinite(d2).any(axis=axis, keepdims=True)
+        best = d2.copy()
+        for s in range(1, _shift_limit(n, unit, limit) + 1):
+            step = (s * unit) ** 2
+            if limit is None and float(xp.max(xp.where(reachable, best, 0.0))) <= step:
+                break          # no larger shift can lower any distance on this axis
+            hi, lo = along(slice(s, None)), along(slice(None, n - s))
+            xp.minimum(best[hi], d2[lo] + step, out=best[hi])
+            xp.minimum(best[lo], d2[hi] + step, out=best[lo])
+        d2 = best
+    return d2
+
+
 def distance_to_mask(mask, dx: float, xp=np, limit: float | None = None):
     """Euclidean distance (µm) from every voxel centre to the nearest True voxel centre.
 
@@ -60,26 +92,22 @@ def distance_to_mask(mask, dx: float, xp=np, limit: float | None = None):
     synchronisation): every distance <= limit is still exact, since its offset along each
     axis is <= limit, and every other one comes out > limit (or inf).
     """
-    d2 = xp.where(mask, 0.0, xp.inf)
-    for axis, n in enumerate(mask.shape):
-        def along(sl):
-            return tuple(sl if k == axis else slice(None) for k in range(mask.ndim))
+    return xp.sqrt(_squared_distance(mask, float(dx), xp, limit, np.float64))
 
-        if limit is None:
-            reachable = xp.isfinite(d2).any(axis=axis, keepdims=True)
-            top = n - 1
-        else:
-            top = min(n - 1, int(math.floor(limit / dx * (1.0 + 1e-9))))
-        best = d2.copy()
-        for s in range(1, top + 1):
-            step = (s * dx) ** 2
-            if limit is None and float(xp.max(xp.where(reachable, best, 0.0))) <= step:
-                break          # no larger shift can lower any distance on this axis
-            hi, lo = along(slice(s, None)), along(slice(None, n - s))
-            xp.minimum(best[hi], d2[lo] + step, out=best[hi])
-            xp.minimum(best[lo], d2[hi] + step, out=best[lo])
-        d2 = best
-    return xp.sqrt(d2)
+
+def distance_dtype(ndim: int, top: int):
+    """The dtype :func:`squared_voxel_distance` works in when its largest shift is ``top``."""
+    return np.float32 if ndim * top * top < FLOAT32_EXACT_INTEGERS else np.float64
+
+
+def squared_voxel_distance(mask, xp=np, limit_voxels: float | None = None):
+    """:func:`distance_to_mask` squared, in voxel² units: integers (Σ of squared integer
+    offsets), so exact in float32 while they stay below 2**24 — then in float32, which
+    moves half the bytes of the float64 distance for the same numbers (the per-step niche
+    labels compare it with thresholds only); float64 on grids where the bound (ndim times
+    the largest shift squared, or a value of inf) could reach 2**24."""
+    top = max((_shift_limit(n, 1.0, limit_voxels) for n in mask.shape), default=0)
+    return _squared_distance(mask, 1.0, xp, limit_voxels, distance_dtype(mask.ndim, top))
 
 
 # --------------------------------------------------------------------------- definition
@@ -105,6 +133,30 @@ class NicheGeometry:
 
     def is_far(self, d):
         return d > self.far * (1.0 + 1e-9)
+
+    @property
+    def label_reach(self) -> float:
+        """How far (in voxels) the labels need the niche distance: one voxel past the far
+        distance, so that every far voxel is told from a near or middle one."""
+        return self.far / self.dx + 1.0
+
+    def label_shifts(self, shape) -> list[int]:
+        """The shifts per axis the labels' niche distance takes on a grid of ``shape``."""
+        return [_shift_limit(n, 1.0, self.label_reach) for n in shape]
+
+    def _voxel2_cut(self, distance: float) -> float:
+        """The largest squared voxel distance k (an integer) with dx·√k <= distance, with
+        :meth:`is_near`'s relative slack: comparing the integers k with it in any precision
+        gives what comparing dx·√k with the distance gives."""
+        return float(math.floor((distance * (1.0 + 1e-9) / self.dx) ** 2))
+
+    def is_near_voxel2(self, k):
+        """:meth:`is_near` of the squared voxel distances ``k`` (:func:`squared_voxel_distance`)."""
+        return k <= self._voxel2_cut(self.near)
+
+    def is_far_voxel2(self, k):
+        """:meth:`is_far` of the squared voxel distances ``k``."""
+        return k > self._voxel2_cut(self.far)
 
 
 class NicheReference(NamedTuple):
@@ -144,9 +196,9 @@ def labels_of_mask(niche, reference: NicheReference | None, geometry: NicheGeome
     stroma only through them."""
     out = xp.full(niche.shape, NO_LABEL, dtype=xp.uint8)
     if reference is not None and reference.n_strata > 0 and bool(xp.any(niche)):
-        d = distance_to_mask(niche, geometry.dx, xp, limit=geometry.far + geometry.dx)
-        near = reference.bed & geometry.is_near(d)
-        far = reference.bed & geometry.is_far(d)
+        k = squared_voxel_distance(niche, xp, limit_voxels=geometry.label_reach)
+        near = reference.bed & geometry.is_near_voxel2(k)
+        far = reference.bed & geometry.is_far_voxel2(k)
         out = xp.where(near, reference.stratum, out)
         out = xp.where(far, reference.stratum + reference.n_strata, out).astype(xp.uint8)
     elif reference is not None and reference.n_strata > 0:      # no niche: every bed voxel is far
