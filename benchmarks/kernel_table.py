@@ -108,7 +108,11 @@ TRAFFIC = {
     "bmg_predict": (2, 2, 0, "x, prev; writes both"),
     "bmg_restart": (1, 1, 0, "prev; writes x"),
     "bmg_coarsen": (2, (1 + 3) / 8, 0, "level 0: a, D; writes the coarse mass and 3 faces"),
+    "niche_distance_pass": (1, 1, 0, "d2 (its line's 2·top + 1 values from cache); writes "
+                            "best; float32 in either precision (traffic.niche_label_bytes)"),
 }
+#: element size of a kernel whose arrays are one type whatever ``real`` is
+FIXED_ITEMSIZE = {"niche_distance_pass": 4}
 #: fine voxels one item of the kernel's loop covers (the loads one thread has in flight)
 VOXELS_PER_ITEM = {"restrict_sum": 8, "bmg_residual_restrict": 8, "bmg_coarsen": 8}
 
@@ -159,11 +163,12 @@ def rows(source: str | None = None) -> list[dict]:
     if missing:
         raise KeyError(f"benchmarks/kernel_table.py: no traffic count for {missing}")
     out = []
-    for real, itemsize in (("float", 4), ("double", 8)):
+    for real, real_size in (("float", 4), ("double", 8)):
         figures = resource_usage(real, source)
         for name in kernels:
             reads, writes, mask, note = TRAFFIC[name]
             f = figures[name]
+            itemsize = FIXED_ITEMSIZE.get(name, real_size)
             read_bytes = reads * itemsize + mask
             occ = occupancy(f["registers"], threads)
             in_flight = read_bytes * VOXELS_PER_ITEM.get(name, 1)

@@ -15,7 +15,7 @@ Its work is counted by the solver itself: ``rounds`` (batch V-cycles: every acti
 substrate in one launch per level and operator) and ``checks`` (residual checks), and the
 step's predictor restarts ``restarts`` (from the solver report). Then
 
-kernel launches = 24 + 3·(L − 1)·rounds + checks + restarts
+kernel launches = 24 + 3·(L − 1)·rounds + checks + restarts + 3·labels
   cells      2 half steps × (cell_kinetics 1, transport_pressure_substep 1 (one sub-step),
              transport_max_jump 1, transport_substep 4 (one per moving type))    = 14
   substrates substrate_coefficients × 5, bmg_coarsen × (L − 1) = 2, bmg_step_rhs 1,
@@ -25,6 +25,8 @@ kernel launches = 24 + 3·(L − 1)·rounds + checks + restarts
              coarser one: 3·(L − 1) = 6 (the coarsest level is a matrix product, not a
              kernel of ours)
   per check  bmg_residual_norms 1;   per restart  bmg_restart 1
+  labels (1 when the niche voxels changed and the labels are made anew, else 0): the
+             niche distance's niche_distance_pass, one per axis                   =  3
 
 host syncs = 5 + checks + labels
   transport: the largest chemokine jump, per half step                            =  2
@@ -34,18 +36,19 @@ host syncs = 5 + checks + labels
   labels (1 when the niche voxels changed and the labels are made anew, else 0): the
   "any niche voxel" test of niche.labels                                          =  1
 
-array operations (CuPy expressions: each one launch) = 92 + 2·rounds + 11·checks + 113·labels
+array operations (CuPy expressions: each one launch) = 92 + 2·rounds + 11·checks + 14·labels
   transport per half step: F + M 1, three copies (odd pressure sub-steps) 3, max of the
   jump partials 1, per moving type (the other types' total: 3 adds, one copy) 4 × 4 = 16
                                                                        2 × 21 = 42
   observables: niche mask (add, ≥) 2, its comparison with the kept one 1; sums 1;
   finiteness sums 1                                                                 =   5
   per step whose labels are made anew (the niche voxels changed): the label array 1,
-  any 1, the squared voxel distance to the niche (where 1, a copy per axis 3, 8 shifts
-  per axis (reach far/dx + 1 = 8.5) × 3 axes × (2 adds, 2 minima) = 96; no square root:
-  the labels compare squared voxel distances), near/far (≤, >, 2 ands) 4, the label
-  wheres and casts: the first release's count of the labels with their mask, 116, less
-  the mask's 2 and the square root's 1                                              = 113
+  any 1, the squared voxel distance to the niche (where 1; its passes are kernels; no
+  square root: the labels compare squared voxel distances), near/far (≤, >, 2 ands) 4,
+  the label wheres and casts: the first release's count of the labels with their mask,
+  116, less the mask's 2, the square root's 1 and the distance's copies and shifted
+  minima that the kernels replaced (a copy per axis 3, 8 shifts per axis (reach far/dx
+  + 1 = 8.5) × 3 axes × (2 adds, 2 minima) = 96)                                    =  14
   drug exposure  auc += (Δt/2)·(c_n + c_{n+1}): add, multiply, in-place add           =   3
   coarsest dense inverse: identity 1, the stencil on it (multiply 1; per axis subtract,
   multiply, subtract, scatter, add, scatter 6 × 3), inverse 1, cast 1                 =  22
@@ -54,7 +57,7 @@ array operations (CuPy expressions: each one launch) = 92 + 2·rounds + 11·chec
   per check: stacking the tables for the one transfer 1
   per round: the coarsest level's product and its write 2
 
-allocations = 61 + rounds + 7·checks + masks + 65·labels
+allocations = 61 + rounds + 7·checks + masks + 17·labels
   transport per half step: F + M 1, jump max 1, the other types' totals 3 × 4 = 12 → 2 × 14 = 28
   coefficients: each substrate's packed parameters (host → device) 5
   multigrid set-up: packed batch parameters 2, identity 1, its operator 1, the stencil's
@@ -63,8 +66,8 @@ allocations = 61 + rounds + 7·checks + masks + 65·labels
   stack 1; per round the coarsest product 1
   drug exposure: two temporaries 2
   observables: niche mask 2, its comparison with the kept one 1; sums 1; finiteness 1 = 5
-  per step whose labels are made anew: labels 1, any 1, distance (where 1, copies 3, the
-  shifted sums 2 × 24 = 48), near/far 4, wheres and casts 7                       = 65
+  per step whose labels are made anew: labels 1, any 1, distance (where 1, each pass's
+  output 3), near/far 4, wheres and casts 7                                       = 17
   masks: the device copy of a pattern of active substrates not seen before (cached, at
   most 2^5 in a run: the first steps make them, later steps none)
 
@@ -106,10 +109,10 @@ SUBSTRATES = 5
 #: counter -> (fixed, per round, per check, per restart, per new mask, per remade niche
 #: labels); derivation in the module docstring
 MULTIGRID = {
-    "kernel_launches": (24, 3 * (LEVELS - 1), 1, 1, 0, 0),
+    "kernel_launches": (24, 3 * (LEVELS - 1), 1, 1, 0, 3),
     "host_syncs": (5, 0, 1, 0, 0, 1),
-    "array_launches": (92, 2, 11, 0, 0, 113),
-    "allocations": (61, 1, 7, 0, 1, 65),
+    "array_launches": (92, 2, 11, 0, 0, 14),
+    "allocations": (61, 1, 7, 0, 1, 17),
 }
 #: counter -> (fixed, per map, per solve, per CG iteration, per restart)
 PCG = {

@@ -102,3 +102,31 @@ def test_observer_compute_on_cpu_backend_matches_numpy(cpu, dtype):
     assert math.isfinite(want["niche_contrast"])
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-12, nan_ok=True), k
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (5, 7, 6)], ids=["2d", "3d"])
+@pytest.mark.parametrize("top", [2, 50], ids=["cut", "whole-line"])
+def test_niche_distance_pass_kernel_is_the_min_plus_pass_exactly(cpu, shape, top):
+    """``kernels/niche_distance.cu`` against ``numerics.distance.min_plus_pass``: on
+    integer squared distances and inf (what the niche distance passes carry) both are
+    exact, so equal bit for bit along every axis, with the shifts cut at ``top`` and with
+    ``top`` past the line's ends (those shifts skipped, not read out of bounds)."""
+    from spatialdtp.numerics.distance import min_plus_pass
+
+    rng = np.random.default_rng(11)
+    d2 = rng.integers(0, 40, shape).astype(np.float32)
+    d2[rng.uniform(size=shape) < 0.5] = np.inf
+    ops = cpu.ops(np.float32)
+    for axis in range(len(shape)):
+        want = min_plus_pass(d2, axis, top)
+        got = ops.min_plus_pass(d2, axis, top)
+        np.testing.assert_array_equal(got, want, err_msg=f"axis {axis}")
+    # the whole distance: three passes from the mask, equal to the squared Euclidean one
+    mask = rng.uniform(size=shape) < 0.1
+    mask.flat[0] = True
+    k = niche.squared_voxel_distance(mask, ops=ops)
+    np.testing.assert_array_equal(k, niche.squared_voxel_distance(mask))
+    i = np.indices(shape).reshape(len(shape), -1)
+    j = i[:, mask.ravel()]
+    exact = ((i[:, :, None] - j[:, None, :]) ** 2).sum(axis=0).min(axis=1)
+    np.testing.assert_array_equal(k.ravel(), exact)

@@ -1,9 +1,11 @@
-"""Launchers of the observable reductions (``kernels/observables.cu``)."""
+"""Launchers of the observables' kernels: the reductions (``kernels/observables.cu``) and
+the niche distance's passes (``kernels/niche_distance.cu``)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..config import CELL_TYPES
+from ..numerics import distance
 from .base import host_array
 
 _FIXED = 9           # sums before the niche labels' (see kernels/observables.cu)
@@ -31,3 +33,19 @@ def observable_sums(ops, observer, state, labels, T0, n_labels: int):
     ops.lib.launch("observable_sums", chunks, n, state.data, planes, len(drugs), labels, T0,
                    n_labels, float(observer.run_cfg.hypoxic_threshold), partial)
     return host_array(partial.sum(axis=1))                         # the one transfer
+
+
+def min_plus_pass(ops, d2, axis: int, top: int):
+    """One axis of the squared voxel distance (``niche_distance_pass``) into a new array.
+
+    The kernel is float32 (the distance's integers are exact there while below 2**24,
+    ``run.niche.distance_dtype``); a float64 distance, on grids whose bound reaches 2**24,
+    takes the array twin."""
+    xp = ops.xp
+    if d2.dtype != np.float32:
+        return distance.min_plus_pass(d2, axis, top, xp)
+    out = xp.empty_like(d2)
+    stride = int(np.prod(d2.shape[axis + 1:], dtype=np.int64))
+    ops.lib.launch("niche_distance_pass", d2.size, d2, out, d2.shape[axis], stride,
+                   min(top, d2.shape[axis] - 1))
+    return out

@@ -69,6 +69,9 @@ class CompiledOps:
     def prolong(self, level, coarse, fine):
         return compiled_multigrid.prolong(self, level, coarse, fine)
 
+    def min_plus_pass(self, d2, axis: int, top: int):
+        return compiled_observables.min_plus_pass(self, d2, axis, top)
+
     def observable_sums(self, observer, state, labels, T0, n_labels: int):
         """One host read (the sums), counted here: the launcher returns them on the host."""
         self.counters.sync("observable sums")

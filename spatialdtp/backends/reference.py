@@ -10,7 +10,7 @@ the benchmarks compare the fused kernels with.
 """
 from __future__ import annotations
 
-from ..numerics import cell_kinetics, transport
+from ..numerics import cell_kinetics, distance, transport
 from ..numerics.implicit.batched_multigrid import ArrayBatchedOps
 from ..numerics.implicit.stencil import ArrayStencils
 
@@ -61,6 +61,11 @@ class ReferenceOps(ArrayStencils):
         return out
 
     # observables ------------------------------------------------------------------
+    def min_plus_pass(self, d2, axis: int, top: int):
+        """One axis of the squared voxel distance (see
+        :func:`~spatialdtp.numerics.distance.min_plus_pass`), into a new array."""
+        return distance.min_plus_pass(d2, axis, top, self.xp)
+
     def observable_sums(self, observer, state, labels, T0, n_labels: int):
         """The float64 sums the observables are made of, as one host array (one read,
         counted here: :meth:`~spatialdtp.run.observables.Observer.sums_reference` makes it)."""

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..backends import host_array
 from ..config import RunConfig
+from ..numerics import distance
 
 #: the tumour bed: voxels whose tumour at treatment start reached this fraction of capacity
 TUMOUR_FLOOR = 1.0e-3
@@ -59,25 +60,19 @@ def _shift_limit(n: int, unit: float, limit: float | None) -> int:
     return n - 1 if limit is None else min(n - 1, int(math.floor(limit / unit * (1.0 + 1e-9))))
 
 
-def _squared_distance(mask, unit: float, xp, limit: float | None, dtype):
+def _squared_distance(mask, unit: float, xp, limit: float | None, dtype, ops=None):
     """``min_j Σ_k (unit·(i_k − j_k))²`` to the True voxels of ``mask`` (inf where none),
-    the separable min-plus passes of :func:`distance_to_mask`, in ``dtype``."""
+    in ``dtype``: one :func:`~spatialdtp.numerics.distance.min_plus_pass` per axis
+    (through ``ops.min_plus_pass``, voxel units only, when ``ops`` is given)."""
     inf = np.array(np.inf, dtype=dtype)
     d2 = xp.where(mask, inf.dtype.type(0), inf.dtype.type(np.inf))
     for axis, n in enumerate(mask.shape):
-        def along(sl):
-            return tuple(sl if k == axis else slice(None) for k in range(mask.ndim))
-
+        top = _shift_limit(n, unit, limit)
+        if ops is not None:
+            d2 = ops.min_plus_pass(d2, axis, top)
+            continue
         reachable = None if limit is not None else xp.isfinite(d2).any(axis=axis, keepdims=True)
-        best = d2.copy()
-        for s in range(1, _shift_limit(n, unit, limit) + 1):
-            step = (s * unit) ** 2
-            if limit is None and float(xp.max(xp.where(reachable, best, 0.0))) <= step:
-                break          # no larger shift can lower any distance on this axis
-            hi, lo = along(slice(s, None)), along(slice(None, n - s))
-            xp.minimum(best[hi], d2[lo] + step, out=best[hi])
-            xp.minimum(best[lo], d2[hi] + step, out=best[lo])
-        d2 = best
+        d2 = distance.min_plus_pass(d2, axis, top, xp, unit, reachable=reachable)
     return d2
 
 
@@ -100,14 +95,15 @@ def distance_dtype(ndim: int, top: int):
     return np.float32 if ndim * top * top < FLOAT32_EXACT_INTEGERS else np.float64
 
 
-def squared_voxel_distance(mask, xp=np, limit_voxels: float | None = None):
+def squared_voxel_distance(mask, xp=np, limit_voxels: float | None = None, ops=None):
     """:func:`distance_to_mask` squared, in voxel² units: integers (Σ of squared integer
     offsets), so exact in float32 while they stay below 2**24 — then in float32, which
     moves half the bytes of the float64 distance for the same numbers (the per-step niche
     labels compare it with thresholds only); float64 on grids where the bound (ndim times
-    the largest shift squared, or a value of inf) could reach 2**24."""
+    the largest shift squared, or a value of inf) could reach 2**24. ``ops``: the backend's
+    (its ``min_plus_pass``: ``kernels/niche_distance.cu`` on the compiled backends)."""
     top = max((_shift_limit(n, 1.0, limit_voxels) for n in mask.shape), default=0)
-    return _squared_distance(mask, 1.0, xp, limit_voxels, distance_dtype(mask.ndim, top))
+    return _squared_distance(mask, 1.0, xp, limit_voxels, distance_dtype(mask.ndim, top), ops)
 
 
 # --------------------------------------------------------------------------- definition
@@ -185,18 +181,20 @@ def niche_voxels(F, M, geometry: NicheGeometry):
     return (F + M) >= geometry.threshold
 
 
-def labels(F, M, reference: NicheReference | None, geometry: NicheGeometry, xp=np):
+def labels(F, M, reference: NicheReference | None, geometry: NicheGeometry, xp=np, ops=None):
     """uint8 label of every voxel (see NO_LABEL, NICHE_BIT): near voxels of stratum s get
     s, far ones n_strata + s. The niche distance is needed only up to the far distance."""
-    return labels_of_mask(niche_voxels(F, M, geometry), reference, geometry, xp)
+    return labels_of_mask(niche_voxels(F, M, geometry), reference, geometry, xp, ops)
 
 
-def labels_of_mask(niche, reference: NicheReference | None, geometry: NicheGeometry, xp=np):
+def labels_of_mask(niche, reference: NicheReference | None, geometry: NicheGeometry, xp=np,
+                   ops=None):
     """:func:`labels` from the niche voxels (:func:`niche_voxels`): the labels depend on the
-    stroma only through them."""
+    stroma only through them. ``ops``: the backend's, for the distance passes (default the
+    array twin)."""
     out = xp.full(niche.shape, NO_LABEL, dtype=xp.uint8)
     if reference is not None and reference.n_strata > 0 and bool(xp.any(niche)):
-        k = squared_voxel_distance(niche, xp, limit_voxels=geometry.label_reach)
+        k = squared_voxel_distance(niche, xp, limit_voxels=geometry.label_reach, ops=ops)
         near = reference.bed & geometry.is_near_voxel2(k)
         far = reference.bed & geometry.is_far_voxel2(k)
         out = xp.where(near, reference.stratum, out)

@@ -122,12 +122,12 @@ class Observer:
         mask = niche.niche_voxels(state["F"], state["M"], self.geometry)
         self.labels_made_last = True
         if ref is None or ref.n_strata == 0:   # no distance needed: nothing worth keeping
-            return niche.labels_of_mask(mask, ref, self.geometry, xp)
+            return niche.labels_of_mask(mask, ref, self.geometry, xp, self.ops)
         kept = self._kept_labels
         if kept is not None and kept[0] is ref and bool(xp.array_equal(kept[1], mask)):
             self.labels_made_last = False
             return kept[2]
-        out = niche.labels_of_mask(mask, ref, self.geometry, xp)
+        out = niche.labels_of_mask(mask, ref, self.geometry, xp, self.ops)
         self._kept_labels = (ref, mask, out)
         self.label_updates += 1
         return out
