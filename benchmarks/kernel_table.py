@@ -93,7 +93,8 @@ TRAFFIC = {
                      "(traffic.jacobi_elems)"),
     "restrict_sum": (1, 1 / 8, 0, "per fine voxel: the fine residual; writes N/8"),
     "prolong_add": (1 + 1 / 8, 1, 0, "per fine voxel: x, the coarse x; writes x"),
-    "transport_substep": (3, 1, 0, "n, the others o, the chemokine q (TAMs); writes n'"),
+    "transport_substep": (1 + 4 + 1, 1, 0, "n, the 4 other cell planes (summed in the "
+                          "kernel), the chemokine q (TAMs); writes n' (traffic.transport_bytes)"),
     "transport_max_jump": (1, 0, 0, "the chemokine q; per-chunk partials only"),
     "transport_pressure_substep": (4, 3, 0, "S, P, R, F + M; writes S, P, R "
                                    "(traffic.pressure_bytes)"),

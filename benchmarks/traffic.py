@@ -74,12 +74,19 @@ def pressure_bytes(n_voxels: int, itemsize: int, substeps: int) -> int:
 
 def transport_bytes(n_voxels: int, itemsize: int, substeps: dict[str, int],
                     chemotaxis: bool) -> int:
-    """One call of cell transport: each moving cell type is one read and one write of its
-    plane per explicit sub-step; the drifting TAMs also read the chemokine each sub-step,
-    and the sub-step count needs one pass over the chemokine (its largest gradient)."""
+    """One call of cell transport (``backends/compiled_transport.move_cells``): per moving
+    cell type, with a single sub-step a copy of its plane into a buffer (read, write; the
+    one sub-step must not write its input), then per explicit sub-step one
+    ``transport_substep`` that reads the plane and the four other cell planes (their total,
+    the room, is summed in the kernel) and writes the plane; the drifting TAMs also read
+    the chemokine each sub-step, and the sub-step count needs one pass over the chemokine
+    (its largest gradient)."""
     elems = 0
     for name, m in substeps.items():
-        elems += m * (2 + (1 if name == "M" and chemotaxis else 0))
+        if m <= 0:
+            continue
+        elems += 2 if m == 1 else 0
+        elems += m * (1 + 4 + 1 + (1 if name == "M" and chemotaxis else 0))
     if chemotaxis:
         elems += 1
     return elems * n_voxels * itemsize

@@ -5,6 +5,9 @@
  *
  *     f_k     = clamp(1 − (o_k + n_k)/capacity, 0, 1)   room of voxel k (o: the other cell
  *                                                        types, frozen over the sub-steps)
+ *     o_k     = ((o0_k + o1_k) + o2_k) + o3_k           the four other planes in cell order:
+ *                                                        `o` when the launcher summed them,
+ *                                                        else summed here where read
  *     J_{j+½} = (D (a f_{j+1} − b f_j)) / dx  +  (v > 0 ? v a f_{j+1} : v b f_j),
  *     v       = (χ (q_{j+1} − q_j)) / dx               (only for M: q the chemokine)
  *
@@ -17,8 +20,13 @@
  * chemotactic_velocity, substeps). Every operation is the reference's, in its order and in
  * the field dtype, so that on the host float32 and float64 results agree with it to
  * rounding (on the GPU, up to the FMAs that NVRTC contracts). One thread per voxel reads n
- * and o at itself and its 2·ndim neighbours (and q there, for the drift) and writes a
- * separate buffer: neighbours must see the old n.
+ * and the others' total at itself and its 2·ndim neighbours (and q there, for the drift)
+ * and writes a separate buffer: neighbours must see the old n. The others' total: on the
+ * GPU (o null) summed here from the four planes where it is read, in others_total's
+ * order, which saves the separate pass's DRAM traffic (three additions: 9 planes per
+ * moving type and half step, against 3 more planes read per sub-step, from cache); on the
+ * host the launcher passes it summed (o), which keeps the vectorised row loop at one load
+ * per position (summing there made it 45 % slower at 64³).
  *
  * transport_max_jump: max over all faces of |q_{j+1} − q_j|, per chunk (the max over
  * chunks on the device). The reference's v_max = max |fl(fl(χ Δq)/dx)|; rounding is
@@ -70,6 +78,21 @@ SDTP_INLINE void transport_coords(idx_t i, idx_t n, idx_t ny, idx_t nx,
     }
 }
 
+/* the other cell types of a moving type: their total, or (sum null) four planes to add */
+struct TransportOthers {
+    const real* SDTP_RESTRICT sum;
+    const real* SDTP_RESTRICT p0;
+    const real* SDTP_RESTRICT p1;
+    const real* SDTP_RESTRICT p2;
+    const real* SDTP_RESTRICT p3;
+};
+
+/* o_k = Σ_{j ≠ i} n_j at voxel k, added in cell order as others_total adds them */
+SDTP_INLINE real transport_others(const TransportOthers& o, idx_t k)
+{
+    return o.sum ? o.sum[k] : ((o.p0[k] + o.p1[k]) + o.p2[k]) + o.p3[k];
+}
+
 /* room of a voxel: clamp(1 − (o + n)/capacity, 0, 1); NaN stays NaN, as np.clip */
 SDTP_INLINE real transport_room(real o, real n, real capacity)
 {
@@ -103,7 +126,7 @@ SDTP_INLINE real transport_face_flux(real a, real b, real fa, real fb, bool drif
 
 /* n_new of voxel i at (z, y, x), any position: a missing face (domain boundary) carries no
  * flux, an axis of extent 1 none at all (the reference adds 0 for it) */
-SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
+SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const TransportOthers& o,
                                  const real* SDTP_RESTRICT q,
                                  idx_t i, idx_t z, idx_t y, idx_t x,
                                  idx_t nz, idx_t ny, idx_t nx,
@@ -111,7 +134,7 @@ SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP
 {
     const bool drift = q != 0;
     const real c = src[i];
-    const real fc = transport_room(o[i], c, capacity);
+    const real fc = transport_room(transport_others(o, i), c, capacity);
     const idx_t extent[3] = {nz, ny, nx};
     const idx_t coord[3] = {z, y, x};
     const idx_t stride[3] = {nx * ny, nx, 1};
@@ -122,10 +145,10 @@ SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP
         const idx_t s = stride[axis];
         real lo = (real)0, hi = (real)0;
         if (coord[axis] > 0)
-            lo = transport_face_flux(src[i - s], c, transport_room(o[i - s], src[i - s], capacity),
+            lo = transport_face_flux(src[i - s], c, transport_room(transport_others(o, i - s), src[i - s], capacity),
                                      fc, drift, q, i - s, i, d, chi, dx);
         if (coord[axis] < extent[axis] - 1)
-            hi = transport_face_flux(c, src[i + s], fc, transport_room(o[i + s], src[i + s], capacity),
+            hi = transport_face_flux(c, src[i + s], fc, transport_room(transport_others(o, i + s), src[i + s], capacity),
                                      drift, q, i, i + s, d, chi, dx);
         t = t + (lo - hi) / dx;
     }
@@ -147,12 +170,15 @@ SDTP_INLINE real transport_voxel(const real* SDTP_RESTRICT src, const real* SDTP
 /* voxels i0 <= i < i1, all of whose 2·ndim neighbours exist */
 template <bool HAS_Z, bool DRIFT>
 static inline void transport_row_inner(const real* SDTP_RESTRICT src,
-                                       const real* SDTP_RESTRICT o,
+                                       const TransportOthers o,
                                        const real* SDTP_RESTRICT q, real* SDTP_RESTRICT dst,
                                        idx_t i0, idx_t i1, idx_t sz, idx_t sy, real d,
                                        real chi, real dx, real capacity, real h, bool clamp)
 {
-#define TRANSPORT_ROOM(k) transport_room(o[k], src[k], capacity)
+    /* the summed others (transport_row checked there is one) as a local restrict pointer:
+     * GCC vectorises the loop only when it knows it does not alias dst */
+    const real* SDTP_RESTRICT sum = o.sum;
+#define TRANSPORT_ROOM(k) transport_room(sum[k], src[k], capacity)
     for (idx_t i = i0; i < i1; ++i) {
         const real c = src[i];
         const real fc = TRANSPORT_ROOM(i);
@@ -179,7 +205,7 @@ static inline void transport_row_inner(const real* SDTP_RESTRICT src,
 #undef TRANSPORT_ROOM
 }
 
-static inline void transport_row(const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
+static inline void transport_row(const real* SDTP_RESTRICT src, const TransportOthers& o,
                                  const real* SDTP_RESTRICT q,
                                  real* SDTP_RESTRICT dst, idx_t row, idx_t nz, idx_t ny,
                                  idx_t nx, real d, real chi, real dx, real capacity, real h,
@@ -188,7 +214,7 @@ static inline void transport_row(const real* SDTP_RESTRICT src, const real* SDTP
     const idx_t z = row / ny, y = row - z * ny, i0 = row * nx;
     const bool inner_y = ny > 1 && y > 0 && y < ny - 1;
     const bool inner_z = nz == 1 || (z > 0 && z < nz - 1);
-    if (!(inner_y && inner_z && nx >= 3)) {
+    if (!(inner_y && inner_z && nx >= 3) || !o.sum) {
         for (idx_t x = 0; x < nx; ++x)
             dst[i0 + x] = transport_voxel(src, o, q, i0 + x, z, y, x, nz, ny, nx, d, chi, dx,
                                           capacity, h, clamp);
@@ -215,20 +241,26 @@ static inline void transport_row(const real* SDTP_RESTRICT src, const real* SDTP
 #endif
 
 SDTP_KERNEL_MIN_BLOCKS(6, 4) transport_substep(idx_t n, idx_t nz, idx_t ny, idx_t nx,
-                                               const real* SDTP_RESTRICT src, const real* SDTP_RESTRICT o,
+                                               const real* SDTP_RESTRICT src,
+                                               const real* SDTP_RESTRICT o,
+                                               const real* SDTP_RESTRICT o0,
+                                               const real* SDTP_RESTRICT o1,
+                                               const real* SDTP_RESTRICT o2,
+                                               const real* SDTP_RESTRICT o3,
                                                const real* SDTP_RESTRICT q, real* SDTP_RESTRICT dst, real d,
                                                real chi, real dx, real capacity, real h, idx_t clamp)
 {
+    const TransportOthers others = {o, o0, o1, o2, o3};
 #if TRANSPORT_PER_VOXEL
     FOR_EACH(i, n) {
         idx_t z, y, x;
         transport_coords(i, n, ny, nx, &z, &y, &x);
-        dst[i] = transport_voxel(src, o, q, i, z, y, x, nz, ny, nx, d, chi, dx, capacity, h,
-                                 clamp);
+        dst[i] = transport_voxel(src, others, q, i, z, y, x, nz, ny, nx, d, chi, dx,
+                                 capacity, h, clamp);
     }
 #else
     FOR_EACH(row, n / nx)
-        transport_row(src, o, q, dst, row, nz, ny, nx, d, chi, dx, capacity, h, clamp);
+        transport_row(src, others, q, dst, row, nz, ny, nx, d, chi, dx, capacity, h, clamp);
 #endif
 }
 

@@ -120,7 +120,9 @@ def test_reaction_and_step_bytes_add_up_by_phase():
         substrates={"oxygen": (sub, NO_FLUX_2D, False)}, solver_shapes=[(10, 100), (5, 50)],
         iterations={"oxygen": 3})
     assert phases["reactions"] == 2 * traffic.reaction_bytes(n, item, 1)
-    assert phases["transport"] == 2 * (1 * 2 + 2 * 3 + 1) * n * item
+    # per half step: S (one sub-step) its copy 2 + reads n and the 4 others, writes n: 6;
+    # M (two sub-steps, drifting) 2 × (6 + the chemokine); the chemokine's jump 1
+    assert phases["transport"] == 2 * ((2 + 6) + 2 * (6 + 1) + 1) * n * item
     more = traffic.step_bytes(
         n_voxels=n, itemsize=item, n_substrates=1, n_fields=7, n_drugs=0,
         substeps={"S": 1, "M": 2}, chemotaxis=True,

@@ -36,10 +36,10 @@ host syncs = 5 + checks + labels
   labels (1 when the niche voxels changed and the labels are made anew, else 0): the
   "any niche voxel" test of niche.labels                                          =  1
 
-array operations (CuPy expressions: each one launch) = 92 + 2·rounds + 11·checks + 14·labels
+array operations (CuPy expressions: each one launch) = 68 + 2·rounds + 11·checks + 14·labels
   transport per half step: F + M 1, three copies (odd pressure sub-steps) 3, max of the
-  jump partials 1, per moving type (the other types' total: 3 adds, one copy) 4 × 4 = 16
-                                                                       2 × 21 = 42
+  jump partials 1, per moving type its plane's copy (one sub-step) 1 × 4 = 4 (the other
+  types' total is summed in transport_substep)                         2 × 9 = 18
   observables: niche mask (add, ≥) 2, its comparison with the kept one 1; sums 1;
   finiteness sums 1                                                                 =   5
   per step whose labels are made anew (the niche voxels changed): the label array 1,
@@ -57,8 +57,8 @@ array operations (CuPy expressions: each one launch) = 92 + 2·rounds + 11·chec
   per check: stacking the tables for the one transfer 1
   per round: the coarsest level's product and its write 2
 
-allocations = 61 + rounds + 7·checks + masks + 17·labels
-  transport per half step: F + M 1, jump max 1, the other types' totals 3 × 4 = 12 → 2 × 14 = 28
+allocations = 37 + rounds + 7·checks + masks + 17·labels
+  transport per half step: F + M 1, jump max 1                                → 2 × 2 = 4
   coefficients: each substrate's packed parameters (host → device) 5
   multigrid set-up: packed batch parameters 2, identity 1, its operator 1, the stencil's
   three differences 3, inverse and cast 2                                          =  9
@@ -111,8 +111,8 @@ SUBSTRATES = 5
 MULTIGRID = {
     "kernel_launches": (24, 3 * (LEVELS - 1), 1, 1, 0, 3),
     "host_syncs": (5, 0, 1, 0, 0, 1),
-    "array_launches": (92, 2, 11, 0, 0, 14),
-    "allocations": (61, 1, 7, 0, 1, 17),
+    "array_launches": (68, 2, 11, 0, 0, 14),
+    "allocations": (37, 1, 7, 0, 1, 17),
 }
 #: counter -> (fixed, per map, per solve, per CG iteration, per restart)
 PCG = {

@@ -41,13 +41,18 @@ DTYPES = (np.float32, np.float64)
 
 @pytest.fixture(scope="module", params=["rows", "per_voxel"])
 def loop(request, cpu, per_voxel_library, tmp_path_factory):
-    """{dtype: CompiledOps} for one of the two voxel loops of transport.cu."""
+    """{dtype: CompiledOps} for one of the two voxel loops of transport.cu: the host's rows
+    (reading the other cell types' total summed by the launcher) and the GPU's per-voxel
+    loop (summing them itself, as on the GPU)."""
     if request.param == "rows":
         return {d: cpu.ops(d) for d in DTYPES}
     tmp = tmp_path_factory.mktemp("per_voxel")
-    return {dtype: CompiledOps(per_voxel_library(dtype, tmp, "transport.cu",
-                                                  "SDTP_TRANSPORT_PER_VOXEL"), np)
-            for dtype in DTYPES}
+    out = {}
+    for dtype in DTYPES:
+        lib = per_voxel_library(dtype, tmp, "transport.cu", "SDTP_TRANSPORT_PER_VOXEL")
+        lib.sums_in_kernel = True      # as on the GPU: the kernel adds the other cell types
+        out[dtype] = CompiledOps(lib, np)
+    return out
 
 
 def random_state(shape, dtype, q_amplitude, seed=0, negative=False):

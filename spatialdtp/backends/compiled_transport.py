@@ -63,8 +63,9 @@ def move_cells(ops, state, motilities, chi, tau, capacity, pressure=0.0):
     (:func:`push_tumour`), then motility and chemotaxis with the same sub-step counts as the
     reference, each sub-step one kernel pass from one buffer to the other, the last one
     writing the state's plane with the clamp to >= 0 fused in. The other cell types' total,
-    which sets the room a voxel offers, is summed once per moving cell type, in the
-    reference's order."""
+    which sets the room a voxel offers, is summed in the reference's order
+    (``others_total``): by the kernel where it reads it on the GPU
+    (``lib.sums_in_kernel``), which saves a pass's DRAM traffic, and here on the host."""
     push_tumour(ops, state, pressure, tau, capacity)
     xp, n = ops.xp, state.grid.size
     dims = _grid3(state)
@@ -89,7 +90,11 @@ def move_cells(ops, state, motilities, chi, tau, capacity, pressure=0.0):
             buffers = ops.cached(("transport_buffers", state.grid.shape), lambda: (
                 xp.empty(state.grid.shape, ops.dtype), xp.empty(state.grid.shape, ops.dtype)))
         a, b = buffers
-        others = xp.ascontiguousarray(others_total([state[c] for c in CELL_TYPES], i, xp))
+        planes = [state[c] for j, c in enumerate(CELL_TYPES) if j != i]
+        # their total: summed by the kernel where it reads it on the GPU (no pass of its
+        # own), here on the host (the vectorised row loop then loads it once per position)
+        total = (None if ops.lib.sums_in_kernel
+                 else xp.ascontiguousarray(others_total([state[c] for c in CELL_TYPES], i, xp)))
         src = plane
         if m == 1:                             # the one sub-step must not write its input
             xp.copyto(a, plane)
@@ -97,6 +102,7 @@ def move_cells(ops, state, motilities, chi, tau, capacity, pressure=0.0):
         for k in range(m):
             last = k == m - 1
             dst = plane if last else (a if src is not a else b)
-            ops.lib.launch("transport_substep", n, *dims, src, others, q if drift else None,
+            ops.lib.launch("transport_substep", n, *dims, src, total, *planes,
+                           q if drift else None,
                            dst, D, chi, dx, capacity, h, 1 if last else 0)
             src = dst

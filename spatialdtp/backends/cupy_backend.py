@@ -66,6 +66,8 @@ def nvrtc_options(dtype) -> tuple:
 class CupyKernelLibrary(KernelLibrary):
     """The kernels of one precision as one ``cupy.RawModule``, compiled and loaded here."""
 
+    sums_in_kernel = True
+
     def __init__(self, cupy, dtype):
         source = module_source()
         super().__init__(dtype, source)

@@ -139,6 +139,11 @@ class KernelLibrary:
     #: a :class:`~spatialdtp.numerics.counters.Counters` that counts every launch (set by
     #: the ops that use this library)
     counters = None
+    #: whether a kernel sums a neighbourhood's planes itself where it reads them (the GPU:
+    #: bound by DRAM bytes, its caches serve the repeated loads) rather than reading a sum
+    #: the launcher made in a pass of its own (the host: bound by loads per voxel in its
+    #: vectorised loops); ``transport_substep``'s other cell types
+    sums_in_kernel = False
 
     def __init__(self, dtype, source: str):
         self.dtype = np.dtype(dtype)
