@@ -122,9 +122,13 @@ class SubstrateStep:
         return out
 
     def _batch(self, coeffs, theta_dt):
+        # the fixed-value voxels' masks: multigrid's coarse levels leave them out
+        held = [sub.fixed_voxels[0] if sub.fixed_voxels is not None and s not in self.held
+                else None for s, sub in enumerate(self.subs)]
         return Batch(theta_dt, self.grid.dx, [bc.kinds for *_, bc in coeffs],
                      [bc.value for *_, bc in coeffs], [c[0] for c in coeffs],
-                     [c[1] for c in coeffs], [c[2] for c in coeffs], blocks=self.blocks)
+                     [c[1] for c in coeffs], [c[2] for c in coeffs], blocks=self.blocks,
+                     held=held)
 
     # ------------------------------------------------------------------ the step
     def step(self, state, dt, blood, t, planes=None, new_step=True):
