@@ -222,3 +222,42 @@ def test_whole_batched_solves_with_kernels_match_the_reference_float64(cpu, shap
     assert [i.iterations for i in ik] == [i.iterations for i in ir]
     np.testing.assert_allclose(xk, xr, rtol=1e-12, atol=1e-12 * np.abs(xr).max())
     del rng
+
+
+def on_device(xp, batch):
+    """``batch`` with its blocks, maps and fixed-value masks as ``xp`` arrays."""
+    blocks = tuple(xp.asarray(block) for block in batch.blocks)
+    rows = [[blocks[k][s] if not isinstance(v, float) else v for s, v in enumerate(vals)]
+            for k, vals in enumerate((batch.D, batch.a, batch.b))]
+    held = [None if h is None else xp.asarray(h) for h in batch.held]
+    return bmg.Batch(batch.theta_dt, batch.dx, batch.kinds, batch.values, *rows,
+                     blocks=blocks, held=held)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(40, 33), (12, 9, 14)], ids=str)
+def test_the_cupy_kernels_coarsen_and_solve_a_batch_with_held_voxels_as_the_reference(shape):
+    import cupy
+
+    from spatialdtp.backends import get_backend
+
+    dtype = np.float64
+    kops = get_backend("cupy").ops(dtype).batched_ops(dtype)
+    batch = random_batch(shape, dtype, np.random.default_rng(5), held=True)
+    x0 = np.random.default_rng(9).uniform(0.0, 5.0, (batch.size,) + shape)
+    ref = MultigridSolver(shape, 10.0, batch.size, np, dtype)
+    ker = MultigridSolver(shape, 10.0, batch.size, cupy, dtype, ops=kops)
+    ref.prepare(batch)
+    ker.prepare(on_device(cupy, batch))
+    for r, k in zip(ref.levels[1:], ker.levels[1:]):
+        close(cupy.asnumpy(k.mass), r.mass, dtype, np.abs(r.mass) + r.diag, f"mass {r.shape}")
+        for axis in range(len(shape)):
+            if r.tin[axis] is not None:
+                close(cupy.asnumpy(k.tin[axis]), r.tin[axis], dtype, 2 * np.abs(r.tin[axis]),
+                      f"tin[{axis}] {r.shape}")
+    xr, xk = x0.copy(), cupy.asarray(x0)
+    ir = ref.solve(xr, xr.copy(), 1.0, [1e-10] * batch.size)
+    ik = ker.solve(xk, xk.copy(), 1.0, [1e-10] * batch.size)
+    assert all(i.converged for i in ir)
+    assert [i.iterations for i in ik] == [i.iterations for i in ir]
+    np.testing.assert_allclose(cupy.asnumpy(xk), xr, rtol=1e-12, atol=1e-12 * np.abs(xr).max())
