@@ -113,3 +113,25 @@ def test_a_cycle_that_does_not_contract_is_still_a_stall(monkeypatch):
     mg.solve(x, x.copy(), 1.0, [1e-8], save_start=False, fallback=fallback)
     assert len(reasons) == 1 and "stalled" in reasons[0], reasons
     assert mg.checks == 2
+
+
+def test_a_cycle_leaves_the_held_voxels_at_their_values():
+    """The coarse levels do not correct a held voxel (its error is zero): only level 0's
+    sweeps touch it, and there its penalty row moves it by |r_i|/d_i ≤ u (max|x_j − v| +
+    |b_i − a_i v|/S) per sweep (P = S/u, S bounding every other rate; Krogh has neither
+    uptake nor source in the vessel, b_i = a_i = 0), plus the update's rounding u|v|. A
+    correction prolonged into the vessel would move it by the coarse correction's size."""
+    q = wp.Radial("krogh", wp.KROGH)
+    a, b = q.coefficients(q.c0)
+    bc = Boundary.uniform(q.ndim, "no_flux")
+    mg = MultigridSolver(q.shape, q.dx, 1, np, np.float64)
+    mg.prepare(bmg.Batch(3.0, q.dx, [bc.kinds], [0.0], [q.D], [a], [b], held=[q.fixed]))
+    c = q.c0[None].copy()
+    x = c.copy()                                      # held voxels at their value v
+    u = np.finfo(np.float64).eps / 2
+    cycles = 3
+    mg.solve(x, c, 1.0, [0.0], save_start=False, max_cycles=cycles)
+    v = q.value[q.fixed]
+    moved = np.abs(x[0][q.fixed] - v).max()
+    bound = 2 * cycles * u * (np.abs(x[0] - q.p["cv"]).max() + np.abs(v).max())
+    assert moved <= bound, (moved, bound)
