@@ -646,7 +646,7 @@ SDTP_INLINE real bmg_free_mass(const BmgOp& o, idx_t s, idx_t i, const unsigned 
     return out;
 }
 
-SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+SDTP_KERNEL_MIN_BLOCKS(2, 1) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
                          const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
                          const real* mass, const real* tin0, const real* tin1, const real* tin2,
                          const real* wrap0, const real* wrap1, const real* wrap2,
