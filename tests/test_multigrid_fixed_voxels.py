@@ -36,14 +36,27 @@ from spatialdtp.numerics.implicit.mg_solver import MultigridSolver  # noqa: E402
 CYCLES, TAIL = 16, 6
 
 
-def contraction(q, a, b, held, dt=3.0):
-    """Multigrid's asymptotic contraction per V-cycle on one backward-Euler step of ``q``
-    (coefficients a, b; ``held``: the fixed-value mask, or None), from a random start: the
-    scaled residual's geometric-mean ratio over the last TAIL of CYCLES cycles."""
+def step_solver(q, a, b, held, dt=3.0):
+    """Multigrid prepared for one backward-Euler step of ``q`` (coefficients a, b;
+    ``held``: the fixed-value mask, or None), as the benchmark prepares it."""
     bc = Boundary.uniform(q.ndim, "no_flux")
     mg = MultigridSolver(q.shape, q.dx, 1, np, np.float64)
     mg.prepare(bmg.Batch(dt, q.dx, [bc.kinds], [0.0], [q.D], [a], [b],
                          held=None if held is None else [held]))
+    return mg
+
+
+def krogh_step():
+    """Krogh's cylinder and multigrid prepared for its 3-min step from c = c_v."""
+    q = wp.Radial("krogh", wp.KROGH)
+    return q, step_solver(q, *q.coefficients(q.c0), q.fixed)
+
+
+def contraction(q, a, b, held, dt=3.0):
+    """Multigrid's asymptotic contraction per V-cycle on one backward-Euler step of ``q``
+    (see :func:`step_solver`), from a random start: the scaled residual's geometric-mean
+    ratio over the last TAIL of CYCLES cycles."""
+    mg = step_solver(q, a, b, held, dt)
     c = q.c0[None].copy()                    # the step's start: the rhs stays the same
     x = np.random.default_rng(1).uniform(0.0, 1.0, c.shape)
     R = []
@@ -80,11 +93,7 @@ def test_a_first_cycle_that_raises_the_residual_many_times_over_is_not_a_stall()
     the scaled residual ×17 next to the vessel's staircased wall, then the cycles contract
     it by ≈ 0.45 each. Measured from the start that still reads as more than 0.9 per cycle
     after three cycles; the solve must see the contraction since its last check and go on."""
-    q = wp.Radial("krogh", wp.KROGH)
-    a, b = q.coefficients(q.c0)
-    bc = Boundary.uniform(q.ndim, "no_flux")
-    mg = MultigridSolver(q.shape, q.dx, 1, np, np.float64)
-    mg.prepare(bmg.Batch(3.0, q.dx, [bc.kinds], [0.0], [q.D], [a], [b], held=[q.fixed]))
+    q, mg = krogh_step()
     x = q.c0[None].copy()
     info, = mg.solve(x, x.copy(), 1.0, [1e-8], save_start=False)
     assert info.converged and info.method == "multigrid", info
@@ -96,11 +105,7 @@ def test_a_first_cycle_that_raises_the_residual_many_times_over_is_not_a_stall()
 def test_a_cycle_that_does_not_contract_is_still_a_stall(monkeypatch):
     """Without its coarse levels and with a sweep damped to almost nothing, the cycle barely
     changes the iterate: that is handed to the fallback as a stall, after two checks."""
-    q = wp.Radial("krogh", wp.KROGH)
-    a, b = q.coefficients(q.c0)
-    bc = Boundary.uniform(q.ndim, "no_flux")
-    mg = MultigridSolver(q.shape, q.dx, 1, np, np.float64)
-    mg.prepare(bmg.Batch(3.0, q.dx, [bc.kinds], [0.0], [q.D], [a], [b], held=[q.fixed]))
+    q, mg = krogh_step()
     monkeypatch.setattr(mg, "_coarse", lambda i, active: None)   # no coarse correction
     mg.omega = 1e-3
     reasons = []
@@ -121,11 +126,7 @@ def test_a_cycle_leaves_the_held_voxels_at_their_values():
     |b_i − a_i v|/S) per sweep (P = S/u, S bounding every other rate; Krogh has neither
     uptake nor source in the vessel, b_i = a_i = 0), plus the update's rounding u|v|. A
     correction prolonged into the vessel would move it by the coarse correction's size."""
-    q = wp.Radial("krogh", wp.KROGH)
-    a, b = q.coefficients(q.c0)
-    bc = Boundary.uniform(q.ndim, "no_flux")
-    mg = MultigridSolver(q.shape, q.dx, 1, np, np.float64)
-    mg.prepare(bmg.Batch(3.0, q.dx, [bc.kinds], [0.0], [q.D], [a], [b], held=[q.fixed]))
+    q, mg = krogh_step()
     c = q.c0[None].copy()
     x = c.copy()                                      # held voxels at their value v
     u = np.finfo(np.float64).eps / 2
