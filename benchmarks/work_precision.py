@@ -430,7 +430,8 @@ def run_spatialdtp_radial(q, dt, solver, rtol, t_end=None):
         for i in range(steps):
             if i == 0 or q.mm is not None:              # a(x) follows c: once per step
                 a, b = q.coefficients(X[0])
-                mg.prepare(bmg.Batch(dt, q.dx, [bc.kinds], [0.0], [q.D], [a], [b]))
+                mg.prepare(bmg.Batch(dt, q.dx, [bc.kinds], [0.0], [q.D], [a], [b],
+                                     held=[q.fixed]))
             start, rtol_i = X[0].copy(), cold if i == 0 else warm
 
             def fallback(s, reason, start=start, a=a, b=b, rtol_i=rtol_i):

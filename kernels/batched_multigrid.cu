@@ -13,9 +13,9 @@
  *
  *   bmg_smooth          y = x + ω (b − A x)/d  (x null: y = ω b/d), optionally reducing
  *                       per (substrate, chunk) partials of max|r|/d, max|x|, non-finite
- *   bmg_residual_restrict   b_c[I] = Σ_children (b − A x)
- *   bmg_prolong_smooth  x' = x + P e (P: separable linear interpolation, axes in order),
- *                       then y = x' + ω (b − A x')/d
+ *   bmg_residual_restrict   b_c[I] = Σ_children (b − A x)  (0 for a held child)
+ *   bmg_prolong_smooth  x' = x + P e (P: separable linear interpolation, axes in order;
+ *                       nothing added at a held voxel), then y = x' + ω (b − A x')/d
  *   bmg_residual_norms  partials of max|r|/d, max m/d (m: Σ|terms| of r), max|x|, non-
  *                       finite and Σ max(−x, 0); with clamp, x ← max(x, 0) first
  *   bmg_step_rhs        rhs = c + s + w·(s + c − A c) (s = θΔt b + fixed sources; w = (1−θ)/θ,
@@ -24,7 +24,16 @@
  *   bmg_restart         x ← prev (pointwise, flagged substrates)
  *   bmg_coarsen         the next level's mass and faces (sums of the children in the
  *                       reference's pair-sum order; interior faces times the centre-distance
- *                       ratio before the sum, boundary faces after)
+ *                       ratio before the sum, boundary faces after), level 0's held
+ *                       voxels left out (below)
+ *
+ * Held voxels (fixed-value voxels, held by a penalty rate in a; the reference's module
+ * docstring says why): held (unsigned char[B·N], level 0 only, null without any) marks them.
+ * The coarse levels solve the error equation of the free voxels with the held ones as
+ * zero-correction Dirichlet values: bmg_coarsen gives a free voxel its faces to held
+ * neighbours as mass and a held voxel mass 1, and sums no face that touches a held voxel;
+ * bmg_residual_restrict restricts 0 from a held voxel, bmg_prolong_smooth adds no
+ * correction to one. With held null every kernel is what it was.
  *
  * Terms are added per voxel in the reference's order (base; per axis the upper face, the
  * lower face, the wrap face, the fixed low and high faces), each as the same product, so
@@ -331,7 +340,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 1) bmg_residual_restrict(idx_t n, idx_t B, idx_t n0, i
                          const real* lo0, const real* lo1, const real* lo2,
                          const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1,
                                                    idx_t coarse2, const real* x, const real* b, real* bc,
-                                                   const idx_t* active)
+                                                   const idx_t* active, const unsigned char* held)
 {
     const BmgOp o = BMG_OP_MAKE;
     const idx_t m1 = coarse1 ? (n1 + 1) / 2 : n1, m2 = coarse2 ? (n2 + 1) / 2 : n2;
@@ -356,8 +365,10 @@ SDTP_KERNEL_MIN_BLOCKS(2, 1) bmg_residual_restrict(idx_t n, idx_t B, idx_t n0, i
                     const idx_t f2 = bmg_child(I2, d2, n2, cf[2]);
                     if (f2 < 0) continue;
                     const idx_t i = (f0 * n1 + f1) * n2 + f2;
-                    const BmgRow r = bmg_row(o, s, i, bmg_at(o, i), X, 1, b[s * o.N + i], 0);
-                    acc = first ? r.out : acc + r.out;
+                    /* a held voxel's residual is not the coarse levels' to correct */
+                    const real ri = held && held[s * o.N + i]
+                        ? (real)0 : bmg_row(o, s, i, bmg_at(o, i), X, 1, b[s * o.N + i], 0).out;
+                    acc = first ? ri : acc + ri;
                     first = 0;
                 }
             }
@@ -393,10 +404,12 @@ struct BmgProlong {
     }
 };
 
+/* x + P e, nothing added at a held voxel (held: this substrate's marks, or null) */
 struct BmgCorrected {
-    const real* x; BmgProlong P; idx_t n1, n2;
+    const real* x; BmgProlong P; idx_t n1, n2; const unsigned char* held;
     BMG_METHOD real operator()(idx_t j) const
     {
+        if (held && held[j]) return x[j];
         const idx_t row = j / n2, j2 = j - row * n2, j0 = row / n1, j1 = row - j0 * n1;
         return x[j] + P.at(j0, j1, j2);
     }
@@ -410,7 +423,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_prolong_smooth(idx_t n, idx_t B, idx_t n0, idx_
                          const real* hi0, const real* hi1, const real* hi2, idx_t coarse0, idx_t coarse1,
                                                 idx_t coarse2, const idx_t* ip, const real* w, const real* x,
                                                 const real* e, const real* b, real* y, const idx_t* active,
-                                                real omega, real* scratch)
+                                                real omega, real* scratch, const unsigned char* held)
 {
     const BmgOp o = BMG_OP_MAKE;
     const idx_t m0 = coarse0 ? (n0 + 1) / 2 : n0, m1 = coarse1 ? (n1 + 1) / 2 : n1;
@@ -429,6 +442,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_prolong_smooth(idx_t n, idx_t B, idx_t n0, idx_
         if (!active[s]) continue;
         BmgCorrected X;
         X.x = x + s * o.N; X.n1 = n1; X.n2 = n2; X.P = P; X.P.e = e + s * Nc;
+        X.held = held ? held + s * o.N : (const unsigned char*)0;
         const BmgRow r = bmg_row(o, s, i, bmg_at(o, i), X, 1, b[s * o.N + i], 0);
         y[s * o.N + i] = X(i) + r.out * (omega / r.d);
     }
@@ -440,6 +454,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_prolong_smooth(idx_t n, idx_t B, idx_t n0, idx_
         if (!active[s]) continue;
         BmgCorrected X;
         X.x = x + s * o.N; X.n1 = n1; X.n2 = n2; X.P = P; X.P.e = e + s * Nc;
+        X.held = held ? held + s * o.N : (const unsigned char*)0;
         scratch[item] = X(i);
     }
     FOR_EACH(item, n) {
@@ -605,7 +620,33 @@ SDTP_INLINE real bmg_children(VF V, const idx_t* I, const idx_t* nf, const idx_t
     return out2;
 }
 
-SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
+/* the mass voxel i contributes to its coarse cell, held voxels taken out (the reference's
+ * _free_operator): 1 at a held voxel; at a free one its mass plus its faces to held
+ * neighbours, added in the stencil's order (per axis the upper face, the lower face, the
+ * wrap face at the high cell, at the low cell) */
+SDTP_INLINE real bmg_free_mass(const BmgOp& o, idx_t s, idx_t i, const unsigned char* held)
+{
+    const real m = bmg_mass(o, s, i);
+    if (!held) return m;
+    const unsigned char* h = held + s * o.N;
+    if (h[i]) return (real)1;
+    const BmgAt v = bmg_at(o, i);
+    real out = m;
+    SDTP_UNROLL
+    for (int k = 0; k < 3; ++k) {
+        const idx_t n = o.n[k], c = v.c[k], st = o.stride[k];
+        const idx_t f = i - v.outer[k] * st;
+        if (c + 1 < n && h[i + st]) out += bmg_face(o, s, k, i, f);
+        if (c > 0 && h[i - st]) out += bmg_face(o, s, k, i - st, f - st);
+        const idx_t ilo = i - c * st, ihi = ilo + (n - 1) * st;
+        real t;
+        if (c == n - 1 && h[ilo] && bmg_wrap(o, s, k, ilo, ihi, v.plane[k], &t)) out += t;
+        if (c == 0 && h[ihi] && bmg_wrap(o, s, k, ilo, ihi, v.plane[k], &t)) out += t;
+    }
+    return out;
+}
+
+SDTP_KERNEL_MIN_BLOCKS(2, 1) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, idx_t n2, idx_t level0,
                          const real* a, const real* D, const real* p, const idx_t* q, real tdt, real tmap,
                          const real* mass, const real* tin0, const real* tin1, const real* tin2,
                          const real* wrap0, const real* wrap1, const real* wrap2,
@@ -614,7 +655,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, i
                                          const real* ratio, const real* rfixed, real* cmass, real* ctin0,
                                          real* ctin1, real* ctin2, real* cwrap0, real* cwrap1, real* cwrap2,
                                          real* clo0, real* clo1, real* clo2, real* chi0, real* chi1,
-                                         real* chi2)
+                                         real* chi2, const unsigned char* held)
 {
     const BmgOp o = BMG_OP_MAKE;
     const idx_t cf[3] = {coarse0, coarse1, coarse2};
@@ -637,8 +678,11 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, i
         const idx_t row = Ic / m[2];
         I[1] = row % m[1];
         I[0] = row / m[1];
+        const unsigned char* h = held ? held + s * o.N : (const unsigned char*)0;
         cmass[s * Nc + Ic] = bmg_children(
-            [&](idx_t f0, idx_t f1, idx_t f2) { return bmg_mass(o, s, (f0 * n1 + f1) * n2 + f2); },
+            [&](idx_t f0, idx_t f1, idx_t f2) {
+                return bmg_free_mass(o, s, (f0 * n1 + f1) * n2 + f2, held);
+            },
             I, nf, cf, -1);
         const idx_t cstride[3] = {m[1] * m[2], m[2], 1};
         const idx_t outer[3] = {0, I[0], I[0] * m[1] + I[1]};
@@ -653,6 +697,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, i
                 const idx_t J[3] = {k == 0 ? fk : I[0], k == 1 ? fk : I[1], k == 2 ? fk : I[2]};
                 const real v = bmg_children([&](idx_t f0, idx_t f1, idx_t f2) {
                     const idx_t i = (f0 * n1 + f1) * n2 + f2;
+                    if (h && (h[i] || h[i + o.stride[k]])) return (real)0;
                     const BmgAt at = bmg_at(o, i);
                     const real t = bmg_face(o, s, k, i, i - at.outer[k] * o.stride[k]);
                     return cf[k] ? t * rk : t;
@@ -672,7 +717,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, i
                         const idx_t i = (f0 * n1 + f1) * n2 + f2;
                         const idx_t fb = bmg_at(o, i).plane[k];
                         real t = (real)0;
-                        bmg_fixed(o, s, k, side, i, fb, &t);
+                        if (!(h && h[i])) bmg_fixed(o, s, k, side, i, fb, &t);
                         return t;
                     }, J, nf, cf, k);
                     fixed_out[s * csize_k + cplane[k]] = v * rfixed[3 * k + side];
@@ -683,7 +728,7 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_coarsen(idx_t n, idx_t B, idx_t n0, idx_t n1, i
                         const idx_t fb = bmg_at(o, i).plane[k];
                         const idx_t wrap = (nf[k] - 1) * o.stride[k];
                         real t = (real)0;
-                        bmg_wrap(o, s, k, i, i + wrap, fb, &t);
+                        if (!(h && (h[i] || h[i + wrap]))) bmg_wrap(o, s, k, i, i + wrap, fb, &t);
                         return t;
                     }, J, nf, cf, k);
                     cwrap[k][s * csize_k + cplane[k]] = v * rfixed[3 * k + 2];

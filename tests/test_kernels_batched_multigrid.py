@@ -11,6 +11,11 @@ order as the same products; where a compiler contracts a multiply-add the two di
 most (terms − 1)·u·Σ|terms| each, so by ≤ 16u·Σ|terms| together; we allow 32 eps·Σ|terms|
 (the magnitude the norms kernel reports, M·d). A wrong index moves a term by O(|terms|).
 Transfers and pointwise kernels are exact.
+
+With fixed-value voxels (``held``): the batch's substrates 0, 2 and 3 hold scattered
+voxels, a disc and a boundary plane (every pairing of a held voxel with a free one, an
+interior, wrap or fixed face), their penalty in a as the run puts it there; the kernels
+must leave them out of the coarse levels exactly as the reference does.
 """
 import numpy as np
 import pytest
@@ -37,9 +42,22 @@ def kernels(request, cpu, per_voxel_library, tmp_path_factory):
             for d in DTYPES}
 
 
-def random_batch(shape, dtype, rng, B=4):
+def held_masks(shape, rng, B):
+    """Fixed-value masks for substrates 0, 2, 3 (1 has none, and a uniform a): scattered
+    voxels, a disc about the centre and the first plane along axis 0."""
+    centre = np.indices(shape) - (np.array(shape) - 1).reshape((-1,) + (1,) * len(shape)) / 2
+    disc = (centre ** 2).sum(axis=0) <= (min(shape) / 3) ** 2
+    plane = np.zeros(shape, bool)
+    plane[0] = True
+    masks = [rng.uniform(size=shape) < 0.2, None, disc, plane]
+    return (masks * B)[:B]
+
+
+def random_batch(shape, dtype, rng, B=4, held=False):
     """A batch of B substrates: kinds cycling through every pair per axis, D a map for
-    even s, a and b maps or numbers, fixed-face values, θΔt = 3 min, dx = 10 µm."""
+    even s, a and b maps or numbers, fixed-face values, θΔt = 3 min, dx = 10 µm; with
+    ``held`` the fixed-value voxels of :func:`held_masks`, held by the run's penalty
+    (``Substrate._hold``: P = (max rate)/(u/2) added to a, P·value to b)."""
     nd = len(shape)
     kinds, values, D, a, b = [], [], [], [], []
     blocks = tuple(np.zeros((B,) + shape, dtype) for _ in range(3))
@@ -61,7 +79,16 @@ def random_batch(shape, dtype, rng, B=4):
             b.append(blocks[2][s])
         else:
             b.append(0.0)
-    return bmg.Batch(3.0, 10.0, kinds, values, D, a, b, blocks=blocks)
+    masks = held_masks(shape, rng, B) if held else None
+    for s, h in enumerate(masks or ()):
+        if h is not None:
+            P = (2 * len(shape) * 500.0 / 10.0**2 + 2.0) / (np.finfo(dtype).eps / 2)
+            a[s][h] += dtype(P)
+            if isinstance(b[s], float):
+                blocks[2][s] = b[s]
+                b[s] = blocks[2][s]
+            b[s][h] += dtype(P) * rng.uniform(0.5, 2.0, int(h.sum())).astype(dtype)
+    return bmg.Batch(3.0, 10.0, kinds, values, D, a, b, blocks=blocks, held=masks)
 
 
 def close(got, want, dtype, scale, what):
@@ -72,21 +99,22 @@ def close(got, want, dtype, scale, what):
                                   f"worst {err.max():.3g}")
 
 
-def setups(shape, dtype, rng, k):
+def setups(shape, dtype, rng, k, held=False):
     """The same batch set up twice: the reference levels and the kernels' levels."""
-    batch = random_batch(shape, dtype, rng)
+    batch = random_batch(shape, dtype, rng, held=held)
     ref, ker = bmg.hierarchy(shape), bmg.hierarchy(shape)
     bmg.ArrayBatchedOps(np, dtype).setup(ref, batch)
     k.setup(ker, batch)
     return batch, ref, ker
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["free", "held"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_coarsening_writes_the_reference_mass_and_faces_on_every_level(kernels, shape,
-                                                                       dtype):
+                                                                       dtype, held):
     rng = np.random.default_rng(len(shape) * 10 + shape[0])
-    _, ref, ker = setups(shape, dtype, rng, kernels[dtype])
+    _, ref, ker = setups(shape, dtype, rng, kernels[dtype], held)
     assert len(ref) > 1
     for r, k in zip(ref[1:], ker[1:]):
         scale = np.abs(r.mass) + r.diag            # every face is below the diagonal
@@ -101,13 +129,14 @@ def test_coarsening_writes_the_reference_mass_and_faces_on_every_level(kernels, 
             r.coarse is None else None
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["free", "held"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float64", "float32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_level_operators_match_the_reference_on_every_level(kernels, shape, dtype):
+def test_level_operators_match_the_reference_on_every_level(kernels, shape, dtype, held):
     k = kernels[dtype]
     ops = bmg.ArrayBatchedOps(np, dtype)
     rng = np.random.default_rng(7 + shape[0])
-    batch, ref, ker = setups(shape, dtype, rng, k)
+    batch, ref, ker = setups(shape, dtype, rng, k, held)
     omega = bmg._JACOBI_OMEGA[len(shape)]
     B = batch.size
     active = [True, False, True, True]
@@ -174,13 +203,14 @@ def test_step_rhs_norms_clamp_predict_and_restart_match_the_reference(kernels, d
     np.testing.assert_array_equal(xg, xw)
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["free", "held"])
 @pytest.mark.parametrize("shape", [(40, 33), (12, 9, 14), (3, 50), (5, 6)], ids=str)
-def test_whole_batched_solves_with_kernels_match_the_reference_float64(cpu, shape):
+def test_whole_batched_solves_with_kernels_match_the_reference_float64(cpu, shape, held):
     dtype = np.float64
     rng = np.random.default_rng(11)
     results = []
     for ops in (None, cpu.ops(dtype).batched_ops(dtype)):
-        batch = random_batch(shape, dtype, np.random.default_rng(5))
+        batch = random_batch(shape, dtype, np.random.default_rng(5), held=held)
         solver = MultigridSolver(shape, 10.0, batch.size, np, dtype, ops=ops)
         solver.prepare(batch)
         x = np.random.default_rng(9).uniform(0.0, 5.0, (batch.size,) + shape)
@@ -192,3 +222,42 @@ def test_whole_batched_solves_with_kernels_match_the_reference_float64(cpu, shap
     assert [i.iterations for i in ik] == [i.iterations for i in ir]
     np.testing.assert_allclose(xk, xr, rtol=1e-12, atol=1e-12 * np.abs(xr).max())
     del rng
+
+
+def on_device(xp, batch):
+    """``batch`` with its blocks, maps and fixed-value masks as ``xp`` arrays."""
+    blocks = tuple(xp.asarray(block) for block in batch.blocks)
+    rows = [[blocks[k][s] if not isinstance(v, float) else v for s, v in enumerate(vals)]
+            for k, vals in enumerate((batch.D, batch.a, batch.b))]
+    held = [None if h is None else xp.asarray(h) for h in batch.held]
+    return bmg.Batch(batch.theta_dt, batch.dx, batch.kinds, batch.values, *rows,
+                     blocks=blocks, held=held)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(40, 33), (12, 9, 14)], ids=str)
+def test_the_cupy_kernels_coarsen_and_solve_a_batch_with_held_voxels_as_the_reference(shape):
+    import cupy
+
+    from spatialdtp.backends import get_backend
+
+    dtype = np.float64
+    kops = get_backend("cupy").ops(dtype).batched_ops(dtype)
+    batch = random_batch(shape, dtype, np.random.default_rng(5), held=True)
+    x0 = np.random.default_rng(9).uniform(0.0, 5.0, (batch.size,) + shape)
+    ref = MultigridSolver(shape, 10.0, batch.size, np, dtype)
+    ker = MultigridSolver(shape, 10.0, batch.size, cupy, dtype, ops=kops)
+    ref.prepare(batch)
+    ker.prepare(on_device(cupy, batch))
+    for r, k in zip(ref.levels[1:], ker.levels[1:]):
+        close(cupy.asnumpy(k.mass), r.mass, dtype, np.abs(r.mass) + r.diag, f"mass {r.shape}")
+        for axis in range(len(shape)):
+            if r.tin[axis] is not None:
+                close(cupy.asnumpy(k.tin[axis]), r.tin[axis], dtype, 2 * np.abs(r.tin[axis]),
+                      f"tin[{axis}] {r.shape}")
+    xr, xk = x0.copy(), cupy.asarray(x0)
+    ir = ref.solve(xr, xr.copy(), 1.0, [1e-10] * batch.size)
+    ik = ker.solve(xk, xk.copy(), 1.0, [1e-10] * batch.size)
+    assert all(i.converged for i in ir)
+    assert [i.iterations for i in ik] == [i.iterations for i in ir]
+    np.testing.assert_allclose(cupy.asnumpy(xk), xr, rtol=1e-12, atol=1e-12 * np.abs(xr).max())

@@ -143,11 +143,11 @@ def test_the_radial_problems_run_every_method_in_one_run():
 
 
 def test_the_benchmark_runs_multigrid_as_the_simulation_does_with_its_fallback():
-    """Krogh's cylinder in one 3-min step at 2 µm: a multigrid solve that stalls there is
-    handed to PCG by the run (spatialdtp.run.substrate_step), so the benchmark must do the
-    same; both then solve the same system to rtol 1e-8 and agree far below the error.
-    Without the fallback the benchmark reported multigrid's stalled iterate (0.07 against
-    0.029)."""
+    """Krogh's cylinder in one 3-min step at 2 µm: a multigrid solve that stalls is handed
+    to PCG by the run (spatialdtp.run.substrate_step), so the benchmark does the same (and
+    counts it; tests/test_multigrid_fixed_voxels.py checks none is needed any more); both
+    solve the same system to rtol 1e-8 and agree far below the error. Without the fallback
+    the benchmark once reported multigrid's stalled iterate (0.07 against 0.029)."""
     q = wp.Radial("krogh", K)
     mg = q.error(wp.run_spatialdtp_radial(q, 3.0, "multigrid", 1e-8)[0])
     pcg = q.error(wp.run_spatialdtp_radial(q, 3.0, "pcg", 1e-8)[0])

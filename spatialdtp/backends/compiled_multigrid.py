@@ -126,7 +126,9 @@ class BatchedKernels:
     ``ArrayBatchedOps``. Level 0's mass and faces are built on the fly by every kernel from
     the coefficient maps (or numbers) of the batch; coarser levels' are written by
     ``bmg_coarsen`` into arrays kept here, one set per grid and batch size. The coarsest
-    level's dense inverse is built by the reference from those arrays (≤ 64 cells)."""
+    level's dense inverse is built by the reference from those arrays (≤ 64 cells). The
+    batch's fixed-value masks go to the level-0 transfers as one (B, N) block of bytes
+    (``held``; null without any)."""
 
     compiled = True
 
@@ -134,6 +136,7 @@ class BatchedKernels:
         self.ops, self.xp, self.dtype, self.lib = ops, ops.xp, ops.dtype, ops.lib
         self.counters = ops.counters
         self._masks = {}
+        self._held, self._held_of = None, None
 
     def read(self, a, site):
         return self.ops.read(a, site)
@@ -183,6 +186,26 @@ class BatchedKernels:
             if m:
                 block[s] = r
         return block
+
+    def _held_block(self, batch, shape):
+        """The (B, *shape) uint8 block of the batch's fixed-value masks, or None without
+        any; rebuilt only when a substrate's mask is another array (a run keeps its
+        substrates' masks for good, so a step reuses the block)."""
+        held = list(batch.held)
+        if all(h is None for h in held):
+            return None
+        if self._held_of is None or len(self._held_of) != len(held) or any(
+                a is not b for a, b in zip(self._held_of, held)):
+            block = self.xp.zeros((batch.size,) + tuple(shape), np.uint8)
+            for s, h in enumerate(held):
+                if h is not None:
+                    block[s] = h
+            self._held, self._held_of = block, held
+        return self._held
+
+    def _level0_held(self, level):
+        """The held block for a level-0 transfer, None (a null pointer) on coarser ones."""
+        return self._held_now if self._index.get(id(level), 0) == 0 else None
 
     def _padded(self, level):
         return (1,) * (3 - level.ndim) + tuple(level.shape)
@@ -271,6 +294,7 @@ class BatchedKernels:
         self._tdt, self._tmap = batch.theta_dt, batch.t_map
         self._a, self._D, self._b = (self._block(batch, w) for w in ("a", "D", "b"))
         self._index = {id(lev): i for i, lev in enumerate(levels)}
+        self._held_now = self._held_block(batch, fine.shape)
         if fine.coarse is None:               # a grid of ≤ 64 cells: dense, by the reference
             bmg.set_fine(fine, batch, self.xp, self.dtype)
             bmg.coarsest_inverse(self.xp, fine)
@@ -283,7 +307,8 @@ class BatchedKernels:
             outs = ([None] * pad + list(c.tin) + [None] * pad + list(c.twrap)
                     + [None] * pad + list(c.tlo) + [None] * pad + list(c.thi))
             self.lib.launch("bmg_coarsen", self._B * c.size, *self._op(lev, i),
-                            *self._flags(lev), ratio, fixed, c.mass, *outs)
+                            *self._flags(lev), ratio, fixed, c.mass, *outs,
+                            self._level0_held(lev))
         bmg.coarsest_inverse(self.xp, levels[-1])
 
     def _chunks(self, level):
@@ -342,7 +367,7 @@ class BatchedKernels:
         i = self._index.get(id(level), 0)
         self.lib.launch("bmg_residual_restrict", self._B * level.coarse.size,
                         *self._op(level, i), *self._flags(level), x, b, coarse_b,
-                        self._mask(active, self._B))
+                        self._mask(active, self._B), self._level0_held(level))
         return coarse_b
 
     def prolong_smooth(self, level, x, e, b, y, omega, active=None):
@@ -352,7 +377,8 @@ class BatchedKernels:
                                   lambda: self.xp.empty((self._B,) + level.shape, self.dtype))
         self.lib.launch("bmg_prolong_smooth", self._B * level.size, *self._op(level, i),
                         *self._flags(level), ip, w, x, e, b, y, self._mask(active, self._B),
-                        omega, None if getattr(self.lib, "cp", None) is not None else scratch)
+                        omega, None if getattr(self.lib, "cp", None) is not None else scratch,
+                        self._level0_held(level))
 
     def coarsest_solve(self, level, b, x, active=None):
         """On a coarse level every row at once (one product, one write): a converged

@@ -91,9 +91,10 @@ class Substrate:
         any Δt (the start c_i is v: the simulation sets it, the step restores it), so the
         free voxels next to it see the value v. The solvers' stopping test
         scales each residual by its own diagonal, so the large rows do not hide the free
-        voxels' residuals; multigrid's coarse levels see P summed into their mass, i.e. a
-        coarse cell holding a fixed voxel is nearly fixed too, which only slows the cycles
-        near it (the test checks the solves converge)."""
+        voxels' residuals. Multigrid's coarse levels leave the held voxels out (the step
+        hands it :attr:`fixed_voxels`' mask; see
+        :mod:`spatialdtp.numerics.implicit.batched_multigrid`): summed into a coarse mass,
+        P would make every coarse cell with a held child nearly fixed too."""
         xp = self.xp
         held = ~xp.isnan(fixed)
         D = float(self.maps["diffusion"].max()) if "diffusion" in self.maps else self.diffusion

@@ -86,6 +86,11 @@ class SubstrateStep:
         else:
             self.prev = xp.zeros(shape, self.dtype)
         self.blocks = tuple(xp.zeros(shape, self.dtype) for _ in range(3))  # D, a, b maps
+        #: per substrate the mask of its fixed-value voxels, or None (none, or a substrate
+        #: not solved): multigrid's coarse levels leave those voxels out
+        self.fixed_masks = [
+            sub.fixed_voxels[0] if sub.fixed_voxels is not None and s not in self.held
+            and bool(sub.fixed_voxels[0].any()) else None for s, sub in enumerate(self.subs)]
         self.aux = xp.zeros(shape, self.dtype)
         self.history = False          # prev holds the last step's start (the predictor's)
         self.last_dt = None
@@ -124,7 +129,8 @@ class SubstrateStep:
     def _batch(self, coeffs, theta_dt):
         return Batch(theta_dt, self.grid.dx, [bc.kinds for *_, bc in coeffs],
                      [bc.value for *_, bc in coeffs], [c[0] for c in coeffs],
-                     [c[1] for c in coeffs], [c[2] for c in coeffs], blocks=self.blocks)
+                     [c[1] for c in coeffs], [c[2] for c in coeffs], blocks=self.blocks,
+                     held=self.fixed_masks)
 
     # ------------------------------------------------------------------ the step
     def step(self, state, dt, blood, t, planes=None, new_step=True):

@@ -16,6 +16,22 @@ levels hold mass and faces as arrays (:func:`coarsen`): the mass sums the childr
 coarse face sums the fine faces it covers times the ratio of centre distances (as
 :mod:`.multigrid`); a boundary face absent for a substrate is a face of 0.
 
+**Held voxels** (fixed-value voxels, ``substrates.<name>.maps.fixed``). The step holds them
+by a penalty rate P = S/u in a(x) (``Substrate._hold`` in
+:mod:`spatialdtp.model.substrate_coefficients`), so their rows of A outweigh any other by
+about 1/u. Level 0 solves them as they are (one sweep leaves them at their value to about
+u); but summed into a coarse mass, that penalty makes every coarse cell with a held child
+nearly fixed too, although its free children still need their correction: the cycles then
+contract by only 0.75–0.8. So the coarse levels solve the error equation of the free voxels
+alone, the held ones being Dirichlet values of zero correction (their error is zero to
+within u). Level 0's coarsening (:func:`_free_operator`) turns a face between a free voxel
+and a held one into mass of the free voxel (the Dirichlet condition e_j = 0 of its
+neighbour), sets every face touching a held voxel to 0 and gives a held voxel mass 1 (any
+positive number: it only keeps a coarse cell of held children regular); a held voxel's
+residual is not restricted (:func:`residual_restrict`) and no correction is prolonged to it
+(:func:`prolong_smooth`). ``Level.held`` (B, *shape) marks them on level 0, from the
+batch's masks (:class:`Batch`); None where the batch has none, and then nothing changes.
+
 The operators (each adds terms per voxel in the order of ``kernels/batched_multigrid.cu``:
 base, then per axis the upper face, the lower face, the wrap face, the fixed low and high
 faces):
@@ -23,10 +39,11 @@ faces):
 * :func:`smooth`: one damped-Jacobi sweep ``y = x + ω (b − A x)/d`` (``d`` the diagonal
   of A); with ``x = None`` the sweep from zero, ``y = ω b/d``; it also reduces the
   scaled residual of its input (:func:`residual_norms` without the floor);
-* :func:`residual_restrict`: ``b_coarse = R (b − A x)``, R summing the children;
+* :func:`residual_restrict`: ``b_coarse = R (b − A x)``, R summing the children (a held
+  voxel's residual taken as 0);
 * :func:`prolong_smooth`: ``x' = x + P e_coarse`` (P: linear interpolation between coarse
   cell centres, separable, the coarsened axes in ascending order; constant next to the
-  domain's faces), then a sweep of ``x'``;
+  domain's faces; 0 at a held voxel), then a sweep of ``x'``;
 * :func:`residual_norms`: per substrate ``R = max_i |r_i|/d_i`` (the true residual,
   diagonally scaled: each voxel's residual in its own units, so that a vessel voxel's
   Δt·p·c_blood cannot hide the rest), ``M = max_i m_i/d_i`` with ``m_i`` the sum of the
@@ -99,7 +116,8 @@ class Level:
     centre-distance ratios of the coarse faces. Operator (set each step, batch of B):
     ``mass`` (B, *shape), ``tin[k]`` (B, faces along k), ``tlo[k]``, ``thi[k]`` (fixed
     faces) and ``twrap[k]`` (periodic wrap face), each (B, plane) or None where no
-    substrate of the batch has that face, and ``diag`` (B, *shape).
+    substrate of the batch has that face, ``diag`` (B, *shape), and on level 0 ``held``
+    (B, *shape) bool: the fixed-value voxels, or None where the batch has none.
     """
 
     def __init__(self, shape, widths):
@@ -117,7 +135,7 @@ class Level:
         self.tail = [_ax(nd, k, slice(1, n)) for k, n in enumerate(self.shape)]
         self.lo = [_ax(nd, k, slice(0, 1)) for k in range(nd)]
         self.hi = [_ax(nd, k, slice(n - 1, n)) for k, n in enumerate(self.shape)]
-        self.mass = self.diag = self.inverse = None
+        self.mass = self.diag = self.inverse = self.held = None
         self.tin = [None] * nd
         self.tlo = [None] * nd
         self.thi = [None] * nd
@@ -201,11 +219,14 @@ class Batch:
     per-substrate face numbers of uniform D (``D·scale``, ``2·D·scale``), in Python double
     as the kernels' parameters are. ``blocks``: the (B, *grid) arrays whose rows the
     maps are (the kernels read a batch's maps from one block; without it they are copied).
+    ``held``: per substrate the mask of its fixed-value voxels (those whose penalty is in
+    ``a``), or None; the coarse levels leave them out (see the module docstring).
     """
 
-    def __init__(self, theta_dt, dx, kinds, values, D, a, b, blocks=None):
+    def __init__(self, theta_dt, dx, kinds, values, D, a, b, blocks=None, held=None):
         self.theta_dt, self.dx = float(theta_dt), float(dx)
         self.blocks = blocks          # (D, a, b) blocks whose rows are the maps, if any
+        self.held = list(held) if held is not None else [None] * len(kinds)
         self.kinds = [tuple(tuple(p) for p in k) for k in kinds]
         self.values = [float(v) for v in values]
         self.D, self.a, self.b = list(D), list(a), list(b)
@@ -267,6 +288,12 @@ def set_fine(level, batch, xp, dtype):
                     hi[s] = batch.t_fixed[s]
         level.twrap[k], level.tlo[k], level.thi[k] = wrap, lo, hi
     level.diag = _diagonal(xp, level)
+    level.held = None
+    if any(h is not None for h in batch.held):
+        level.held = xp.zeros((B,) + shape, bool)
+        for s, h in enumerate(batch.held):
+            if h is not None:
+                level.held[s] = h
 
 
 def _harmonic(xp, Da, Db, factor, real):
@@ -295,9 +322,40 @@ def _diagonal(xp, level):
     return d
 
 
+def _free_operator(xp, level):
+    """``level``'s mass and faces with its held voxels taken out: the operator of the
+    error equation whose correction is 0 at a held voxel. A face between a free voxel and a
+    held one is added to the free voxel's mass, every face touching a held voxel is 0, a
+    held voxel's mass is 1. Returns ``(mass, [faces(k) per axis])``, ``level``'s own where
+    it holds none. The mass gathers its terms per voxel in the stencil's order (upper face,
+    lower face, the wrap face at the high cell, at the low cell), as the kernel adds them."""
+    h = level.held
+    if h is None:
+        return level.mass, [level.faces(k) for k in range(level.ndim)]
+    mass = level.mass.copy()
+    faces = []
+    for k in range(level.ndim):
+        head, tail, lo, hi = level.head[k], level.tail[k], level.lo[k], level.hi[k]
+        tin, wrap, tlo, thi = level.faces(k)
+        if tin is not None:
+            mass[head] += xp.where(h[tail], tin, 0.0)
+            mass[tail] += xp.where(h[head], tin, 0.0)
+            tin = xp.where(h[head] | h[tail], 0.0, tin)
+        if wrap is not None:
+            mass[hi] += xp.where(h[lo], wrap, 0.0)
+            mass[lo] += xp.where(h[hi], wrap, 0.0)
+            wrap = xp.where(h[lo] | h[hi], 0.0, wrap)
+        tlo = None if tlo is None else xp.where(h[lo], 0.0, tlo)
+        thi = None if thi is None else xp.where(h[hi], 0.0, thi)
+        faces.append((tin, wrap, tlo, thi))
+    mass[h] = 1.0
+    return mass, faces
+
+
 def coarsen(xp, level):
     """The next level's mass, faces and diagonal from ``level``'s (as
-    :meth:`.multigrid.Multigrid.setup`: sums of the children, times the face ratios)."""
+    :meth:`.multigrid.Multigrid.setup`: sums of the children, times the face ratios), its
+    held voxels left out (:func:`_free_operator`)."""
     c, nd, axes = level.coarse, level.ndim, level.coarse_axes
 
     def children(x, along):
@@ -305,10 +363,11 @@ def coarsen(xp, level):
             x = _pair_sum(xp, x, nd, k)
         return x
 
-    c.mass = children(level.mass, axes)
+    mass, faces = _free_operator(xp, level)
+    c.mass = children(mass, axes)
     for k in range(nd):
         perp = tuple(j for j in axes if j != k)
-        tin, wrap, lo, hi = level.faces(k)
+        tin, wrap, lo, hi = faces[k]
         if c.shape[k] >= 2:
             t = tin
             if k in axes:
@@ -450,8 +509,11 @@ def smooth(xp, level, x, b, y, omega, active=None, record=False):
 
 
 def residual_restrict(xp, level, x, b, coarse_b, active=None):
-    """``coarse_b = R (b − A x)``: the residual summed over each coarse cell's children."""
+    """``coarse_b = R (b − A x)``: the residual summed over each coarse cell's children,
+    a held voxel's taken as 0 (the coarse levels do not correct it)."""
     r = _stencil(xp, level, x, xp.empty_like(x), rhs=b)
+    if level.held is not None:
+        r[level.held] = 0.0
     (fs0, _), *rest = level.pairs
     out = r[fs0].copy()
     for fs, cs in rest:
@@ -476,8 +538,12 @@ def prolong(xp, level, e):
 
 
 def prolong_smooth(xp, level, x, e, b, y, omega, active=None):
-    """``x' = x + P e``, then one sweep of ``x'`` into ``y``."""
-    corrected = x + prolong(xp, level, e)
+    """``x' = x + P e`` (nothing added at a held voxel), then one sweep of ``x'`` into
+    ``y``."""
+    correction = prolong(xp, level, e)
+    if level.held is not None:
+        correction[level.held] = 0.0
+    corrected = x + correction
     smooth(xp, level, corrected, b, y, omega, active)
 
 

@@ -34,8 +34,8 @@ what this argument bounds: they run without a predictor at ``rtol²`` relative t
 plain warm start.
 
 **Never silently wrong.** A residual that grows or turns non-finite, a convergence factor
-above :data:`STALL` per cycle (measured over at least :data:`STALL_CYCLES`), or
-``max_cycles`` reached sends that substrate to the
+above :data:`STALL` per cycle (measured over at least :data:`STALL_CYCLES` from the start,
+and again since the previous check), or ``max_cycles`` reached sends that substrate to the
 caller's fallback (the robust PCG of :mod:`.solver`, from ``c_n``); its :class:`SolveInfo`
 says what happened and the caller counts and reports it.
 """
@@ -53,8 +53,11 @@ STALL = 0.9
 #: cycles a contraction is measured over before it may count as a stall: the max-norm of
 #: the residual is not monotone under a V-cycle (one cycle from a predictor can raise it a
 #: little, e.g. ×1.2 on the default job's oxygen, while the next ones contract by ≈ 0.5
-#: each), so one cycle's ratio says nothing; over three cycles a factor of 0.9 per cycle is
-#: a stall whatever the first one did
+#: each), so one cycle's ratio says nothing. Over three cycles a factor of 0.9 per cycle
+#: is a stall if the first cycle raised the residual a little; a start that a cycle raises
+#: many times over (×17 in the first cycle next to the staircased wall of held voxels,
+#: Krogh's vessel, before 0.45 per cycle) can look like one from the start for several
+#: cycles, so a stall must also show in the contraction since the previous check
 STALL_CYCLES = 3
 #: most extra cycles planned at once after a check (then checked again)
 MAX_EXTRA = 8
@@ -161,6 +164,7 @@ class MultigridSolver:
         plan = [max(1, min(p, max_cycles)) for p in self.plan]
         first = [True] * B                    # the next check is the substrate's first
         since = [0] * B                       # cycles since the start (or restart)
+        last = [None] * B                     # (R, since) at the last check, if any
         while any(active):
             runs = max(plan[s] for s in range(B) if active[s])
             start = None
@@ -190,6 +194,7 @@ class MultigridSolver:
                         restarts[s] += 1
                         R0[s] = p_host[s, bmg.R]
                         since[s] = 0
+                        last[s] = None
                         continue
                     R0[s] = R_start
                 R, Mag = f_host[s, bmg.R], f_host[s, bmg.M]
@@ -203,12 +208,14 @@ class MultigridSolver:
                     active[s] = False
                     continue
                 rho = ratio ** (1.0 / since[s]) if since[s] and R0[s] > 0 else 1.0
+                recent = _contraction(R, since[s], last[s])
+                last[s] = (R, since[s])
                 reason = None
                 if diverging(R, R0[s], not f_host[s, bmg.NONFINITE]):
                     reason = "diverged"
                 elif cycles[s] >= max_cycles:
                     reason = f"reached max_iterations={max_cycles} cycles"
-                elif rho > STALL and since[s] >= STALL_CYCLES:
+                elif rho > STALL and since[s] >= STALL_CYCLES and recent > STALL:
                     reason = f"stalled (contraction {rho:.2f} per cycle)"
                 if reason is None:
                     if 0 < rho < 1:
@@ -250,3 +257,11 @@ class MultigridSolver:
         parts = [plain, start if start is not None else plain, final]
         host = self.ops.read(xp.stack([xp.asarray(p) for p in parts]), "multigrid check")
         return host[0], (host[1] if start is not None else None), host[2]
+
+
+def _contraction(R, since, last):
+    """The contraction per cycle since the last check ``last = (R, since)``; 0 (no evidence
+    of a stall yet) at a substrate's first check."""
+    if last is None or since <= last[1] or last[0] <= 0:
+        return 0.0
+    return (R / last[0]) ** (1.0 / (since - last[1]))
