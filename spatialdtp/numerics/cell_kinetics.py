@@ -16,13 +16,26 @@ exchange(τ/2) growth(τ/2), which keeps the whole sub-step second order in τ.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..config import CELL_TYPES
 from ..model.cells import CellKinetics, Environment
 from ..model.treatment import drug_effects
 
 
+def _expm1(x, xp):
+    """e^x − 1 of a plane, or of a Python float (a rate uniform in space: no drug) as a
+    Python float. NumPy's answer for a float is a float64 scalar, which would promote
+    every float32 plane it multiplies to float64 (and the rest of the step with it)."""
+    return float(np.expm1(x)) if isinstance(x, float) else xp.expm1(x)
+
+
 def phi1(x, xp):
-    """(e^x − 1)/x, exact at x = 0 (the integral of e^{xs} over s in [0, 1])."""
+    """(e^x − 1)/x, exact at x = 0 (the integral of e^{xs} over s in [0, 1]).
+
+    A Python float (a rate uniform in space) gives a Python float: see :func:`_expm1`."""
+    if isinstance(x, float):
+        return float(phi1(np.asarray(x), np))
     small = xp.abs(x) < 1e-6
     safe = xp.where(small, 1.0, x)
     return xp.where(small, 1.0 + 0.5 * x, xp.expm1(safe) / safe)
@@ -82,7 +95,7 @@ def _exchange(cells, alpha, rho, tau, xp):
 
 def _acquisition(cells, acquire, tau, xp):
     S, P, R, F, M = cells
-    lost = -P * xp.expm1(-acquire * tau)
+    lost = -P * _expm1(-acquire * tau, xp)
     return [S, P - lost, R + lost, F, M]
 
 
