@@ -255,11 +255,11 @@ def memory_contributions(cfg, backend=None, frames: bool = True) -> dict[str, in
 
     # -- the largest temporaries of one phase ----------------------------------------------
     if not well_mixed:
-        out.update(_largest(_temporaries(name, cfg, shape, G, s, B, D, grid)))
+        out.update(_largest(_temporaries(name, cfg, shape, G, B, D, grid)))
     return out
 
 
-def _temporaries(name, cfg, grid_shape, G, s, B, D, grid) -> dict[str, int]:
+def _temporaries(name, cfg, grid_shape, G, B, D, grid) -> dict[str, int]:
     """Temporaries of each phase of a step (only the largest phase is counted)."""
     phases = {
         # run/observables.py Observer.niche_labels (see NICHE_LABEL_BYTES)
@@ -273,10 +273,8 @@ def _temporaries(name, cfg, grid_shape, G, s, B, D, grid) -> dict[str, int]:
     # numerics/cell_kinetics.py react_state (numpy reference): the environment (8 maps),
     # two generations of the five cell planes and their rates in _growth, phi1's where;
     # 39 planes at tracemalloc's peak, and 3 more per drug (treatment/effects.py hill: x,
-    # r, the effect). A float32 run without drugs makes its exchange terms in float64
-    # (phi1 of a scalar rate is a 0-d float64 array, which promotes the planes it
-    # multiplies): 27 planes more, measured.
-    react = 39 + 3 * D + (27 if (s == 4 and D == 0) else 0)
+    # r, the effect).
+    react = 39 + 3 * D
     phases["temporaries_reaction"] = react * grid
     # numerics/implicit/batched_multigrid.py step_rhs and residual_norms (src, A·c, r, q,
     # and the norms' |r|/diag and magnitude planes): 7 per substrate

@@ -69,6 +69,16 @@ class CellKinetics:
         self.vessels = vessels
         self.xp = xp
         self.norton_simon = cfg.kill_model == "norton_simon"
+        f = cfg.fibroblast
+        #: the per-capita rates of :meth:`per_capita` that are one number everywhere and at
+        #: all times (index into S, P, R, F, M: value): TAM death, and CAF death when CAFs
+        #: do not grow (the default, quiescent CAFs: 0 · room − d_F is −d_F exactly)
+        self.fixed_rates = {4: -cfg.macrophage.death}
+        if f.growth == 0:
+            self.fixed_rates[3] = -f.death
+        #: what the integrator derives from fixed rates, per sub-step length
+        #: (:func:`spatialdtp.numerics.cell_kinetics._fixed_factors`)
+        self.factor_cache = {}
 
     # ------------------------------------------------------------------ environment
     def environment(self, substrates: dict, effects) -> Environment:
