@@ -80,7 +80,9 @@ def transport_bytes(n_voxels: int, itemsize: int, substeps: dict[str, int],
     ``transport_substep`` that reads the plane and the four other cell planes (their total,
     the room, is summed in the kernel) and writes the plane; the drifting TAMs also read
     the chemokine each sub-step, and the sub-step count needs one pass over the chemokine
-    (its largest gradient)."""
+    (its largest gradient). The GPU's path: on the host the launcher sums the others'
+    total first (``lib.sums_in_kernel`` false: 9 planes more per moving type, and the
+    kernel reads that total instead of the four planes), not modelled here."""
     elems = 0
     for name, m in substeps.items():
         if m <= 0:

@@ -136,3 +136,38 @@ def test_a_cycle_leaves_the_held_voxels_at_their_values():
     moved = np.abs(x[0][q.fixed] - v).max()
     bound = 2 * cycles * u * (np.abs(x[0] - q.p["cv"]).max() + np.abs(v).max())
     assert moved <= bound, (moved, bound)
+
+
+def test_a_cycle_that_contracts_too_slowly_after_its_start_falls_back(monkeypatch):
+    """Krogh from c = c_v: the first three cycles as they are (the rise and its settling,
+    which the first check must not call a stall), then each cycle's change of the iterate
+    scaled by θ = 0.2. The residual is linear in x, so such a cycle maps it to
+    (1 − θ) r + θ r_cycle, and with the cycles' own contraction there (≈ 0.44 per cycle,
+    measured by the previous test's solve) its max-norm shrinks by a factor within
+    0.8 ± 0.2·0.44 = [0.71, 0.89] per cycle: a solve that converges, but slower than a
+    working V-cycle (mg_solver.WORKING = 0.6), so the PCG fallback costs less. It must be
+    handed to the fallback as a stall at the second check, not cycled on (as a rule that
+    asked the contraction since the last check to exceed STALL = 0.9 would)."""
+    q, mg = krogh_step()
+    cycle = mg._cycle
+    done = []
+
+    def slow_cycle(x, active, record):
+        before = x.copy()
+        start = cycle(x, active, record)
+        done.append(1)
+        if len(done) > 3:
+            x[...] = before + 0.2 * (x - before)
+        return start
+
+    monkeypatch.setattr(mg, "_cycle", slow_cycle)
+    reasons = []
+
+    def fallback(s, reason):                          # a marker for PCG
+        reasons.append(reason)
+        return SolveInfo(0, 0.0, True, 0.0, False, "pcg")
+
+    x = q.c0[None].copy()
+    mg.solve(x, x.copy(), 1.0, [1e-8], save_start=False, fallback=fallback)
+    assert len(reasons) == 1 and "stalled" in reasons[0], reasons
+    assert mg.checks == 2
