@@ -102,20 +102,27 @@ def test_a_first_cycle_that_raises_the_residual_many_times_over_is_not_a_stall()
     assert first.R > 10 * first.R0                    # the rise this test is about
 
 
+def fallback_reasons(q, mg):
+    """Solve the Krogh step from c = c_v to 1e-8 with a marker for the PCG fallback; the
+    reasons the solver handed over."""
+    reasons = []
+
+    def fallback(s, reason):
+        reasons.append(reason)
+        return SolveInfo(0, 0.0, True, 0.0, False, "pcg")
+
+    x = q.c0[None].copy()
+    mg.solve(x, x.copy(), 1.0, [1e-8], save_start=False, fallback=fallback)
+    return reasons
+
+
 def test_a_cycle_that_does_not_contract_is_still_a_stall(monkeypatch):
     """Without its coarse levels and with a sweep damped to almost nothing, the cycle barely
     changes the iterate: that is handed to the fallback as a stall, after two checks."""
     q, mg = krogh_step()
     monkeypatch.setattr(mg, "_coarse", lambda i, active: None)   # no coarse correction
     mg.omega = 1e-3
-    reasons = []
-
-    def fallback(s, reason):                          # a marker for PCG
-        reasons.append(reason)
-        return SolveInfo(0, 0.0, True, 0.0, False, "pcg")
-
-    x = q.c0[None].copy()
-    mg.solve(x, x.copy(), 1.0, [1e-8], save_start=False, fallback=fallback)
+    reasons = fallback_reasons(q, mg)
     assert len(reasons) == 1 and "stalled" in reasons[0], reasons
     assert mg.checks == 2
 
@@ -161,13 +168,6 @@ def test_a_cycle_that_contracts_too_slowly_after_its_start_falls_back(monkeypatc
         return start
 
     monkeypatch.setattr(mg, "_cycle", slow_cycle)
-    reasons = []
-
-    def fallback(s, reason):                          # a marker for PCG
-        reasons.append(reason)
-        return SolveInfo(0, 0.0, True, 0.0, False, "pcg")
-
-    x = q.c0[None].copy()
-    mg.solve(x, x.copy(), 1.0, [1e-8], save_start=False, fallback=fallback)
+    reasons = fallback_reasons(q, mg)
     assert len(reasons) == 1 and "stalled" in reasons[0], reasons
     assert mg.checks == 2
