@@ -140,11 +140,11 @@ class NicheGeometry:
         """The shifts per axis the labels' niche distance takes on a grid of ``shape``."""
         return [_shift_limit(n, 1.0, self.label_reach) for n in shape]
 
-    def _voxel2_cut(self, distance: float) -> float:
-        """The largest squared voxel distance k (an integer) with dx·√k <= distance, with
-        :meth:`is_near`'s relative slack: comparing the integers k with it in any precision
-        gives what comparing dx·√k with the distance gives."""
-        return float(math.floor((distance * (1.0 + 1e-9) / self.dx) ** 2))
+    def _voxel2_cut(self, length: float) -> float:
+        """The largest squared voxel distance k (an integer) with dx·√k <= ``length`` (µm),
+        with :meth:`is_near`'s relative slack: comparing the integers k with it in any
+        precision gives what comparing dx·√k with the length gives."""
+        return float(math.floor((length * (1.0 + 1e-9) / self.dx) ** 2))
 
     def is_near_voxel2(self, k):
         """:meth:`is_near` of the squared voxel distances ``k`` (:func:`squared_voxel_distance`)."""
