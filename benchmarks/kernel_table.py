@@ -96,7 +96,8 @@ TRAFFIC = {
     "transport_substep": (1 + 4 + 1, 1, 0, "n, the 4 other cell planes (summed in the "
                           "kernel), the chemokine q (TAMs); writes n' (traffic.transport_bytes)"),
     "transport_max_jump": (1, 0, 0, "the chemokine q; per-chunk partials only"),
-    "transport_pressure_substep": (4, 3, 0, "S, P, R, F + M; writes S, P, R "
+    "transport_pressure_substep": (5, 3, 0, "S, P, R, F, M (F + M summed in the kernel); "
+                                   "writes S, P, R "
                                    "(traffic.pressure_bytes)"),
     "observable_sums": (5 + 2 + 1 + 1, 0, 1, "S P R F M, oxygen, HGF, 1 drug, T₀, the "
                         "1-byte labels; per-chunk partials only (traffic.observables_bytes)"),

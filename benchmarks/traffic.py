@@ -62,33 +62,39 @@ def reaction_bytes(n_voxels: int, itemsize: int, n_substrates: int) -> int:
 
 
 def pressure_bytes(n_voxels: int, itemsize: int, substeps: int) -> int:
-    """The tumour's pressure flux over one half step (``transport_pressure_substep``):
-    the stroma total F + M once (read 2, write 1), an odd sub-step count first copies S,
-    P, R into the buffers (read 3, write 3), then each sub-step reads S, P, R and F + M
-    and writes S, P, R."""
+    """The tumour's pressure flux over one half step (``transport_pressure_substep``, the
+    GPU's path): each sub-step reads S, P, R, F and M (the stroma total F + M is summed in
+    the kernel where read) and writes S, P, R, between the planes and three buffers; after
+    an odd count they stay in the buffers for the motility that follows (see
+    :func:`transport_bytes`: no copy back). On the host the launcher sums F + M once
+    (3 planes more) and each sub-step reads that instead of F and M: not modelled here."""
     if substeps <= 0:
         return 0
-    elems = 3 + (6 if substeps % 2 else 0) + substeps * 7
-    return elems * n_voxels * itemsize
+    return substeps * 8 * n_voxels * itemsize
 
 
 def transport_bytes(n_voxels: int, itemsize: int, substeps: dict[str, int],
-                    chemotaxis: bool) -> int:
-    """One call of cell transport (``backends/compiled_transport.move_cells``): per moving
-    cell type, with a single sub-step a copy of its plane into a buffer (read, write; the
-    one sub-step must not write its input), then per explicit sub-step one
-    ``transport_substep`` that reads the plane and the four other cell planes (their total,
-    the room, is summed in the kernel) and writes the plane; the drifting TAMs also read
-    the chemokine each sub-step, and the sub-step count needs one pass over the chemokine
-    (its largest gradient). The GPU's path: on the host the launcher sums the others'
-    total first (``lib.sums_in_kernel`` false: 9 planes more per moving type, and the
-    kernel reads that total instead of the four planes), not modelled here."""
+                    chemotaxis: bool, pushed=()) -> int:
+    """One call of cell transport (``backends/compiled_transport.move_cells``, the GPU's
+    path) after the pressure flux: ``pushed``, the types that flux left in its buffers
+    (S, P, R after an odd number of its sub-steps, else none). Per moving cell type
+    (``substeps``: its sub-step count), with a single sub-step from its plane a copy of
+    that plane into a buffer (read, write; the one sub-step must not write its input; a
+    pushed type starts from its buffer, no copy), then per explicit sub-step one
+    ``transport_substep`` that reads the plane and the four other cell planes (their
+    total, the room, is summed in the kernel) and writes the plane; the drifting TAMs also
+    read the chemokine each sub-step, and the sub-step count needs one pass over the
+    chemokine (its largest gradient). A pushed type that does not move is copied back to
+    its plane (read, write). On the host the launcher sums the others' total first
+    (``lib.sums_in_kernel`` false: 9 planes more per moving type, and the kernel reads
+    that total instead of the four planes), not modelled here."""
     elems = 0
     for name, m in substeps.items():
         if m <= 0:
             continue
-        elems += 2 if m == 1 else 0
+        elems += 2 if m == 1 and name not in pushed else 0
         elems += m * (1 + 4 + 1 + (1 if name == "M" and chemotaxis else 0))
+    elems += 2 * sum(1 for name in pushed if substeps.get(name, 0) <= 0)
     if chemotaxis:
         elems += 1
     return elems * n_voxels * itemsize
@@ -354,7 +360,8 @@ def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
     are kept while the niche voxels stay the same)."""
     phases = {
         "reactions": 2 * reaction_bytes(n_voxels, itemsize, n_substrates),
-        "transport": 2 * (transport_bytes(n_voxels, itemsize, substeps, chemotaxis)
+        "transport": 2 * (transport_bytes(n_voxels, itemsize, substeps, chemotaxis,
+                                          CELL_TYPES[:3] if pressure_substeps % 2 else ())
                           + pressure_bytes(n_voxels, itemsize, pressure_substeps)),
     }
     passes = picard + 1

@@ -36,10 +36,11 @@ host syncs = 5 + checks + labels
   labels (1 when the niche voxels changed and the labels are made anew, else 0): the
   "any niche voxel" test of niche.labels                                          =  1
 
-array operations (CuPy expressions: each one launch) = 68 + 2·rounds + 11·checks + 14·labels
-  transport per half step: F + M 1, three copies (odd pressure sub-steps) 3, max of the
-  jump partials 1, per moving type its plane's copy (one sub-step) 1 × 4 = 4 (the other
-  types' total is summed in transport_substep)                         2 × 9 = 18
+array operations (CuPy expressions: each one launch) = 54 + 2·rounds + 11·checks + 14·labels
+  transport per half step: max of the jump partials 1, M's plane copied for its one
+  sub-step 1 (F + M is summed in transport_pressure_substep, the other types' total in
+  transport_substep; the one pressure sub-step leaves S, P, R in its buffers, from which
+  their one motility sub-step reads: no copy)                          2 × 2 =  4
   observables: niche mask (add, ≥) 2, its comparison with the kept one 1; sums 1;
   finiteness sums 1                                                                 =   5
   per step whose labels are made anew (the niche voxels changed): the label array 1,
@@ -57,8 +58,8 @@ array operations (CuPy expressions: each one launch) = 68 + 2·rounds + 11·chec
   per check: stacking the tables for the one transfer 1
   per round: the coarsest level's product and its write 2
 
-allocations = 37 + rounds + 7·checks + masks + 17·labels
-  transport per half step: F + M 1, jump max 1                                → 2 × 2 = 4
+allocations = 35 + rounds + 7·checks + masks + 17·labels
+  transport per half step: jump max 1                                         → 2 × 1 = 2
   coefficients: each substrate's packed parameters (host → device) 5
   multigrid set-up: packed batch parameters 2, identity 1, its operator 1, the stencil's
   three differences 3, inverse and cast 2                                          =  9
@@ -111,8 +112,8 @@ SUBSTRATES = 5
 MULTIGRID = {
     "kernel_launches": (24, 3 * (LEVELS - 1), 1, 1, 0, 3),
     "host_syncs": (5, 0, 1, 0, 0, 1),
-    "array_launches": (68, 2, 11, 0, 0, 14),
-    "allocations": (37, 1, 7, 0, 1, 17),
+    "array_launches": (54, 2, 11, 0, 0, 14),
+    "allocations": (35, 1, 7, 0, 1, 17),
 }
 #: counter -> (fixed, per map, per solve, per CG iteration, per restart)
 PCG = {
