@@ -85,9 +85,10 @@ TRAFFIC = {
     "cell_kinetics": (4 + 1 + 5 + 1, 5, 0,
                       "4 substrates, 1 drug, S P R F M, vessels; writes S P R F M "
                       "(traffic.reaction_bytes)"),
-    "substrate_coefficients": (5 + 1 + 1, 3, 0,
-                               "at most: 5 cell planes, vessels, c*; writes D, a, b "
-                               "(traffic.coefficients_bytes)"),
+    "substrate_coefficients": (5 + 1 + 1, 11, 0,
+                               "bench_tissue3d's batch of 5: 5 cell planes, vessels, glucose's "
+                               "c*; writes the 11 maps among their D, a, b "
+                               "(traffic.batch_coefficients_bytes)"),
     "stencil_apply": (2 + 3, 1, 0, "x, mass, 3 faces; writes out (traffic.stencil_elems)"),
     "jacobi_sweep": (4 + 3, 1, 0, "x, b, ω/diag, mass, 3 faces; writes x' "
                      "(traffic.jacobi_elems)"),
@@ -99,8 +100,9 @@ TRAFFIC = {
     "transport_pressure_substep": (5, 3, 0, "S, P, R, F, M (F + M summed in the kernel); "
                                    "writes S, P, R "
                                    "(traffic.pressure_bytes)"),
-    "observable_sums": (5 + 2 + 1 + 1, 0, 1, "S P R F M, oxygen, HGF, 1 drug, T₀, the "
-                        "1-byte labels; per-chunk partials only (traffic.observables_bytes)"),
+    "observable_sums": (11 + 1, 0, 1, "every field of bench_tissue3d's state (S P R F M, "
+                        "5 substrates, 1 exposure), T₀, the 1-byte labels; per-chunk "
+                        "partials only (traffic.observables_bytes)"),
     "bmg_smooth": (2 + 2, 1, 0, "level 0: x, b, the a and D maps; writes y "
                    "(traffic.vcycle_batched_elems)"),
     "bmg_residual_restrict": (2 + 2, 1 / 8, 0, "level 0: y, b, a, D; writes the coarse b"),

@@ -60,7 +60,7 @@ def run_case(cfg, backend, n_substrates, *, min_steps=3, max_steps=10, min_secon
             solves.append(s_s)
             iters.append(its)
             n, item = sim.grid.size, sim.dtype.itemsize
-            coeff = sum(traffic.coefficients_bytes(n, item, s.cfg) for s in subs)
+            coeff = traffic.batch_coefficients_bytes(n, item, [s.cfg for s in subs])
             if stepper.mg is not None:
                 work = stepper.work
                 solve = traffic.multigrid_bytes(

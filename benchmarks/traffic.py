@@ -126,6 +126,18 @@ def coefficients_bytes(n_voxels: int, itemsize: int, sub_cfg) -> int:
     return (reads + writes) * n_voxels * itemsize
 
 
+def batch_coefficients_bytes(n_voxels: int, itemsize: int, sub_cfgs) -> int:
+    """Every substrate's (D, a, b) in one pass of ``substrate_coefficients`` (the step's
+    path, ``ops.coefficients_batch``): the cell planes and the vessel map that any of them
+    reads, once for the batch; each Michaelis–Menten substrate's linearisation point; the
+    maps among each one's D, a, b written."""
+    flags = [coefficient_flags(cfg) for cfg in sub_cfgs]
+    cells = set().union(*(f["cells_read"] for f in flags)) if flags else set()
+    reads = len(cells) + any(f["vessels"] for f in flags) + sum(f["c_lin"] for f in flags)
+    writes = sum(f["D_map"] + f["a_map"] + f["b_map"] for f in flags)
+    return (reads + writes) * n_voxels * itemsize
+
+
 # --------------------------------------------------------------------------- the solver
 def stencil_elems(shape, kinds, residual: bool = False) -> int:
     """``out = (mass + K) x``: read x, the mass and the face arrays, write out
@@ -253,10 +265,12 @@ def niche_label_bytes(shape, itemsize: int, shifts, remade: bool = True) -> int:
 def observables_bytes(n_voxels: int, itemsize: int, n_fields: int, n_drugs: int,
                       shape=None, niche_shifts=(), niche_remade: bool = True) -> int:
     """The end-of-step observables: the niche labels (:func:`niche_label_bytes`, when a
-    ``shape`` is given), one pass of the sums kernel (5 cell planes, oxygen, HGF, each drug,
-    the tumour at treatment start and the 1-byte labels) and the finiteness sums (every
-    field once)."""
-    elems = (5 + 2 + n_drugs + 1) + n_fields
+    ``shape`` is given) and one pass of the sums kernel, which reads every field of the
+    state once (S, P, R, F, M, oxygen, HGF and each drug for the observables, the others
+    for their totals alone: the run's finiteness check reads those, no pass of its own),
+    the tumour at treatment start and the 1-byte labels. ``n_drugs`` is kept for the
+    callers: every drug is a field."""
+    elems = n_fields + 1
     labels = (niche_label_bytes(shape, itemsize, niche_shifts, niche_remade)
               if shape is not None else 0)
     return elems * n_voxels * itemsize + n_voxels + labels
@@ -365,10 +379,9 @@ def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
                           + pressure_bytes(n_voxels, itemsize, pressure_substeps)),
     }
     passes = picard + 1
+    phases["substrates:coefficients"] = passes * batch_coefficients_bytes(
+        n_voxels, itemsize, [cfg for cfg, _kinds, _drug in substrates.values()])
     if solver == "multigrid":
-        coeff = sum(coefficients_bytes(n_voxels, itemsize, cfg)
-                    for cfg, _kinds, _drug in substrates.values())
-        phases["substrates:coefficients"] = passes * coeff
         batch = {name: (cfg, kinds) for name, (cfg, kinds, _drug) in substrates.items()}
         phases["substrates:solve"] = passes * multigrid_bytes(
             solver_shapes, batch, iterations, checks, restarts or {}, itemsize,
@@ -379,8 +392,7 @@ def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
         for name, (cfg, kinds, is_drug) in substrates.items():
             flags = coefficient_flags(cfg)
             phases[f"substrate:{name}"] = (
-                passes * coefficients_bytes(n_voxels, itemsize, cfg)
-                + passes * solve_bytes(solver_shapes, kinds, flags, iterations.get(name, 0),
+                passes * solve_bytes(solver_shapes, kinds, flags, iterations.get(name, 0),
                                        itemsize, theta, solves)
                 + substrate_update_bytes(n_voxels, itemsize, is_drug))
     phases["observables"] = observables_bytes(n_voxels, itemsize, n_fields, n_drugs, shape,

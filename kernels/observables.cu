@@ -9,15 +9,18 @@
  *     out[5]             = Σ O2                 out[6] = Σ T [O2 < hypoxic threshold]
  *     out[7]             = Σ HGF                out[8] = #(niche voxels)
  *     out[9 + 3k + 0..2] = #(label k), Σ P [label k], Σ T0 [label k]    k < n_labels
- *     out[9 + 3 n_labels + d] = Σ drug_d
+ *     out[9 + 3 n_labels + d] = Σ field_d         d < n_plain: the drugs, then every
+ *                                                 other field of the state (the run's
+ *                                                 finiteness check reads every total)
  *
  * all accumulated in double. Each chunk writes its partial sums to
  * partial[j * chunks + c] (j-major: on the GPU consecutive chunks are consecutive
  * threads, so each store is coalesced); the launcher sums the chunks with xp.
  *
  * planes (idx_t[]): the field planes of `data` in the order S, P, R, F, M, oxygen, hgf,
- * then the n_drugs drugs. Every voxel's fields are read once (drug planes in their own
- * loop over the chunk, so that any number of drugs needs no fixed-size accumulator). T0 is
+ * then the n_plain planes summed alone (the drugs, then the state's other fields). Every
+ * voxel's fields are read once (the plain planes in their own loop over the chunk, so
+ * that any number of them needs no fixed-size accumulator). T0 is
  * read only for labelled voxels (it may be null when n_labels is 0).
  */
 #include "sdtp.h"
@@ -27,7 +30,7 @@
 #define OBS_NO_LABEL 127
 
 SDTP_KERNEL_MIN_BLOCKS(6, 5) observable_sums(idx_t chunks, idx_t n, const real* SDTP_RESTRICT data,
-                                             const idx_t* SDTP_RESTRICT planes, idx_t n_drugs,
+                                             const idx_t* SDTP_RESTRICT planes, idx_t n_plain,
                                              const unsigned char* SDTP_RESTRICT labels,
                                              const real* SDTP_RESTRICT T0, idx_t n_labels,
                                              real hypoxic, double* SDTP_RESTRICT partial)
@@ -71,11 +74,11 @@ SDTP_KERNEL_MIN_BLOCKS(6, 5) observable_sums(idx_t chunks, idx_t n, const real* 
             partial[k * chunks + c] = acc[k];
         for (idx_t k = 0; k < 3 * n_labels; ++k)
             partial[(OBS_FIXED + k) * chunks + c] = lab_acc[k];
-        for (idx_t d = 0; d < n_drugs; ++d) {
-            const real* drug = data + planes[7 + d] * n;
+        for (idx_t d = 0; d < n_plain; ++d) {
+            const real* field = data + planes[7 + d] * n;
             double sum = 0.0;
             FOR_CHUNK_ITEMS(i, c, chunks, n)
-                sum += (double)drug[i];
+                sum += (double)field[i];
             partial[(OBS_FIXED + 3 * n_labels + d) * chunks + c] = sum;
         }
     }

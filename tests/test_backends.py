@@ -79,9 +79,9 @@ def test_kernel_arguments_of_the_wrong_dtype_are_refused_by_name():
     good = np.zeros(n, np.float32)
     with pytest.raises(TypeError, match=r"substrate_coefficients: argument 'vessels' must be "
                                         r"a float32 array, got float64"):
-        lib.launch("substrate_coefficients", n, np.zeros(5 * n, np.float32), np.zeros(n),
-                   good, np.zeros(20, np.float32), None, good, good)
-    with pytest.raises(TypeError, match="takes 8 arguments"):
+        lib.launch("substrate_coefficients", n, 1, np.zeros(5 * n, np.float32), np.zeros(n),
+                   0, good, np.zeros(34, np.float32), None, good, good)
+    with pytest.raises(TypeError, match="takes 10 arguments"):
         lib.launch("substrate_coefficients", n, good)
 
 

@@ -64,7 +64,7 @@ def test_traffic_counts_agree_with_benchmarks_traffic_where_it_models_the_kernel
     per_substep = (traffic.pressure_bytes(n, 1, 4) - traffic.pressure_bytes(n, 1, 2)) / 2 / n
     assert total("transport_pressure_substep")[0] == per_substep
     reads, writes, mask, _ = T["observable_sums"]
-    assert (reads + writes) * 8 + mask == traffic.observables_bytes(n, 8, 0, 1) / n
+    assert (reads + writes) * 8 + mask == traffic.observables_bytes(n, 8, 11, 1) / n
     # the level-0 part of a batched V-cycle: smooth, residual-restrict, prolong-smooth
     flags = {"a_map": True, "D_map": True, "b_map": True}
     coarse = (32, 32, 32)

@@ -63,7 +63,9 @@ def test_observable_sums_kernel_matches_reference(cpu, n_drugs, dim, dtype):
     obs = observer_for(st)
     want = obs.sums_reference(st, labels, T0, n_labels)
     got = cpu.ops(dtype).observable_sums(obs, st, labels, T0, n_labels)
-    assert len(want) == FIXED_SUMS + 3 * n_labels + n_drugs
+    assert len(want) == FIXED_SUMS + 3 * n_labels + n_drugs + len(obs.also_totalled)
+    # what no other sum reads: glucose, the chemokine and each drug's exposure
+    assert obs.also_totalled == ("glucose", "chemokine") + tuple(f"auc_{d}" for d in DRUGS[n_drugs])
     assert all(want[FIXED_SUMS + 3 * k] > 0 for k in range(n_labels))   # every label used
     assert_sums_match(got, want, n_labels)
 
@@ -102,6 +104,22 @@ def test_observer_compute_on_cpu_backend_matches_numpy(cpu, dtype):
     assert math.isfinite(want["niche_contrast"])
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-12, nan_ok=True), k
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_the_sums_total_every_field_of_the_state(cpu, dtype):
+    """Observer.field_sums after compute: each field's float64 total, on both backends
+    (the run's finiteness check reads them instead of summing the state again)."""
+    st, _, _, _ = random_state(SHAPES["3d"], dtype, DRUGS[3], seed=6)
+    plasma = dict.fromkeys(st.layout.drugs, 1.0)
+    on = dict.fromkeys(st.layout.drugs, True)
+    want = st.data.reshape(len(st.layout), -1).sum(axis=1, dtype=np.float64)
+    for ops in (None, cpu.ops(dtype)):
+        obs = observer_for(st, ops)
+        obs.compute(st, plasma, on)
+        assert tuple(obs.field_sums) != () and set(obs.field_sums) == set(st.layout.names)
+        got = np.array([obs.field_sums[f] for f in st.layout.names])
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("shape", [(9, 11), (5, 7, 6)], ids=["2d", "3d"])

@@ -323,3 +323,26 @@ def test_a_run_keeps_its_reference_in_the_run_file_and_resumes_with_it(tmp_path)
     resumed = Simulation.resume(tmp_path / "run.h5", days=1.25)
     np.testing.assert_array_equal(resumed.backend.to_host(resumed.observer.reference.T0),
                                   stored)
+
+
+def test_label_sums_are_each_labels_count_and_totals():
+    """label_sums (histograms over the label values) against a sum per label, with every
+    label, "none" and the niche bit present."""
+    from spatialdtp.run.niche import NICHE_BIT, NO_LABEL, label_sums
+
+    rng = np.random.default_rng(3)
+    n_labels = 6
+    lab = rng.integers(0, n_labels + 1, (9, 8)).astype(np.uint8)
+    lab[lab == n_labels] = NO_LABEL
+    lab |= (rng.uniform(size=lab.shape) < 0.3).astype(np.uint8) * NICHE_BIT
+    P, T0 = rng.uniform(0, 5, lab.shape).astype(np.float32), rng.uniform(0, 5, lab.shape)
+    table, niche = label_sums(lab, P, T0, n_labels)
+    low = lab & NO_LABEL
+    for k in range(n_labels):
+        at = low == k
+        assert at.any()
+        assert table[0, k] == at.sum()
+        assert table[1, k] == pytest.approx(P[at].astype(np.float64).sum(), rel=1e-13)
+        assert table[2, k] == pytest.approx(T0[at].sum(), rel=1e-13)
+    assert niche == ((lab & NICHE_BIT) > 0).sum()
+    assert label_sums(lab, P, T0, 0)[0].shape == (3, 0)

@@ -296,3 +296,20 @@ def test_untreated_default_tissue_keeps_its_stroma_and_its_tumour_for_30_days():
     burden = o["burden"] / o["burden"][0]
     assert burden.min() > 0.9
     assert burden[-1] > burden[np.searchsorted(days, 16.0)]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_a_non_finite_voxel_in_any_field_is_named_at_the_next_observation(backend):
+    """The finiteness check reads the observer's totals (its one pass sums every field):
+    a NaN in any one field, summed there for the observables or only for the check, is
+    found and named with its voxel."""
+    sim = Simulation(quick([f"backend={backend}"]))
+    sim.step()
+    good = sim.state.data.copy()
+    for name in sim.layout.names:
+        sim.state.data[...] = good
+        sim.state[name][(1,) * sim.grid.ndim] = np.nan
+        with pytest.raises(NonFiniteError, match=rf"field '{name}' became non-finite .*voxel"):
+            sim._observe(sim.treatment.plasma())
+    sim.state.data[...] = good
+    sim._observe(sim.treatment.plasma())            # all finite again: no error

@@ -8,7 +8,18 @@ from ..model.treatment import EC50_FLOOR
 
 
 # --------------------------------------------------------------------------- coefficients
-def _substrate_params(ops, sub, blood: float):
+_SC_PAIRS = 10                      # SC_PAIRS of kernels/substrate_coefficients.cu
+_SC_FLAGS = 10 + 2 * _SC_PAIRS      # SC_FLAGS: active, write D, write a, write b
+_SC_STRIDE = _SC_FLAGS + 4
+_VESSELS_BIT = 1 << len(CELL_TYPES)
+
+
+def _substrate_params(sub, blood: float, writes) -> tuple[list, int]:
+    """One substrate's row of the kernel's ``p`` (padded to SC_STRIDE) and the bits of the
+    planes it reads (cell types, vessels); ``writes``: (D, a, b) to write, or None for a
+    substrate left out of the batch."""
+    if writes is None:
+        return [0.0] * _SC_STRIDE, 0
     cfg = sub.cfg
     uptake = [(CELL_TYPES.index(j), r) for j, r in cfg.uptake.items() if r > 0]
     secretion = [(CELL_TYPES.index(j), r) for j, r in cfg.secretion.items() if r > 0]
@@ -20,14 +31,35 @@ def _substrate_params(ops, sub, blood: float):
     for pairs in (uptake, secretion):
         for j, r in pairs:
             p += [j, r]
-    return p
+    p += [0.0] * (_SC_FLAGS - len(p))
+    p += [1.0, *(float(bool(w)) for w in writes)]
+    reads = 0
+    for j, _r in uptake + secretion:
+        reads |= 1 << j
+    if writes[0]:
+        reads |= 1 << CELL_TYPES.index("F")
+    if perm > 0:
+        reads |= _VESSELS_BIT
+    return p, reads
+
+
+def _launch(ops, subs, state, c_lin, levels, writes, D, a, b) -> None:
+    rows, reads = [], 0
+    for sub, level, w in zip(subs, levels, writes):
+        row, bits = _substrate_params(sub, level, w)
+        rows.append(row)
+        reads |= bits
+    # blood changes with the drug schedule: the parameters travel each call (one array)
+    p = ops.xp.asarray(np.asarray(rows, dtype=ops.dtype).reshape(-1))
+    ops.lib.launch("substrate_coefficients", state.grid.size, len(subs), state.cells,
+                   state.vessels, reads, c_lin, p, D, a, b)
 
 
 def coefficients(ops, sub, state, c_lin, blood: float, out=None):
-    """``(D, a, b)`` of one substrate by one kernel pass (D is the scalar D0 without CAF
-    hindrance). The output arrays are reused from step to step, or ``out`` (D or None,
-    a, b: C-contiguous arrays of the grid)."""
-    xp, n = ops.xp, state.grid.size
+    """``(D, a, b)`` of one substrate by one kernel pass, all three maps written (D is the
+    scalar D0 without CAF hindrance). The output arrays are reused from step to step, or
+    ``out`` (D or None, a, b: C-contiguous arrays of the grid)."""
+    xp = ops.xp
     shape = state.grid.shape
     if out is not None:
         D, a, b = out
@@ -37,11 +69,21 @@ def coefficients(ops, sub, state, c_lin, blood: float, out=None):
                              lambda: (xp.empty(shape, ops.dtype) if sub.cfg.hindrance > 0
                                       else None,
                                       xp.empty(shape, ops.dtype), xp.empty(shape, ops.dtype)))
-    # blood changes with the drug schedule: the parameters travel each call (≈ 30 numbers)
-    p = xp.asarray(np.asarray(_substrate_params(ops, sub, blood), dtype=ops.dtype))
     c_lin = xp.ascontiguousarray(c_lin, dtype=ops.dtype)
-    ops.lib.launch("substrate_coefficients", n, state.cells, state.vessels, c_lin, p, D, a, b)
+    _launch(ops, [sub], state, c_lin, [blood], [(D is not None, True, True)], D, a, b)
     return (D if D is not None else float(sub.diffusion)), a, b
+
+
+def coefficients_batch(ops, subs, state, c_lin, levels, blocks, active):
+    """Every active substrate's ``(D, a, b)`` in one kernel pass (the cell planes and the
+    vessel map read once for all): the maps (:meth:`Substrate.varying`) written into its
+    rows of ``blocks`` (D, a, b: (B, *grid) arrays), a uniform coefficient None (the caller
+    puts its number); None for a substrate not active."""
+    writes = [sub.varying() if on else None for sub, on in zip(subs, active)]
+    c_lin = ops.xp.ascontiguousarray(c_lin, dtype=ops.dtype)
+    _launch(ops, subs, state, c_lin, levels, writes, *blocks)
+    return [None if w is None else tuple(blk[s] if m else None for blk, m in zip(blocks, w))
+            for s, w in enumerate(writes)]
 
 
 # --------------------------------------------------------------------------- cell kinetics

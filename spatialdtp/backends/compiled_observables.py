@@ -20,17 +20,17 @@ def observable_sums(ops, observer, state, labels, T0, n_labels: int):
                          f"{_MAX_LABELS} niche labels")
     xp, n = ops.xp, state.grid.size
     layout = state.layout
-    drugs = tuple(observer.drugs)
-    k = _FIXED + 3 * n_labels + len(drugs)
+    plain = tuple(observer.drugs) + tuple(observer.also_totalled)
+    k = _FIXED + 3 * n_labels + len(plain)
     chunks = ops.lib.reduction_chunks(n)
-    names = CELL_TYPES + ("oxygen", "hgf") + drugs
+    names = CELL_TYPES + ("oxygen", "hgf") + plain
     planes = ops.cached(("observable_planes", names), lambda: xp.asarray(
         np.array([layout.index[f] for f in names], dtype=np.int64)))
     partial = ops.cached(("observable_partials", k, chunks),
                          lambda: xp.empty((k, chunks), xp.float64))
     labels = xp.ascontiguousarray(labels, dtype=np.uint8)
     T0 = None if T0 is None else xp.ascontiguousarray(T0, dtype=ops.dtype)
-    ops.lib.launch("observable_sums", chunks, n, state.data, planes, len(drugs), labels, T0,
+    ops.lib.launch("observable_sums", chunks, n, state.data, planes, len(plain), labels, T0,
                    n_labels, float(observer.run_cfg.hypoxic_threshold), partial)
     return host_array(partial.sum(axis=1))                         # the one transfer
 

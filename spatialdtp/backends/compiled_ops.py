@@ -57,6 +57,10 @@ class CompiledOps:
     def coefficients(self, substrate, state, c_lin, blood: float, out=None):
         return compiled_cells.coefficients(self, substrate, state, c_lin, blood, out)
 
+    def coefficients_batch(self, substrates, state, c_lin, levels, blocks, active):
+        return compiled_cells.coefficients_batch(self, substrates, state, c_lin, levels,
+                                                 blocks, active)
+
     def stencil(self, level, x, out, rhs=None, mass=None):
         return compiled_multigrid.stencil(self, level, x, out, rhs, mass)
 

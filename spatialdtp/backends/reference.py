@@ -56,6 +56,15 @@ class ReferenceOps(ArrayStencils):
         return tuple(v if isinstance(v, float) or o is None else self._into(o, v)
                      for v, o in zip(coefficients, out))
 
+    def coefficients_batch(self, substrates, state, c_lin, levels, blocks, active):
+        """Every active substrate's ``(D, a, b)`` (:meth:`coefficients` each, ``c_lin[s]``
+        its linearisation point, ``levels[s]`` its blood level), the maps in its rows of
+        ``blocks`` (D, a, b); None for one not active. The caller takes the uniform
+        coefficients' numbers from :meth:`Substrate.uniform`."""
+        return [self.coefficients(sub, state, c_lin[s], levels[s],
+                                  out=tuple(blk[s] for blk in blocks)) if on else None
+                for s, (sub, on) in enumerate(zip(substrates, active))]
+
     def _into(self, out, value):
         out[...] = value
         return out

@@ -115,6 +115,20 @@ class Substrate:
         decay)."""
         return (self.diffusion / self.decay) ** 0.5 if self.decay > 0 else float("inf")
 
+    def varying(self) -> tuple[bool, bool, bool]:
+        """Which of D, a, b vary in space (with the cells and vessels): D with CAF
+        hindrance, a with uptake or vessel exchange, b with secretion or vessel exchange.
+        The others are the numbers of :meth:`uniform`."""
+        cfg = self.cfg
+        return (cfg.hindrance > 0 and cfg.diffusion != 0,
+                any(r > 0 for r in cfg.uptake.values()) or cfg.permeability > 0,
+                any(r > 0 for r in cfg.secretion.values()) or cfg.permeability > 0)
+
+    def uniform(self) -> tuple[float, float, float]:
+        """D, a, b where they do not vary (:meth:`varying`): the free level's D0/R and
+        (λ + κ λ_b)/R, and no source."""
+        return float(self.diffusion), float(self.decay), 0.0
+
     def diffusivity(self, cells: dict):
         if self.cfg.hindrance > 0:
             return self.diffusion / (1.0 + self.cfg.hindrance * cells["F"] / self.capacity)

@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ..backends import host_array
-from ..config import RunConfig
+from ..config import CELL_TYPES, RunConfig
 from ..model.grid import Grid
 from ..model.state import FieldLayout
 from . import niche
@@ -77,6 +77,13 @@ class Observer:
         self.geometry = niche.NicheGeometry.of(run_cfg, capacity, grid.dx)
         self.treatment_start = float(treatment_start)
         self.reference: niche.NicheReference | None = None
+        #: the fields whose plain totals follow the drugs' in the sums: every field of the
+        #: state not summed otherwise, so that one pass gives every field's total and the
+        #: run's finiteness check needs no pass of its own (:attr:`field_sums`)
+        summed = set(CELL_TYPES) | {"oxygen", "hgf"} | set(drugs)
+        self.also_totalled = tuple(f for f in layout.names if f not in summed)
+        #: Σ of every field of the state at the last :meth:`compute` (float64), by name
+        self.field_sums: dict[str, float] = {}
         self._kept_labels = None   # (reference, niche mask, labels) of the last labels made
         self.label_updates = 0     # how often they were made (counted for the benchmarks)
         self.labels_made_last = True   # whether the last observation made them anew
@@ -137,7 +144,8 @@ class Observer:
         """The float64 sums, as array expressions (the reference of
         ``kernels/observables.cu``): totals of S, P, R, F, M; Σ oxygen; tumour cells in
         voxels below the hypoxic threshold; Σ HGF; the number of niche voxels; for each of
-        the ``n_labels`` niche labels its voxel count, Σ P and Σ T0; Σ of each drug."""
+        the ``n_labels`` niche labels its voxel count, Σ P and Σ T0; Σ of each drug; Σ of
+        each field of :attr:`also_totalled`."""
         xp, f64 = self.xp, np.float64
         cells = state.cells.reshape(len(self.layout.cells), -1)
         totals = xp.sum(cells, axis=1, dtype=f64)            # S, P, R, F, M
@@ -150,10 +158,10 @@ class Observer:
             xp.sum(state["hgf"], dtype=f64),
             n_niche,
         ]
-        drugs = [xp.sum(state[d], dtype=f64) for d in self.drugs]
+        plain = [xp.sum(state[f], dtype=f64) for f in self.drugs + self.also_totalled]
         parts = [totals, xp.stack(sums), table.T.reshape(-1)]
-        if drugs:
-            parts.append(xp.stack(drugs))
+        if plain:
+            parts.append(xp.stack(plain))
         return host_array(xp.concatenate(parts))   # the one transfer
 
     def compute(self, state, plasma: dict[str, float], on: dict[str, bool],
@@ -176,7 +184,12 @@ class Observer:
         o2, hyp, hgf, n_niche = (float(v) for v in host[5:FIXED_SUMS])
         n_label_sums = 3 * 2 * n_strata
         table = np.asarray(host[FIXED_SUMS:FIXED_SUMS + n_label_sums]).reshape(-1, 3).T
-        drug_sums = host[FIXED_SUMS + n_label_sums:]
+        plain = host[FIXED_SUMS + n_label_sums:]
+        drug_sums = plain[:len(self.drugs)]
+        self.field_sums = {**dict(zip(CELL_TYPES, (S, P_, R, F, M))),
+                           "oxygen": o2, "hgf": hgf,
+                           **{f: float(v) for f, v in zip(self.drugs + self.also_totalled,
+                                                          plain)}}
         size = float(self.grid.size)
         burden = S + P_ + R
 

@@ -264,14 +264,21 @@ class Simulation:
     def _check_finite(self, during: bool = False):
         """Raise NonFiniteError naming the step, the field and the first bad voxel.
 
-        Each field's sum, accumulated in float64, is the cheap test (one reduction, no
-        temporary); only where a sum is not finite is the field searched voxel by voxel. A
-        sum can overflow while every voxel is finite (float64 values near 1e308, or float32
-        sums accumulated in float32), so only a voxel found non-finite is an error.
+        Each field's sum, accumulated in float64, is the cheap test; only where a sum is
+        not finite is the field searched voxel by voxel. After an observation the sums are
+        the observer's (its one pass totals every field: ``Observer.field_sums``); mid-step
+        (``during``) they are taken here (one reduction). A sum can overflow while every
+        voxel is finite (float64 values near 1e308), so only a voxel found non-finite is
+        an error.
         """
         xp = self.xp
         n = len(self.layout)
-        sums = self.backend.to_host(self.state.data.reshape(n, -1).sum(axis=1, dtype=xp.float64))
+        known = self.observer.field_sums
+        if during or any(name not in known for name in self.layout.names):
+            sums = self.backend.to_host(
+                self.state.data.reshape(n, -1).sum(axis=1, dtype=xp.float64))
+        else:
+            sums = np.array([known[name] for name in self.layout.names])
         for i in np.flatnonzero(~np.isfinite(sums)):
             bad = self.backend.to_host(xp.argwhere(~xp.isfinite(self.state.data[int(i)])))
             if len(bad) == 0:

@@ -103,27 +103,26 @@ class SubstrateStep:
 
     # ------------------------------------------------------------------ coefficients
     def _coefficients(self, state, c_lin, blood):
-        """Per substrate (D, a, b, boundary): a coefficient that the config makes uniform
-        is a float (no array is read for it), a map is a row of :attr:`blocks`."""
+        """Per substrate (D, a, b, boundary), every substrate's maps in one pass
+        (``ops.coefficients_batch``): a coefficient that the config makes uniform is a
+        float (no array is read for it; :meth:`Substrate.uniform`), a map is a row of
+        :attr:`blocks`."""
+        levels = [blood[sub.name] if sub.is_drug else sub.cfg.blood for sub in self.subs]
+        active = [s not in self.held for s in range(len(self.subs))]
+        computed = self.ops.coefficients_batch(self.subs, state, c_lin, levels, self.blocks,
+                                               active)
         out = []
         for s, sub in enumerate(self.subs):
-            level = blood[sub.name] if sub.is_drug else sub.cfg.blood
-            if s in self.held:          # the identity system: c_new = c (restored exactly)
-                out.append((0.0, 0.0, 0.0, sub.boundary(level)))
+            if not active[s]:           # the identity system: c_new = c (restored exactly)
+                out.append((0.0, 0.0, 0.0, sub.boundary(levels[s])))
                 continue
-            rows = tuple(b[s] for b in self.blocks)
-            D, a, b = self.ops.coefficients(sub, state, c_lin[s], level, out=rows)
-            cfg, maps = sub.cfg, sub.maps
-            if "diffusion" not in maps and (cfg.hindrance == 0 or cfg.diffusion == 0):
-                D = float(cfg.diffusion)
-            if not (any(r > 0 for r in cfg.uptake.values()) or cfg.permeability > 0):
-                a = float(cfg.decay)
-            if not (any(r > 0 for r in cfg.secretion.values()) or cfg.permeability > 0):
-                b = 0.0
-            if maps:                    # coefficient maps from files, into the blocks
+            D, a, b = (v if varies else u for v, varies, u
+                       in zip(computed[s], sub.varying(), sub.uniform()))
+            if sub.maps:                # coefficient maps from files, into the blocks
+                rows = tuple(blk[s] for blk in self.blocks)
                 D, a, b = (v if isinstance(v, float) else _into(r, v)
                            for r, v in zip(rows, sub.with_maps(D, a, b, state)))
-            out.append((D, a, b, sub.boundary(level)))
+            out.append((D, a, b, sub.boundary(levels[s])))
         return out
 
     def _batch(self, coeffs, theta_dt):
