@@ -175,7 +175,7 @@ def step_bytes(sim, work, dt, shape=None):
         chemotaxis=sim.cfg.cells.macrophage.chemotaxis > 0, substrates=subs,
         solver_shapes=levels, iterations=work["iterations"],
         picard=sim.cfg.numerics.picard_iterations, theta=theta, solves=solves,
-        solver=work["solver"], checks=work.get("checks", 0),
+        solver=work["solver"], checks=work.get("checks", 0), checked=work.get("checked"),
         restarts=work.get("restarts", {}), predictor=work.get("predictor", False),
         pressure_substeps=(pressure_substeps(mobility, tau, sim.grid.dx, sim.grid.ndim)
                            if mobility > 0 else 0),

@@ -65,7 +65,8 @@ def run_case(cfg, backend, n_substrates, *, min_steps=3, max_steps=10, min_secon
                 work = stepper.work
                 solve = traffic.multigrid_bytes(
                     shapes, {s.name: (s.cfg, s.kinds) for s in subs}, its, work["checks"],
-                    work["restarts"], item, predictor=work["predictor"])
+                    work["restarts"], item, predictor=work["predictor"],
+                    checked=work.get("checked"))
             else:
                 solve = sum(traffic.solve_bytes(shapes, s.kinds,
                                                 traffic.coefficient_flags(s.cfg),

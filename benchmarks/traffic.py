@@ -331,10 +331,12 @@ def multigrid_setup_elems(shapes, kinds, flags) -> int:
 
 
 def multigrid_bytes(shapes, substrates: dict, cycles: dict, checks: int, restarts: dict,
-                    itemsize: int, *, predictor: bool = True, solves: int = 1) -> int:
+                    itemsize: int, *, predictor: bool = True, solves: int = 1,
+                    checked: dict | None = None) -> int:
     """The batched multigrid solve of one step (every substrate of ``substrates``: name ->
     (SubstrateConfig, boundary kinds)), ``cycles``: V-cycles per substrate, ``checks``:
-    residual checks (each ``bmg_residual_norms`` over the whole batch: read x, b, op),
+    residual checks (``bmg_residual_norms``: read x, b, op of each substrate still
+    solving; ``checked``: per substrate the checks it was in, default all ``checks``),
     ``restarts``: per substrate (``bmg_restart``: read prev, write x). Per substrate and
     solve: the set-up (:func:`multigrid_setup_elems`), ``bmg_step_rhs`` (read c, b if a
     map, op; write the right-hand side) and, with ``predictor``, ``bmg_predict`` (read x
@@ -349,7 +351,7 @@ def multigrid_bytes(shapes, substrates: dict, cycles: dict, checks: int, restart
         if predictor:
             elems += 4 * n
         elems += cycles.get(name, 0) * vcycle_batched_elems(shapes, kinds, flags)
-        elems += checks * (2 * n + op0)
+        elems += (checks if checked is None else checked.get(name, 0)) * (2 * n + op0)
         elems += restarts.get(name, 0) * 2 * n
     return elems * itemsize
 
@@ -363,7 +365,8 @@ def exposure_bytes(n_voxels: int, itemsize: int) -> int:
 def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
                chemotaxis, substrates, solver_shapes, iterations, picard=0, theta=1.0,
                solves=1, solver="pcg", checks=0, restarts=None, predictor=True,
-               pressure_substeps=0, shape=None, niche_shifts=(), niche_remade=True):
+               pressure_substeps=0, shape=None, niche_shifts=(), niche_remade=True,
+               checked=None):
     """Bytes of one coupled step, by phase. ``substrates``: name -> (SubstrateConfig,
     boundary kinds, is_drug); ``iterations``: name -> PCG iterations (``pcg``) or V-cycles
     (``multigrid``) of that step; ``checks``, ``restarts``, ``predictor``: what the
@@ -385,7 +388,7 @@ def step_bytes(*, n_voxels, itemsize, n_substrates, n_fields, n_drugs, substeps,
         batch = {name: (cfg, kinds) for name, (cfg, kinds, _drug) in substrates.items()}
         phases["substrates:solve"] = passes * multigrid_bytes(
             solver_shapes, batch, iterations, checks, restarts or {}, itemsize,
-            predictor=predictor, solves=solves)
+            predictor=predictor, solves=solves, checked=checked)
         phases["substrates:exposure"] = sum(exposure_bytes(n_voxels, itemsize)
                                             for _c, _k, drug in substrates.values() if drug)
     else:

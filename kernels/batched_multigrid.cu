@@ -17,7 +17,9 @@
  *   bmg_prolong_smooth  x' = x + P e (P: separable linear interpolation, axes in order;
  *                       nothing added at a held voxel), then y = x' + ω (b − A x')/d
  *   bmg_residual_norms  partials of max|r|/d, max m/d (m: Σ|terms| of r), max|x|, non-
- *                       finite and Σ max(−x, 0); with clamp, x ← max(x, 0) first
+ *                       finite and Σ max(−x, 0); with clamp, x ← max(x, 0) first; the
+ *                       active substrates only (a converged one is neither read nor
+ *                       written, its partials are left as they are)
  *   bmg_step_rhs        rhs = c + s + w·(s + c − A c) (s = θΔt b + fixed sources; w = (1−θ)/θ,
  *                       0 for θ = 1) and the partials of the residual rhs − A c
  *   bmg_predict         x ← x + β (x − prev), prev ← x (pointwise)
@@ -479,12 +481,13 @@ SDTP_KERNEL_MIN_BLOCKS(2, 2) bmg_residual_norms(idx_t chunks, idx_t B, idx_t n0,
                          const real* wrap0, const real* wrap1, const real* wrap2,
                          const real* lo0, const real* lo1, const real* lo2,
                          const real* hi0, const real* hi1, const real* hi2, real* x, const real* b,
-                                                idx_t clamp, double* partial)
+                                                const idx_t* active, idx_t clamp, double* partial)
 {
     const BmgOp o = BMG_OP_MAKE;
     (void)B;
     BMG_FOR_CHUNKS(cs, chunks * B, o.N * B) {
         const idx_t s = cs / chunks, c = cs - s * chunks;
+        if (!active[s]) continue;
         double acc[BMG_NORMS] = {0, 0, 0, 0, 0};
         real* xs = x + s * o.N;
         const BmgPlain plain = {xs};

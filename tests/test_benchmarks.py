@@ -212,6 +212,29 @@ def test_multigrid_step_bytes_follow_the_counted_work():
                     for c, _ in subs.values())
     assert model({"oxygen": 3, "drug": 2}, 3, {}) - base == per_check * item
     assert model({"oxygen": 3, "drug": 2}, 2, {"drug": 1}) - base == 2 * n * item
+    # a check reads only the substrates still solving: a third check with oxygen alone
+    oxygen_check = (2 * n + traffic.level0_operator_elems(n, flags)) * item
+    assert traffic.multigrid_bytes(shapes, subs, {"oxygen": 3, "drug": 2}, 3, {}, item,
+                                   checked={"oxygen": 3, "drug": 2}) - base == oxygen_check
+
+
+def test_the_motility_reads_the_tumour_where_the_pressure_flux_left_it():
+    """Per half step, S, P, R, M one sub-step each, chemotaxis: after an odd pressure
+    count S, P, R are in its buffers and their one motility sub-step reads them there (no
+    copies); after an even count they are in their planes and each is copied first."""
+    n, item = 1000, 4
+    every = {"S": 1, "P": 1, "R": 1, "M": 1}
+
+    def half_step(pressure, substeps):
+        pushed = ("S", "P", "R") if pressure % 2 else ()
+        return (traffic.pressure_bytes(n, item, pressure)
+                + traffic.transport_bytes(n, item, substeps, True, pushed)) // (n * item)
+
+    # pressure 8 per sub-step; S, P, R 6 each; M its copy 2 + 6 + the chemokine 1; jump 1
+    assert half_step(1, every) == 8 + 3 * 6 + (2 + 7) + 1
+    assert half_step(2, every) == 2 * 8 + 3 * (2 + 6) + (2 + 7) + 1
+    # R pushed but not moved by motility: copied back to its plane
+    assert half_step(1, {"S": 1, "P": 1, "M": 1}) == 8 + 2 * 6 + 2 + (2 + 7) + 1
 
 
 @pytest.mark.timeout(150)

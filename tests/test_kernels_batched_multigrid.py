@@ -191,6 +191,17 @@ def test_step_rhs_norms_clamp_predict_and_restart_match_the_reference(kernels, d
     np.testing.assert_array_equal(xg, xw)
     assert (xw >= 0).all() and m_w[:, bmg.CLAMPED].min() > 0
     np.testing.assert_allclose(m_g, m_w, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=0)
+    # a later check reads only the substrates still solving: a converged one (here 1) is
+    # neither clamped nor measured, the others exactly as in a check of all
+    active = [True, False, True, True]
+    xw, xg = x.copy(), x.copy()
+    m_w = ops.residual_norms(ref[0], xw, rhs_w, clamp=True, active=active)
+    m_g = k.residual_norms(ker[0], xg, rhs_w, clamp=True, active=active)
+    np.testing.assert_array_equal(xg, xw)
+    np.testing.assert_array_equal(xg[1], x[1])
+    assert (x[1] < 0).any() and (xw[[0, 2, 3]] >= 0).all()
+    np.testing.assert_allclose(m_g[[0, 2, 3]], m_w[[0, 2, 3]],
+                               rtol=1e-12 if dtype == np.float64 else 1e-5, atol=0)
     prev = rng.standard_normal(c.shape).astype(dtype)
     for beta in (0.0, 0.75):
         xw, pw, xg, pg = x.copy(), prev.copy(), x.copy(), prev.copy()

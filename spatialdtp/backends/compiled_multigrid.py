@@ -390,12 +390,12 @@ class BatchedKernels:
         coarse = self._index.get(id(level), 0) > 0
         return bmg.coarsest_solve(self.xp, level, b, x, None if coarse else active)
 
-    def residual_norms(self, level, x, b, clamp=False):
+    def residual_norms(self, level, x, b, clamp=False, active=None):
         i = self._index.get(id(level), 0)
         chunks = self._chunks(level)
         partial = self._partial(chunks)
-        self.lib.launch("bmg_residual_norms", chunks, *self._op(level, i), x, b, int(clamp),
-                        partial)
+        self.lib.launch("bmg_residual_norms", chunks, *self._op(level, i), x, b,
+                        self._mask(active, self._B), int(clamp), partial)
         return self._finish(partial, chunks)
 
 

@@ -97,9 +97,11 @@ class SubstrateStep:
         self.report = SolverReport(self.names)
         self.warm_rtol, self.cold_rtol = tolerances(numerics.rtol, numerics.scheme)
         #: what the last step's solves did, for the traffic model and the budgets:
-        #: ``checks`` and ``rounds`` (multigrid), ``restarts`` per substrate and whether the
-        #: step started from the predictor
-        self.work = {"checks": 0, "rounds": 0, "restarts": {}, "predictor": False}
+        #: ``checks`` and ``rounds`` (multigrid), ``checked`` (per substrate, the checks it
+        #: was in: a check reads only the substrates still solving), ``restarts`` per
+        #: substrate and whether the step started from the predictor
+        self.work = {"checks": 0, "rounds": 0, "checked": {}, "restarts": {},
+                     "predictor": False}
 
     # ------------------------------------------------------------------ coefficients
     def _coefficients(self, state, c_lin, blood):
@@ -149,7 +151,8 @@ class SubstrateStep:
         rtols = [rtol] * len(self.subs)
         start = self._start = None
         saved = xp.copy(x) if self.num.picard_iterations else None
-        before = (self.mg.checks, self.mg.rounds) if self.mg is not None else (0, 0)
+        before = ((self.mg.checks, self.mg.rounds, list(self.mg.checked))
+                  if self.mg is not None else (0, 0, []))
         try:
             for p in range(self.num.picard_iterations + 1):
                 c_lin = x if p == 0 else 0.5 * (start + x)
@@ -169,9 +172,11 @@ class SubstrateStep:
             raise
         if self.mg is not None:
             self.work = {"checks": self.mg.checks - before[0],
-                         "rounds": self.mg.rounds - before[1]}
+                         "rounds": self.mg.rounds - before[1],
+                         "checked": {name: n - m for name, n, m
+                                     in zip(self.names, self.mg.checked, before[2])}}
         else:
-            self.work = {"checks": 0, "rounds": 0}
+            self.work = {"checks": 0, "rounds": 0, "checked": {}}
         self.work["restarts"] = {name: info.restarts for name, info in zip(self.names, infos)}
         self.work["predictor"] = beta is not None
         for s, (name, info) in enumerate(zip(self.names, infos)):

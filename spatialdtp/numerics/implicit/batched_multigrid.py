@@ -547,18 +547,24 @@ def prolong_smooth(xp, level, x, e, b, y, omega, active=None):
     smooth(xp, level, corrected, b, y, omega, active)
 
 
-def residual_norms(xp, level, x, b, clamp=False):
+def residual_norms(xp, level, x, b, clamp=False, active=None):
     """(B, 5) norms of ``b − A x``: R, M (the floor's magnitude), X, non-finite, clamped.
 
     ``clamp`` (θ = 1 solves, whose exact solution is non-negative): first set negative
     values of ``x`` to zero in place (an iteration error: clearing it only brings x
     closer), record their total per substrate, and measure the residual of the result.
+    ``active``: the substrates checked (default all); the others' ``x`` is not touched
+    and their rows of the result mean nothing (the kernel leaves them unwritten).
     """
     clamped = None
     if clamp:
         B = x.shape[0]
         clamped = -xp.minimum(x, 0.0).reshape(B, -1).sum(axis=1, dtype=numpy.float64)
-        xp.maximum(x, 0.0, out=x)
+        if active is None or all(active):
+            xp.maximum(x, 0.0, out=x)
+        else:
+            for s in _rows(active, B):
+                xp.maximum(x[s], 0.0, out=x[s])
     r = _stencil(xp, level, x, xp.empty_like(x), rhs=b)
     return _norms(xp, r, level.diag, _magnitude(xp, level, x, b), x, clamped)
 
@@ -654,8 +660,8 @@ class ArrayBatchedOps:
     def coarsest_solve(self, level, b, x, active=None):
         return coarsest_solve(self.xp, level, b, x, active)
 
-    def residual_norms(self, level, x, b, clamp=False):
-        return residual_norms(self.xp, level, x, b, clamp)
+    def residual_norms(self, level, x, b, clamp=False, active=None):
+        return residual_norms(self.xp, level, x, b, clamp, active)
 
     def read(self, a, site):
         """``a`` on the host: a device→host read, counted as one sync at ``site``."""

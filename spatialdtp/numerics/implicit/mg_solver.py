@@ -13,7 +13,8 @@ The hierarchy (coarse masses and faces, the coarsest inverse) is built once per 
 the whole batch (:meth:`MultigridSolver.prepare`); both TR-BDF2 stages reuse it (the
 same matrix). The iteration's scalars stay on the device: a substrate runs the number of
 cycles that sufficed last step, then one residual check reads every substrate's norms in
-one transfer; only a substrate that has not converged runs more.
+one transfer; only a substrate that has not converged runs more, and the next check reads
+only the substrates still solving.
 
 **Tolerance from the step's own time-discretisation error.** Backward Euler's error over
 one step (its local truncation error, LTE) is ½Δt²c̈ + O(Δt³). The solve starts from the
@@ -107,6 +108,9 @@ class MultigridSolver:
         #: and residual checks (one norms launch and one device→host read each)
         self.rounds = 0
         self.checks = 0
+        #: per substrate, the residual checks it was in (a check reads only the substrates
+        #: still solving: the traffic model counts each one's share)
+        self.checked = [0] * B
 
     # ------------------------------------------------------------------ set-up
     def prepare(self, batch: bmg.Batch) -> None:
@@ -187,8 +191,11 @@ class MultigridSolver:
                 for s in range(B):
                     cycles[s] += on[s]
                     since[s] += on[s]
-            final = ops.residual_norms(self.levels[0], x, self.rhs, clamp=theta == 1.0)
+            final = ops.residual_norms(self.levels[0], x, self.rhs, clamp=theta == 1.0,
+                                       active=active)
             self.checks += 1
+            for s in range(B):
+                self.checked[s] += active[s]
             p_host, s_host, f_host = self._read(plain, start, final)
             for s in range(B):
                 if not active[s]:
