@@ -196,3 +196,19 @@ def test_one_cycle_that_raises_the_max_norm_residual_is_not_a_stall():
         sim.step()
     assert sim.summary()["solver_fallbacks"] == 0
     assert sim.summary()["unconverged_solves"] == 0
+
+
+def test_the_next_steps_cycle_plan_is_what_the_measured_contraction_needed():
+    """After a solve met its goal, the next step plans n = ⌈log(goal/R₀)/log ρ⌉ cycles, ρ
+    the contraction per cycle it measured: a transient that took 8 cycles at ρ = 0.1 does
+    not keep the next steps at 7, 6, ... (at goal/R₀ = 0.05 two cycles suffice); never more
+    than it used, never fewer than one."""
+    from spatialdtp.numerics.implicit.mg_solver import MultigridSolver
+
+    learn = MultigridSolver._learn
+    assert learn(8, 1e-8, 0.05, 1.0) == 2            # ρ = 0.1: ⌈1.30⌉
+    assert learn(3, 0.04, 0.05, 1.0) == 3            # ρ = 0.342: ⌈2.79⌉, all three needed
+    assert learn(4, 0.04 ** (4 / 3), 0.05, 1.0) == 3  # ρ = 0.04^(1/3): ⌈2.79⌉
+    assert learn(5, 1e-30, 0.05, 1.0) == 1
+    assert learn(1, 0.01, 0.05, 1.0) == 1
+    assert learn(3, 0.04, 0.05, 0.0) == 3            # no start residual: as it was
