@@ -232,33 +232,32 @@ def substrate_update_bytes(n_voxels: int, itemsize: int, is_drug: bool) -> int:
 # --------------------------------------------------------------------------- observables
 def niche_label_bytes(shape, itemsize: int, shifts, remade: bool = True) -> int:
     """The niche labels of ``spatialdtp.run.niche.labels`` on the compiled backends: the
-    niche mask (read F, M; write F + M; read it, write a 1-byte mask) and, once there is a
+    niche mask (``niche_mask``: read F, M; write a 1-byte mask) and, once there is a
     reference, its comparison with the last step's mask (read both); when the mask is
     unchanged (``remade`` false) the labels are the kept ones and that is all. Otherwise
-    the label array (1 byte written), "any niche" (1 byte read), the squared distance to
-    the niche in voxel² units (float32 where its integers are exact, float64 beyond:
+    "any niche" (1 byte read), and with a niche and a tumour bed (``shifts``: the niche
+    distance's shifts per axis; empty without either) the squared distance to the niche
+    in voxel² units (float32 where its integers are exact, float64 beyond:
     ``niche.distance_dtype``; the mask read, the distance written), per axis with a shift
-    (none at all without a niche or a tumour bed: ``shifts`` empty) one
-    ``niche_distance_pass`` (read the distance, its line's neighbours from cache, write
-    the next; a float64 distance takes the array twin instead, counted the same here),
-    near and far (read the distance, write a mask; each and-ed with the bed: read 2 masks,
-    write 1) and the label wheres and casts (6 passes of 1-byte arrays, 2 bytes each)."""
+    one ``niche_distance_pass`` (read the distance, its line's neighbours from cache,
+    write the next; a float64 distance takes the array twin instead, counted the same
+    here), then ``niche_labels`` (read the distance, the niche byte and the stratum byte,
+    write the label; without a niche no distance is read)."""
     from spatialdtp.run.niche import distance_dtype
 
     n = math.prod(shape)
-    mask = 3 * n * itemsize + n * itemsize + n
+    mask = 2 * n * itemsize + n
     if not remade:
         return mask + 2 * n                                             # mask, comparison
-    total = mask + n + n                                                # labels, any
+    total = mask + n                                                    # any
     if shifts:
         total += 2 * n                                                  # the comparison
     if not shifts:
-        return total + 2 * 2 * n                                        # the niche bit
+        return total + 3 * n                                            # niche_labels
     fd = np.dtype(distance_dtype(len(shape), max(shifts))).itemsize
     total += n + n * fd                                                 # d2 = where(...)
     total += sum(2 * n * fd for m in shifts if m > 0)                   # one pass per axis
-    total += 2 * (n * fd + n) + 2 * 3 * n                               # near, far
-    total += 6 * 2 * n                                                  # wheres, casts
+    total += n * fd + 3 * n                                             # niche_labels
     return total
 
 

@@ -15,18 +15,18 @@ Its work is counted by the solver itself: ``rounds`` (batch V-cycles: every acti
 substrate in one launch per level and operator) and ``checks`` (residual checks), and the
 step's predictor restarts ``restarts`` (from the solver report). Then
 
-kernel launches = 20 + 3·(L − 1)·rounds + checks + restarts + 3·labels
+kernel launches = 21 + 3·(L − 1)·rounds + checks + restarts + 4·labels
   cells      2 half steps × (cell_kinetics 1, transport_pressure_substep 1 (one sub-step),
              transport_max_jump 1, transport_substep 4 (one per moving type))    = 14
   substrates substrate_coefficients 1 (every substrate in one pass),
              bmg_coarsen × (L − 1) = 2, bmg_step_rhs 1, bmg_predict 1              =  5
-  observables observable_sums                                                     =  1
+  observables niche_mask, observable_sums                                         =  2
   per round  (bmg_smooth, bmg_residual_restrict, bmg_prolong_smooth) per level with a
              coarser one: 3·(L − 1) = 6 (the coarsest level is a matrix product, not a
              kernel of ours)
   per check  bmg_residual_norms 1;   per restart  bmg_restart 1
   labels (1 when the niche voxels changed and the labels are made anew, else 0): the
-             niche distance's niche_distance_pass, one per axis                   =  3
+             niche distance's niche_distance_pass, one per axis, niche_labels 1   =  4
 
 host syncs = 4 + checks + labels
   transport: the largest chemokine jump, per half step                            =  2
@@ -37,19 +37,18 @@ host syncs = 4 + checks + labels
   labels (1 when the niche voxels changed and the labels are made anew, else 0): the
   "any niche voxel" test of niche.labels                                          =  1
 
-array operations (CuPy expressions: each one launch) = 53 + 2·rounds + 11·checks + 14·labels
+array operations (CuPy expressions: each one launch) = 51 + 2·rounds + 11·checks + 2·labels
   transport per half step: max of the jump partials 1, M's plane copied for its one
   sub-step 1 (F + M is summed in transport_pressure_substep, the other types' total in
   transport_substep; the one pressure sub-step leaves S, P, R in its buffers, from which
   their one motility sub-step reads: no copy)                          2 × 2 =  4
-  observables: niche mask (add, ≥) 2, its comparison with the kept one 1; sums 1  =   4
-  per step whose labels are made anew (the niche voxels changed): the label array 1,
-  any 1, the squared voxel distance to the niche (where 1; its passes are kernels; no
-  square root: the labels compare squared voxel distances), near/far (≤, >, 2 ands) 4,
-  the label wheres and casts: the first release's count of the labels with their mask,
-  116, less the mask's 2, the square root's 1 and the distance's copies and shifted
-  minima that the kernels replaced (a copy per axis 3, 8 shifts per axis (reach far/dx
-  + 1 = 8.5) × 3 axes × (2 adds, 2 minima) = 96)                                    =  14
+  observables: the niche mask's comparison with the kept one 1 (the mask is a kernel);
+  sums 1                                                                            =   2
+  per step whose labels are made anew (the niche voxels changed): any 1, the squared
+  voxel distance to the niche (where 1; its passes are kernels; no square root: the
+  labels compare squared voxel distances). The near/far masks, the label wheres and
+  casts (12 operations) are one kernel, niche_labels; the first release made 116 for
+  the labels with their mask                                                        =   2
   drug exposure  auc += (Δt/2)·(c_n + c_{n+1}): add, multiply, in-place add           =   3
   coarsest dense inverse: identity 1, the stencil on it (multiply 1; per axis subtract,
   multiply, subtract, scatter, add, scatter 6 × 3), inverse 1, cast 1                 =  22
@@ -58,7 +57,7 @@ array operations (CuPy expressions: each one launch) = 53 + 2·rounds + 11·chec
   per check: stacking the tables for the one transfer 1
   per round: the coarsest level's product and its write 2
 
-allocations = 30 + rounds + 7·checks + masks + 17·labels
+allocations = 29 + rounds + 7·checks + masks + 6·labels
   transport per half step: jump max 1                                         → 2 × 1 = 2
   coefficients: the batch's packed parameters (host → device) 1
   multigrid set-up: packed batch parameters 2, identity 1, its operator 1, the stencil's
@@ -66,9 +65,9 @@ allocations = 30 + rounds + 7·checks + masks + 17·labels
   norm tables: max, sum, > 0, three wheres: 6 per table → 6·(2 + checks); per check the
   stack 1; per round the coarsest product 1
   drug exposure: two temporaries 2
-  observables: niche mask 2, its comparison with the kept one 1; sums 1           = 4
-  per step whose labels are made anew: labels 1, any 1, distance (where 1, each pass's
-  output 3), near/far 4, wheres and casts 7                                       = 17
+  observables: niche mask 1, its comparison with the kept one 1; sums 1           = 3
+  per step whose labels are made anew: any 1, distance (where 1, each pass's output
+  3), the labels 1                                                                 =  6
   masks: the device copy of a pattern of active substrates not seen before (cached, at
   most 2^5 in a run: the first steps make them, later steps none)
 
@@ -110,10 +109,10 @@ SUBSTRATES = 5
 #: counter -> (fixed, per round, per check, per restart, per new mask, per remade niche
 #: labels); derivation in the module docstring
 MULTIGRID = {
-    "kernel_launches": (20, 3 * (LEVELS - 1), 1, 1, 0, 3),
+    "kernel_launches": (21, 3 * (LEVELS - 1), 1, 1, 0, 4),
     "host_syncs": (4, 0, 1, 0, 0, 1),
-    "array_launches": (53, 2, 11, 0, 0, 14),
-    "allocations": (30, 1, 7, 0, 1, 17),
+    "array_launches": (51, 2, 11, 0, 0, 2),
+    "allocations": (29, 1, 7, 0, 1, 6),
 }
 #: counter -> (fixed, per map, per solve, per CG iteration, per restart)
 PCG = {

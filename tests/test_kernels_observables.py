@@ -148,3 +148,46 @@ def test_niche_distance_pass_kernel_is_the_min_plus_pass_exactly(cpu, shape, top
     j = i[:, mask.ravel()]
     exact = ((i[:, :, None] - j[:, None, :]) ** 2).sum(axis=0).min(axis=1)
     np.testing.assert_array_equal(k.ravel(), exact)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_niche_mask_kernel_is_the_twin_exactly(cpu, dtype):
+    """``niche_mask`` against ``numerics.niche_labels.niche_mask``, with voxels exactly on
+    the threshold (F + M = threshold is a niche voxel)."""
+    from spatialdtp.numerics.niche_labels import niche_mask
+
+    rng = np.random.default_rng(8)
+    F = rng.uniform(0, 4, (6, 7, 5)).astype(dtype)
+    M = rng.uniform(0, 4, F.shape).astype(dtype)
+    threshold = 3.0
+    F.flat[:20] = threshold - M.flat[:20]               # on the threshold (to rounding)
+    want = niche_mask(F, M, threshold)
+    got = cpu.ops(dtype).niche_mask(F, M, threshold)
+    assert got.dtype == np.bool_ and want.any() and not want.all()
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("has_niche", [True, False], ids=["niche", "no_niche"])
+@pytest.mark.parametrize("distance", [np.float32, np.float64], ids=["kernel", "float64_twin"])
+def test_niche_labels_kernel_is_the_twin_exactly(cpu, has_niche, distance):
+    """``niche_labels`` against ``numerics.niche_labels.label_voxels``: squared distances
+    on both cuts and between them, voxels outside the bed, every stratum, the niche bit;
+    without a niche voxel (no distance) every bed voxel is far."""
+    from spatialdtp.numerics.niche_labels import OUTSIDE_BED, label_voxels
+
+    rng = np.random.default_rng(9)
+    shape, n_strata, near, far = (7, 6, 5), 4, 5.0, 9.0
+    k = rng.integers(0, 14, shape).astype(distance)
+    k.flat[:6] = [near, far, near + 1, far + 1, 0, np.inf]
+    code = rng.integers(0, n_strata, shape).astype(np.uint8)
+    code[rng.uniform(size=shape) < 0.2] = OUTSIDE_BED
+    niche = rng.uniform(size=shape) < 0.3
+    k = k if has_niche else None
+    want = label_voxels(niche, k, code, n_strata, near, far)
+    for dtype in (np.float32, np.float64):
+        got = cpu.ops(dtype).label_voxels(niche, k, code, n_strata, near, far)
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
+    low = want & 127
+    assert {0, n_strata, 127} <= set(np.unique(low)) if has_niche else 127 in low
+    assert ((want & 128) > 0).sum() == niche.sum()

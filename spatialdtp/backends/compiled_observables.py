@@ -1,11 +1,12 @@
-"""Launchers of the observables' kernels: the reductions (``kernels/observables.cu``) and
-the niche distance's passes (``kernels/niche_distance.cu``)."""
+"""Launchers of the observables' kernels: the reductions (``kernels/observables.cu``), the
+niche distance's passes (``kernels/niche_distance.cu``) and the niche voxels and labels
+(``kernels/niche_labels.cu``)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..config import CELL_TYPES
-from ..numerics import distance
+from ..numerics import distance, niche_labels
 from .base import host_array
 
 _FIXED = 9           # sums before the niche labels' (see kernels/observables.cu)
@@ -33,6 +34,26 @@ def observable_sums(ops, observer, state, labels, T0, n_labels: int):
     ops.lib.launch("observable_sums", chunks, n, state.data, planes, len(plain), labels, T0,
                    n_labels, float(observer.run_cfg.hypoxic_threshold), partial)
     return host_array(partial.sum(axis=1))                         # the one transfer
+
+
+def niche_mask(ops, F, M, threshold: float):
+    """The niche voxels ``(F + M) >= threshold`` (a boolean mask, written by the kernel as
+    bytes 1/0) in one pass: no F + M array."""
+    out = ops.xp.empty(F.shape, np.bool_)
+    ops.lib.launch("niche_mask", F.size, F, M, float(threshold), out)
+    return out
+
+
+def label_voxels(ops, niche, k, code, n_strata: int, near_cut: float, far_cut: float):
+    """The niche contrast's labels in one pass of ``niche_labels`` (a float64 distance,
+    on grids whose bound reaches 2**24, takes the array twin)."""
+    xp = ops.xp
+    if k is not None and k.dtype != np.float32:
+        return niche_labels.label_voxels(niche, k, code, n_strata, near_cut, far_cut, xp)
+    out = xp.empty(niche.shape, np.uint8)
+    ops.lib.launch("niche_labels", niche.size, k, niche, code, int(n_strata),
+                   float(near_cut), float(far_cut), out)
+    return out
 
 
 def min_plus_pass(ops, d2, axis: int, top: int):

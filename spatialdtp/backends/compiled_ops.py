@@ -76,6 +76,13 @@ class CompiledOps:
     def min_plus_pass(self, d2, axis: int, top: int):
         return compiled_observables.min_plus_pass(self, d2, axis, top)
 
+    def niche_mask(self, F, M, threshold: float):
+        return compiled_observables.niche_mask(self, F, M, threshold)
+
+    def label_voxels(self, niche, k, code, n_strata: int, near_cut: float, far_cut: float):
+        return compiled_observables.label_voxels(self, niche, k, code, n_strata, near_cut,
+                                                 far_cut)
+
     def observable_sums(self, observer, state, labels, T0, n_labels: int):
         """One host read (the sums), counted here: the launcher returns them on the host."""
         self.counters.sync("observable sums")

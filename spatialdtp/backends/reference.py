@@ -10,7 +10,7 @@ the benchmarks compare the fused kernels with.
 """
 from __future__ import annotations
 
-from ..numerics import cell_kinetics, distance, transport
+from ..numerics import cell_kinetics, distance, niche_labels, transport
 from ..numerics.implicit.batched_multigrid import ArrayBatchedOps
 from ..numerics.implicit.stencil import ArrayStencils
 
@@ -74,6 +74,17 @@ class ReferenceOps(ArrayStencils):
         """One axis of the squared voxel distance (see
         :func:`~spatialdtp.numerics.distance.min_plus_pass`), into a new array."""
         return distance.min_plus_pass(d2, axis, top, self.xp)
+
+    def niche_mask(self, F, M, threshold: float):
+        """The niche voxels, ``(F + M) >= threshold`` (see
+        :func:`~spatialdtp.numerics.niche_labels.niche_mask`)."""
+        return niche_labels.niche_mask(F, M, threshold, self.xp)
+
+    def label_voxels(self, niche, k, code, n_strata: int, near_cut: float, far_cut: float):
+        """The niche contrast's labels (see
+        :func:`~spatialdtp.numerics.niche_labels.label_voxels`)."""
+        return niche_labels.label_voxels(niche, k, code, n_strata, near_cut, far_cut,
+                                         self.xp)
 
     def observable_sums(self, observer, state, labels, T0, n_labels: int):
         """The float64 sums the observables are made of, as one host array (one read,

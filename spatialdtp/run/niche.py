@@ -38,16 +38,16 @@ import numpy as np
 
 from ..backends import host_array
 from ..config import RunConfig
-from ..numerics import distance
+from ..numerics import distance, niche_labels
 
 #: the tumour bed: voxels whose tumour at treatment start reached this fraction of capacity
 TUMOUR_FLOOR = 1.0e-3
 #: at most this many strata of distance to the tumour edge (the last one is open-ended)
 MAX_STRATA = 16
 #: per-voxel labels (uint8): bits 0–6 the near/far stratum label (NO_LABEL: neither, or not
-#: in the bed); bit 7 set on niche voxels
-NO_LABEL = 127
-NICHE_BIT = 128
+#: in the bed); bit 7 set on niche voxels (defined with their pointwise twin)
+NO_LABEL = niche_labels.NO_LABEL
+NICHE_BIT = niche_labels.NICHE_BIT
 
 
 #: integers up to this are exact in float32 (2**24): squared distances in voxel units that
@@ -146,6 +146,11 @@ class NicheGeometry:
         precision gives what comparing dx·√k with the length gives."""
         return float(math.floor((length * (1.0 + 1e-9) / self.dx) ** 2))
 
+    def voxel2_cuts(self) -> tuple[float, float]:
+        """(near, far): the integer cuts of the squared voxel distance (see
+        :meth:`is_near_voxel2`, :meth:`is_far_voxel2`)."""
+        return self._voxel2_cut(self.near), self._voxel2_cut(self.far)
+
     def is_near_voxel2(self, k):
         """:meth:`is_near` of the squared voxel distances ``k`` (:func:`squared_voxel_distance`)."""
         return k <= self._voxel2_cut(self.near)
@@ -162,6 +167,14 @@ class NicheReference(NamedTuple):
     bed: object           # bool, T0 >= TUMOUR_FLOOR · capacity
     stratum: object       # int32, stratum of distance to the bed's edge; −1 outside the bed
     n_strata: int
+    #: the strata as bytes, 255 outside the bed (what the labels read; :func:`reference_of`
+    #: makes them once)
+    code: object = None
+
+    def codes(self, xp=np):
+        """:attr:`stratum` as one byte a voxel (255 outside the bed)."""
+        return self.code if self.code is not None else niche_labels.stratum_codes(
+            self.stratum, xp)
 
 
 def reference_of(T0, geometry: NicheGeometry, xp=np) -> NicheReference:
@@ -174,11 +187,12 @@ def reference_of(T0, geometry: NicheGeometry, xp=np) -> NicheReference:
     n_strata = int(min(MAX_STRATA, math.floor(top / geometry.edge_bin) + 1))
     s = xp.floor(xp.where(xp.isfinite(edge), edge, top) / geometry.edge_bin)
     stratum = xp.where(bed, xp.minimum(s, n_strata - 1), -1).astype(xp.int32)
-    return NicheReference(T0, bed, stratum, n_strata)
+    return NicheReference(T0, bed, stratum, n_strata,
+                          niche_labels.stratum_codes(stratum, xp))
 
 
 def niche_voxels(F, M, geometry: NicheGeometry):
-    return (F + M) >= geometry.threshold
+    return niche_labels.niche_mask(F, M, geometry.threshold)
 
 
 def labels(F, M, reference: NicheReference | None, geometry: NicheGeometry, xp=np, ops=None):
@@ -191,18 +205,20 @@ def labels_of_mask(niche, reference: NicheReference | None, geometry: NicheGeome
                    ops=None):
     """:func:`labels` from the niche voxels (:func:`niche_voxels`): the labels depend on the
     stroma only through them. ``ops``: the backend's, for the distance passes (default the
-    array twin)."""
-    out = xp.full(niche.shape, NO_LABEL, dtype=xp.uint8)
-    if reference is not None and reference.n_strata > 0 and bool(xp.any(niche)):
-        k = squared_voxel_distance(niche, xp, limit_voxels=geometry.label_reach, ops=ops)
-        near = reference.bed & geometry.is_near_voxel2(k)
-        far = reference.bed & geometry.is_far_voxel2(k)
-        out = xp.where(near, reference.stratum, out)
-        out = xp.where(far, reference.stratum + reference.n_strata, out).astype(xp.uint8)
-    elif reference is not None and reference.n_strata > 0:      # no niche: every bed voxel is far
-        out = xp.where(reference.bed, reference.stratum + reference.n_strata,
-                       out).astype(xp.uint8)
-    return xp.where(niche, out | NICHE_BIT, out).astype(xp.uint8)
+    array twin), for the distance passes and the labels (``ops.label_voxels``: one pass
+    of ``kernels/niche_labels.cu`` on the compiled backends)."""
+    if reference is None or reference.n_strata == 0:
+        out = xp.full(niche.shape, NO_LABEL, dtype=xp.uint8)
+        return xp.where(niche, out | NICHE_BIT, out).astype(xp.uint8)
+    # no niche voxel: no distance, every bed voxel is far
+    k = (squared_voxel_distance(niche, xp, limit_voxels=geometry.label_reach, ops=ops)
+         if bool(xp.any(niche)) else None)
+    code = reference.codes(xp)
+    cuts = geometry.voxel2_cuts()
+    if ops is not None:
+        return ops.label_voxels(niche, k, code, reference.n_strata, *cuts)
+    return niche_labels.label_voxels(niche, k, code, reference.n_strata, *cuts, xp)
+
 
 
 def label_sums(lab, P, T0, n_labels: int, xp=np):

@@ -126,7 +126,7 @@ class Observer:
         the price of the mask and one comparison (the one sync the distance's own
         any-niche test made before)."""
         xp, ref = self.xp, self.reference
-        mask = niche.niche_voxels(state["F"], state["M"], self.geometry)
+        mask = self.ops.niche_mask(state["F"], state["M"], self.geometry.threshold)
         self.labels_made_last = True
         if ref is None or ref.n_strata == 0:   # no distance needed: nothing worth keeping
             return niche.labels_of_mask(mask, ref, self.geometry, xp, self.ops)
