@@ -114,9 +114,13 @@ TRAFFIC = {
     "bmg_coarsen": (2, (1 + 3) / 8, 0, "level 0: a, D; writes the coarse mass and 3 faces"),
     "niche_distance_pass": (1, 1, 0, "d2 (its line's 2·top + 1 values from cache); writes "
                             "best; float32 in either precision (traffic.niche_label_bytes)"),
+    "niche_distance_pass_u8": (0, 0, 2, "the byte d2 (its line's values from cache); writes "
+                               "the byte best (traffic.niche_label_bytes)"),
     "niche_mask": (2, 0, 1, "F, M; writes the 1-byte niche mask (traffic.niche_label_bytes)"),
     "niche_labels": (0, 0, 4 + 3, "k (float32: 4 bytes in either precision), the niche "
                      "and stratum bytes; writes the 1-byte label"),
+    "niche_labels_u8": (0, 0, 1 + 3, "the byte k, the niche and stratum bytes; writes the "
+                        "1-byte label"),
 }
 #: element size of a kernel whose arrays are one type whatever ``real`` is
 FIXED_ITEMSIZE = {"niche_distance_pass": 4}

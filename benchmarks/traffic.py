@@ -237,13 +237,14 @@ def niche_label_bytes(shape, itemsize: int, shifts, remade: bool = True) -> int:
     unchanged (``remade`` false) the labels are the kept ones and that is all. Otherwise
     "any niche" (1 byte read), and with a niche and a tumour bed (``shifts``: the niche
     distance's shifts per axis; empty without either) the squared distance to the niche
-    in voxel² units (float32 where its integers are exact, float64 beyond:
-    ``niche.distance_dtype``; the mask read, the distance written), per axis with a shift
+    in voxel² units (one byte where every value within the reach is below 255,
+    float32 where its integers are exact, float64 beyond: ``niche.label_distance_dtype``;
+    the mask read, the distance written), per axis with a shift
     one ``niche_distance_pass`` (read the distance, its line's neighbours from cache,
     write the next; a float64 distance takes the array twin instead, counted the same
     here), then ``niche_labels`` (read the distance, the niche byte and the stratum byte,
     write the label; without a niche no distance is read)."""
-    from spatialdtp.run.niche import distance_dtype
+    from spatialdtp.run.niche import label_distance_dtype
 
     n = math.prod(shape)
     mask = 2 * n * itemsize + n
@@ -254,7 +255,7 @@ def niche_label_bytes(shape, itemsize: int, shifts, remade: bool = True) -> int:
         total += 2 * n                                                  # the comparison
     if not shifts:
         return total + 3 * n                                            # niche_labels
-    fd = np.dtype(distance_dtype(len(shape), max(shifts))).itemsize
+    fd = np.dtype(label_distance_dtype(len(shape), max(shifts))).itemsize
     total += n + n * fd                                                 # d2 = where(...)
     total += sum(2 * n * fd for m in shifts if m > 0)                   # one pass per axis
     total += n * fd + 3 * n                                             # niche_labels

@@ -7,9 +7,9 @@
  *                then | 128 where niche_i                                (a niche voxel)
  *
  * s: the tumour bed's edge stratum of each voxel as a byte (255 outside the bed), S the
- * number of strata, k the squared voxel distance to the nearest niche voxel (float32:
- * integers, exact below 2^24; null where there is no niche voxel, when every bed voxel
- * is far), near and far its integer cuts (exact in `real`). Comparing integers, the labels are the
+ * number of strata, k the squared voxel distance to the nearest niche voxel (integers:
+ * float32 in niche_labels, a byte in niche_labels_u8, see niche_distance.cu; null where
+ * there is no niche voxel, when every bed voxel is far), near and far its integer cuts (exact in `real`). Comparing integers, the labels are the
  * reference's in any precision.
  *
  * Reference: spatialdtp.numerics.niche_labels.niche_mask and label_voxels. One thread per
@@ -29,6 +29,25 @@ SDTP_KERNEL_MIN_BLOCKS(8, 8) niche_mask(idx_t n, const real* SDTP_RESTRICT F,
     }
 }
 
+template <class T>
+SDTP_INLINE unsigned char niche_label(idx_t i, const T* SDTP_RESTRICT k,
+                                      const unsigned char* SDTP_RESTRICT niche,
+                                      const unsigned char* SDTP_RESTRICT stratum,
+                                      idx_t n_strata, real near_cut, real far_cut)
+{
+    const int s = stratum[i];
+    int out = 127;
+    if (s != 255) {
+        if (!k)
+            out = s + (int)n_strata;
+        else if ((real)k[i] <= near_cut)
+            out = s;
+        else if ((real)k[i] > far_cut)
+            out = s + (int)n_strata;
+    }
+    return (unsigned char)(niche[i] ? out | 128 : out);
+}
+
 SDTP_KERNEL_MIN_BLOCKS(8, 8) niche_labels(idx_t n, const float* SDTP_RESTRICT k,
                                           const unsigned char* SDTP_RESTRICT niche,
                                           const unsigned char* SDTP_RESTRICT stratum,
@@ -36,16 +55,17 @@ SDTP_KERNEL_MIN_BLOCKS(8, 8) niche_labels(idx_t n, const float* SDTP_RESTRICT k,
                                           unsigned char* SDTP_RESTRICT label)
 {
     FOR_EACH(i, n) {
-        const int s = stratum[i];
-        int out = 127;
-        if (s != 255) {
-            if (!k)
-                out = s + (int)n_strata;
-            else if (k[i] <= near_cut)
-                out = s;
-            else if (k[i] > far_cut)
-                out = s + (int)n_strata;
-        }
-        label[i] = (unsigned char)(niche[i] ? out | 128 : out);
+        label[i] = niche_label(i, k, niche, stratum, n_strata, near_cut, far_cut);
+    }
+}
+
+SDTP_KERNEL_MIN_BLOCKS(8, 8) niche_labels_u8(idx_t n, const unsigned char* SDTP_RESTRICT k,
+                                             const unsigned char* SDTP_RESTRICT niche,
+                                             const unsigned char* SDTP_RESTRICT stratum,
+                                             idx_t n_strata, real near_cut, real far_cut,
+                                             unsigned char* SDTP_RESTRICT label)
+{
+    FOR_EACH(i, n) {
+        label[i] = niche_label(i, k, niche, stratum, n_strata, near_cut, far_cut);
     }
 }

@@ -168,7 +168,8 @@ def test_niche_mask_kernel_is_the_twin_exactly(cpu, dtype):
 
 
 @pytest.mark.parametrize("has_niche", [True, False], ids=["niche", "no_niche"])
-@pytest.mark.parametrize("distance", [np.float32, np.float64], ids=["kernel", "float64_twin"])
+@pytest.mark.parametrize("distance", [np.float32, np.uint8, np.float64],
+                         ids=["kernel", "byte_kernel", "float64_twin"])
 def test_niche_labels_kernel_is_the_twin_exactly(cpu, has_niche, distance):
     """``niche_labels`` against ``numerics.niche_labels.label_voxels``: squared distances
     on both cuts and between them, voxels outside the bed, every stratum, the niche bit;
@@ -178,7 +179,7 @@ def test_niche_labels_kernel_is_the_twin_exactly(cpu, has_niche, distance):
     rng = np.random.default_rng(9)
     shape, n_strata, near, far = (7, 6, 5), 4, 5.0, 9.0
     k = rng.integers(0, 14, shape).astype(distance)
-    k.flat[:6] = [near, far, near + 1, far + 1, 0, np.inf]
+    k.flat[:6] = [near, far, near + 1, far + 1, 0, 255 if distance == np.uint8 else np.inf]
     code = rng.integers(0, n_strata, shape).astype(np.uint8)
     code[rng.uniform(size=shape) < 0.2] = OUTSIDE_BED
     niche = rng.uniform(size=shape) < 0.3
@@ -191,3 +192,44 @@ def test_niche_labels_kernel_is_the_twin_exactly(cpu, has_niche, distance):
     low = want & 127
     assert {0, n_strata, 127} <= set(np.unique(low)) if has_niche else 127 in low
     assert ((want & 128) > 0).sum() == niche.sum()
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (5, 7, 6)], ids=["2d", "3d"])
+@pytest.mark.parametrize("top", [2, 50], ids=["cut", "whole-line"])
+def test_byte_distance_pass_kernel_is_the_saturating_twin_exactly(cpu, shape, top):
+    """``niche_distance_pass_u8`` against the byte ``min_plus_pass``: the same minima, sums
+    saturating at 255 ("beyond"), with values near 255 so that saturation happens."""
+    from spatialdtp.numerics.distance import BEYOND, min_plus_pass
+
+    rng = np.random.default_rng(12)
+    d2 = rng.integers(200, 256, shape).astype(np.uint8)
+    d2[rng.uniform(size=shape) < 0.3] = BEYOND
+    d2[rng.uniform(size=shape) < 0.1] = 0
+    ops = cpu.ops(np.float32)
+    as_float = np.where(d2 == BEYOND, np.inf, d2).astype(np.float32)
+    for axis in range(len(shape)):
+        want = min_plus_pass(d2, axis, top)
+        # the float pass, clipped at 255: what saturating is
+        clipped = np.minimum(min_plus_pass(as_float, axis, top), BEYOND).astype(np.uint8)
+        np.testing.assert_array_equal(want, clipped, err_msg=f"axis {axis}")
+        got = ops.min_plus_pass(d2, axis, top)
+        np.testing.assert_array_equal(got, want, err_msg=f"axis {axis}")
+    # the reference saturates rather than wraps: 250 + 4 = 254, 250 + 9 = 255 (not 3)
+    line = np.array([250, 255, 255, 255], np.uint8)
+    np.testing.assert_array_equal(min_plus_pass(line, 0, 3), [250, 251, 254, 255])
+
+
+def test_byte_distance_is_the_exact_one_below_255_and_beyond_above():
+    """The labels' byte distance (``label_distance_dtype``: the bound ndim·top² < 255) is
+    the float32 one wherever that is below 255, and 255 wherever it is not."""
+    mask = np.zeros((21, 19, 13), bool)
+    mask[0, 0, 0] = mask[12, 3, 7] = True
+    top = 9                                       # 3 · 81 = 243 < 255
+    assert niche.label_distance_dtype(3, top) == np.uint8
+    assert niche.label_distance_dtype(3, top + 1) == np.float32
+    k8 = niche.squared_voxel_distance(mask, limit_voxels=top, dtype=np.uint8)
+    k32 = niche.squared_voxel_distance(mask, limit_voxels=top, dtype=np.float32)
+    below = k32 < 255
+    assert below.any() and (~below).any()
+    np.testing.assert_array_equal(k8[below], k32[below])
+    assert (k8[~below] == 255).all()

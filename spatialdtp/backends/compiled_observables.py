@@ -48,25 +48,30 @@ def label_voxels(ops, niche, k, code, n_strata: int, near_cut: float, far_cut: f
     """The niche contrast's labels in one pass of ``niche_labels`` (a float64 distance,
     on grids whose bound reaches 2**24, takes the array twin)."""
     xp = ops.xp
-    if k is not None and k.dtype != np.float32:
+    kernel = {np.dtype(np.float32): "niche_labels", np.dtype(np.uint8): "niche_labels_u8",
+              None: "niche_labels"}.get(None if k is None else k.dtype)
+    if kernel is None:
         return niche_labels.label_voxels(niche, k, code, n_strata, near_cut, far_cut, xp)
     out = xp.empty(niche.shape, np.uint8)
-    ops.lib.launch("niche_labels", niche.size, k, niche, code, int(n_strata),
-                   float(near_cut), float(far_cut), out)
+    ops.lib.launch(kernel, niche.size, k, niche, code, int(n_strata), float(near_cut),
+                   float(far_cut), out)
     return out
 
 
 def min_plus_pass(ops, d2, axis: int, top: int):
-    """One axis of the squared voxel distance (``niche_distance_pass``) into a new array.
-
-    The kernel is float32 (the distance's integers are exact there while below 2**24,
-    ``run.niche.distance_dtype``); a float64 distance, on grids whose bound reaches 2**24,
-    takes the array twin."""
+    """One axis of the squared voxel distance (``niche_distance_pass``, or its byte form
+    ``niche_distance_pass_u8`` for the labels' distance where it stays below 255:
+    ``run.niche.label_distance_dtype``) into a new array. The kernels are float32 (the
+    distance's integers are exact there while below 2**24, ``run.niche.distance_dtype``)
+    and bytes; a float64 distance, on grids whose bound reaches 2**24, takes the array
+    twin."""
     xp = ops.xp
-    if d2.dtype != np.float32:
+    kernel = {np.dtype(np.float32): "niche_distance_pass",
+              np.dtype(np.uint8): "niche_distance_pass_u8"}.get(d2.dtype)
+    if kernel is None:
         return distance.min_plus_pass(d2, axis, top, xp)
     out = xp.empty_like(d2)
     stride = int(np.prod(d2.shape[axis + 1:], dtype=np.int64))
-    ops.lib.launch("niche_distance_pass", d2.size, d2, out, d2.shape[axis], stride,
+    ops.lib.launch(kernel, d2.size, d2, out, d2.shape[axis], stride,
                    min(top, d2.shape[axis] - 1))
     return out

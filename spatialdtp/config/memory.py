@@ -40,9 +40,10 @@ from .limits import MAX_STEPS, n_frames, n_steps
 #: and far masks and the uint8 labels, ≈ 4 bytes) ...
 NICHE_LABEL_BYTES = 4
 #: ... and the distance's ``d2``, ``best`` and one shifted minimum, 3 elements of the
-#: squared voxel distance (``niche.squared_voxel_distance``: float32 while its integers
-#: stay below this, else float64; the same rule as ``niche.distance_dtype``, which this
-#: layer cannot import)
+#: squared voxel distance (``niche.squared_voxel_distance``: one byte while every value
+#: within the labels' reach is below 255, float32 while its integers stay below this,
+#: else float64; the same rule as ``niche.label_distance_dtype``, which this layer cannot
+#: import)
 NICHE_DISTANCE_ARRAYS = 3
 FLOAT32_EXACT_INTEGERS = 2**24
 
@@ -51,7 +52,8 @@ def niche_label_bytes(cfg, shape) -> int:
     """Bytes per voxel of the niche labels' temporaries for a run of ``cfg`` on ``shape``."""
     reach = cfg.run.niche_far_distance / float(cfg.grid.dx) + 1.0
     top = max(min(n - 1, int(math.floor(reach * (1.0 + 1e-9)))) for n in shape)
-    item = 4 if len(shape) * top * top < FLOAT32_EXACT_INTEGERS else 8
+    bound = len(shape) * top * top
+    item = 1 if bound < 255 else 4 if bound < FLOAT32_EXACT_INTEGERS else 8
     return NICHE_LABEL_BYTES + NICHE_DISTANCE_ARRAYS * item
 
 #: HDF5's default chunk cache per dataset (h5py's ``rdcc_nbytes``, the run file does not set it)

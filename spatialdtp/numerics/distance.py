@@ -27,7 +27,11 @@ def min_plus_pass(d2, axis: int, top: int, xp=np, unit: float = 1.0, out=None,
     ``reachable`` (bool, ``d2``'s shape reduced along ``axis`` with keepdims): stop at the
     first shift whose parabola exceeds every distance still open in a reachable line — no
     larger shift can lower one (one host read per shift; without it every shift up to
-    ``top`` is taken, with no host read)."""
+    ``top`` is taken, with no host read).
+
+    A ``uint8`` ``d2`` (the niche labels' squared voxel distances where they stay below
+    255, :data:`BEYOND` standing for every larger one) adds in a wider integer and
+    saturates at 255, as ``niche_distance_pass_u8`` does."""
     n = d2.shape[axis]
     best = out if out is not None else xp.empty_like(d2)
     best[...] = d2
@@ -40,6 +44,17 @@ def min_plus_pass(d2, axis: int, top: int, xp=np, unit: float = 1.0, out=None,
         if reachable is not None and float(xp.max(xp.where(reachable, best, 0.0))) <= step:
             break
         hi, lo = along(slice(s, None)), along(slice(None, n - s))
-        xp.minimum(best[hi], d2[lo] + step, out=best[hi])
-        xp.minimum(best[lo], d2[hi] + step, out=best[lo])
+        xp.minimum(best[hi], _plus(d2[lo], step, xp), out=best[hi])
+        xp.minimum(best[lo], _plus(d2[hi], step, xp), out=best[lo])
     return best
+
+
+#: the byte squared distance that stands for "255 or more" (beyond the reach)
+BEYOND = 255
+
+
+def _plus(d, step, xp):
+    """``d + step`` in ``d``'s dtype; for bytes saturating at :data:`BEYOND`."""
+    if d.dtype != np.uint8:
+        return d + step
+    return xp.minimum(d.astype(np.int32) + int(step), BEYOND).astype(np.uint8)

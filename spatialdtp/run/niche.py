@@ -64,8 +64,9 @@ def _squared_distance(mask, unit: float, xp, limit: float | None, dtype, ops=Non
     """``min_j Σ_k (unit·(i_k − j_k))²`` to the True voxels of ``mask`` (inf where none),
     in ``dtype``: one :func:`~spatialdtp.numerics.distance.min_plus_pass` per axis
     (through ``ops.min_plus_pass``, voxel units only, when ``ops`` is given)."""
-    inf = np.array(np.inf, dtype=dtype)
-    d2 = xp.where(mask, inf.dtype.type(0), inf.dtype.type(np.inf))
+    dtype = np.dtype(dtype)
+    beyond = dtype.type(distance.BEYOND if dtype == np.uint8 else np.inf)
+    d2 = xp.where(mask, dtype.type(0), beyond)
     for axis, n in enumerate(mask.shape):
         top = _shift_limit(n, unit, limit)
         if ops is not None:
@@ -95,7 +96,15 @@ def distance_dtype(ndim: int, top: int):
     return np.float32 if ndim * top * top < FLOAT32_EXACT_INTEGERS else np.float64
 
 
-def squared_voxel_distance(mask, xp=np, limit_voxels: float | None = None, ops=None):
+def label_distance_dtype(ndim: int, top: int):
+    """The dtype of the niche labels' distance: one byte where every squared distance
+    within the reach is below 255 (255 then stands for everything beyond, past every cut
+    the labels compare with), else :func:`distance_dtype`'s."""
+    return np.uint8 if ndim * top * top < distance.BEYOND else distance_dtype(ndim, top)
+
+
+def squared_voxel_distance(mask, xp=np, limit_voxels: float | None = None, ops=None,
+                           dtype=None):
     """:func:`distance_to_mask` squared, in voxel² units: integers (Σ of squared integer
     offsets), so exact in float32 while they stay below 2**24 — then in float32, which
     moves half the bytes of the float64 distance for the same numbers (the per-step niche
@@ -103,7 +112,9 @@ def squared_voxel_distance(mask, xp=np, limit_voxels: float | None = None, ops=N
     the largest shift squared, or a value of inf) could reach 2**24. ``ops``: the backend's
     (its ``min_plus_pass``: ``kernels/niche_distance.cu`` on the compiled backends)."""
     top = max((_shift_limit(n, 1.0, limit_voxels) for n in mask.shape), default=0)
-    return _squared_distance(mask, 1.0, xp, limit_voxels, distance_dtype(mask.ndim, top), ops)
+    if dtype is None:
+        dtype = distance_dtype(mask.ndim, top)
+    return _squared_distance(mask, 1.0, xp, limit_voxels, dtype, ops)
 
 
 # --------------------------------------------------------------------------- definition
@@ -211,7 +222,10 @@ def labels_of_mask(niche, reference: NicheReference | None, geometry: NicheGeome
         out = xp.full(niche.shape, NO_LABEL, dtype=xp.uint8)
         return xp.where(niche, out | NICHE_BIT, out).astype(xp.uint8)
     # no niche voxel: no distance, every bed voxel is far
-    k = (squared_voxel_distance(niche, xp, limit_voxels=geometry.label_reach, ops=ops)
+    reach = geometry.label_reach
+    top = max(_shift_limit(n, 1.0, reach) for n in niche.shape)
+    k = (squared_voxel_distance(niche, xp, limit_voxels=reach, ops=ops,
+                                dtype=label_distance_dtype(niche.ndim, top))
          if bool(xp.any(niche)) else None)
     code = reference.codes(xp)
     cuts = geometry.voxel2_cuts()
