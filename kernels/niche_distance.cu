@@ -26,8 +26,9 @@ SDTP_INLINE float niche_plus(float d, idx_t s2) { return d + (float)s2; }
 
 SDTP_INLINE unsigned char niche_plus(unsigned char d, idx_t s2)
 {
-    const idx_t v = (idx_t)d + s2;
-    return (unsigned char)(v < 255 ? v : 255);
+    /* in 32 bits (s2 < 255 wherever a byte distance is used; larger saturates) */
+    const unsigned v = (unsigned)d + (s2 < 255 ? (unsigned)s2 : 255u);
+    return (unsigned char)(v < 255u ? v : 255u);
 }
 
 template <class T>

@@ -160,7 +160,13 @@ CUPY_NVRTC_OPTIONS = ("-ftz=true", "-arch=sm_90", "--device-as-default-execution
 #: x and its 6 neighbours, mass, faces) are 16 kB: R ≤ 128. cell_kinetics is bound by its
 #: ≈ 20 exponentials per voxel, not by memory: one resident block will do, R ≤ 255, the
 #: hardware's limit. (Issue 13 item 5 is to bring these down from the compiler's figures.)
-MAX_REGISTERS = {"cell_kinetics": 255}
+#: Two float64 kernels state one block (SDTP_KERNEL_MIN_BLOCKS(2, 1)), R ≤ 255: bounded
+#: at two, NVRTC 13.5 spills them (bmg_residual_restrict 16/48 bytes stored/loaded,
+#: bmg_coarsen 8/8); bmg_coarsen runs once per level and step (the set-up, not the
+#: cycles), bmg_residual_restrict in every cycle: a float64 GPU run has 12.5 % occupancy
+#: there (kernels/README.md's table), whether that costs bandwidth is for a GPU to measure.
+MAX_REGISTERS = {"cell_kinetics": 255, ("bmg_residual_restrict", "float64"): 255,
+                 ("bmg_coarsen", "float64"): 255}
 MEMORY_BOUND_MAX_REGISTERS = 128
 #: local memory a kernel may use by design: observable_sums indexes its per-label
 #: accumulators (3 × OBS_MAX_LABELS = 96 doubles, kernels/observables.cu) by each voxel's
@@ -205,7 +211,8 @@ def test_every_kernel_compiles_to_an_sm90_binary_without_spills_or_local_memory(
         assert stack <= LOCAL_BYTES.get(kernel, 0), \
             f"{kernel}: {stack} bytes of local memory (stack frame)"
         assert spill_st == spill_ld == 0, f"{kernel}: registers spilled"
-        limit = MAX_REGISTERS.get(kernel, MEMORY_BOUND_MAX_REGISTERS)
+        limit = MAX_REGISTERS.get((kernel, np.dtype(dtype).name),
+                                  MAX_REGISTERS.get(kernel, MEMORY_BOUND_MAX_REGISTERS))
         assert registers <= limit, f"{kernel}: {registers} registers > {limit}"
 
 
