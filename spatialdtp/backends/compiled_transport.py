@@ -34,9 +34,9 @@ def push_tumour(ops, state, mobility, tau, capacity):
     the last pass with the clamp to >= 0 fused in. Returns the buffers when S, P and R
     end there (an odd number of sub-steps; no copy back: the motility that follows reads
     them there and writes the planes, see :func:`move_cells`), else None (in the planes,
-    or no pressure flux). The stroma total F + M, which the
-    flux does not move, is summed by the kernel where it reads it on the GPU
-    (``lib.sums_in_kernel``) and here once on the host."""
+    or no pressure flux). The stroma total F + M, which the flux does not move, is summed
+    by the kernel where it reads it on the GPU (``lib.sums_in_kernel``) and here once on
+    the host."""
     if mobility == 0:
         return None
     xp, n = ops.xp, state.grid.size

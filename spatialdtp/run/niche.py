@@ -234,7 +234,6 @@ def labels_of_mask(niche, reference: NicheReference | None, geometry: NicheGeome
     return niche_labels.label_voxels(niche, k, code, reference.n_strata, *cuts, xp)
 
 
-
 def label_sums(lab, P, T0, n_labels: int, xp=np):
     """(count, Σ P, Σ T0) of every label 0..n_labels−1, float64, shape (3, n_labels), and
     the number of niche voxels (the reference of that part of ``kernels/observables.cu``)."""
